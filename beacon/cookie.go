@@ -1,0 +1,248 @@
+package beacon
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// MinKeyLen is the shortest accepted HMAC key, in bytes. 32 bytes match
+// the output size of SHA-256, the strength the signature is built for
+// (RFC 2104, section 3).
+const MinKeyLen = 32
+
+// Cookie value layout, version 1:
+//
+//	1.<id: 32 lowercase hex>.<issued: 8 lowercase hex, unix seconds>.<sig: 22 base64url>
+//
+// The signature is HMAC-SHA256 over everything before the last dot,
+// truncated to 128 bits (RFC 2104, section 5, allows truncation to no less
+// than half the hash output). The issue time lets the edge refresh the
+// cookie's expiry without trusting anything the browser says.
+const (
+	cookieVersion = "1."
+	idHexLen      = 32
+	issuedHexLen  = 8
+	sigLen        = 22 // base64url, no padding, of 16 bytes
+	signedLen     = len(cookieVersion) + idHexLen + 1 + issuedHexLen
+	// CookieValueLen is the exact length of a well-formed cookie value.
+	CookieValueLen = signedLen + 1 + sigLen
+)
+
+// CookieState says how a request's cookie ID came to be.
+type CookieState uint8
+
+const (
+	// StateNew: the request carried no cookie; a new ID was issued.
+	StateNew CookieState = iota
+	// StateReturning: the request carried a cookie whose signature verified.
+	StateReturning
+	// StateReset: the request carried a cookie that did not verify
+	// (forged, truncated, garbage or signed by a retired key); it was
+	// replaced by a new ID.
+	StateReset
+)
+
+// String returns the name used in records: new, returning or reset.
+func (s CookieState) String() string {
+	switch s {
+	case StateReturning:
+		return "returning"
+	case StateReset:
+		return "reset"
+	default:
+		return "new"
+	}
+}
+
+// Signer issues and verifies cookie values. The first key signs; every key
+// verifies, so keys can be rotated by prepending a new one and keeping the
+// old ones until their cookies have been re-signed. A Signer is safe for
+// concurrent use.
+type Signer struct {
+	keys  [][]byte
+	pools []*sync.Pool // one pool of HMAC states per key, since hmac.New allocates
+}
+
+// ValidateKeys checks that there is at least one key and that every key is
+// long enough.
+func ValidateKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("no signing key")
+	}
+	for i, k := range keys {
+		if len(k) < MinKeyLen {
+			return fmt.Errorf("key %d is %d bytes, shorter than the minimum of %d", i+1, len(k), MinKeyLen)
+		}
+	}
+	return nil
+}
+
+// NewSigner returns a Signer for keys, which must pass ValidateKeys.
+func NewSigner(keys ...[]byte) (*Signer, error) {
+	if err := ValidateKeys(keys); err != nil {
+		return nil, err
+	}
+	s := &Signer{}
+	for _, k := range keys {
+		k := append([]byte(nil), k...)
+		s.keys = append(s.keys, k)
+		s.pools = append(s.pools, &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }})
+	}
+	return s, nil
+}
+
+// sign writes the 22-character signature of msg with key i into dst.
+func (s *Signer) sign(i int, msg string, dst []byte) {
+	h := s.pools[i].Get().(hash.Hash)
+	h.Reset()
+	h.Write(unsafeBytes(msg))
+	var sum [sha256.Size]byte
+	mac := h.Sum(sum[:0])
+	s.pools[i].Put(h)
+	base64.RawURLEncoding.Encode(dst, mac[:16])
+}
+
+// NewID returns a fresh random 128-bit ID as 32 lowercase hex characters.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// Sign returns the cookie value for id (as returned by NewID or Verify),
+// stamped with issue time now and signed with the first key.
+func (s *Signer) Sign(id string, now time.Time) string {
+	var buf [CookieValueLen]byte
+	b := append(buf[:0], cookieVersion...)
+	b = append(b, id...)
+	b = append(b, '.')
+	ts := uint32(now.Unix())
+	b = appendHex32(b, ts)
+	b = append(b, '.')
+	b = b[:CookieValueLen]
+	s.sign(0, unsafeString(b[:signedLen]), b[signedLen+1:])
+	return string(b)
+}
+
+// Verified is the result of a successful Verify.
+type Verified struct {
+	// ID is the visitor's cookie ID.
+	ID string
+	// Issued is when the value was signed.
+	Issued time.Time
+	// OldKey is true when a key other than the first verified the value:
+	// the caller should re-sign it.
+	OldKey bool
+}
+
+// Verify checks a cookie value and returns its ID. It accepts only the
+// exact layout this package writes; anything else, including a value
+// signed by a key that is no longer configured, is rejected.
+func (s *Signer) Verify(value string) (Verified, bool) {
+	if len(value) != CookieValueLen || value[:2] != cookieVersion ||
+		value[2+idHexLen] != '.' || value[signedLen] != '.' {
+		return Verified{}, false
+	}
+	id := value[2 : 2+idHexLen]
+	if !isLowerHex(id) {
+		return Verified{}, false
+	}
+	issued, ok := parseHex32(value[2+idHexLen+1 : signedLen])
+	if !ok {
+		return Verified{}, false
+	}
+	msg, sig := value[:signedLen], value[signedLen+1:]
+	var want [sigLen]byte
+	for i := range s.keys {
+		s.sign(i, msg, want[:])
+		if subtle.ConstantTimeCompare(want[:], unsafeBytes(sig)) == 1 {
+			return Verified{ID: id, Issued: time.Unix(int64(issued), 0), OldKey: i > 0}, true
+		}
+	}
+	return Verified{}, false
+}
+
+// CookieValue returns the value of the first cookie called name in a Cookie
+// header (RFC 6265, section 5.4) for which accept returns true, and
+// whether there was any cookie of that name at all. Several cookies of one
+// name are normal (a host-only and a domain cookie, say); accept lets the
+// caller take the first that verifies. It never allocates.
+func CookieValue(header, name string, accept func(string) bool) (value string, seen bool) {
+	for len(header) > 0 {
+		var part string
+		if i := indexByte(header, ';'); i >= 0 {
+			part, header = header[:i], header[i+1:]
+		} else {
+			part, header = header, ""
+		}
+		part = trimSpace(part)
+		eq := indexByte(part, '=')
+		if eq < 0 || trimSpace(part[:eq]) != name {
+			continue
+		}
+		v := trimSpace(part[eq+1:])
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		seen = true
+		if accept(v) {
+			return v, true
+		}
+	}
+	return "", seen
+}
+
+func appendHex32(b []byte, v uint32) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, digits[(v>>uint(shift))&0xf])
+	}
+	return b
+}
+
+func parseHex32(s string) (uint32, bool) {
+	if len(s) != issuedHexLen || !isLowerHex(s) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 16, 32)
+	return uint32(v), err == nil
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

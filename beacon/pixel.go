@@ -1,0 +1,15 @@
+package beacon
+
+// Pixel is the smallest valid transparent 1x1 GIF (GIF89a, 43 bytes): a
+// two-colour global table, a graphic control extension marking index 0
+// transparent, and one LZW-coded pixel. Callers must not modify it.
+var Pixel = []byte{
+	'G', 'I', 'F', '8', '9', 'a', // header
+	0x01, 0x00, 0x01, 0x00, // 1x1 logical screen
+	0x80, 0x00, 0x00, // global colour table of 2 entries
+	0x00, 0x00, 0x00, 0xff, 0xff, 0xff, // black, white
+	0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, // graphic control: index 0 transparent
+	0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, // image descriptor 1x1
+	0x02, 0x02, 0x44, 0x01, 0x00, // LZW min code size 2, one pixel of index 0
+	0x3b, // trailer
+}

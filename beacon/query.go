@@ -1,0 +1,110 @@
+package beacon
+
+import "net/url"
+
+// Limits on what a beacon query contributes to a record. They bound the
+// work and memory one request can cause and the size of one record.
+const (
+	// MaxQueryLen is how much of a raw query string is parsed, in bytes;
+	// the rest is ignored.
+	MaxQueryLen = 8192
+	// MaxParams is how many extra parameters a record keeps; later ones
+	// are ignored.
+	MaxParams = 32
+)
+
+// Param is one extra beacon parameter, in the order it was sent.
+type Param struct {
+	Key, Value string
+}
+
+// Query is what a beacon's query string reports.
+type Query struct {
+	// URL is the page the beacon reports (parameter u).
+	URL string
+	// Referrer is that page's referrer (parameter r).
+	Referrer string
+	// Event is an event name (parameter e).
+	Event string
+	// Params holds every other parameter, first occurrence of a key only,
+	// at most MaxParams of them. Lengths are bounded when encoded.
+	Params []Param
+}
+
+// ParseQuery parses a raw (still escaped) query string leniently: it never
+// fails. Malformed escapes are kept as sent, empty keys are skipped, the
+// first occurrence of a key wins, and input beyond MaxQueryLen is ignored.
+// Params is appended to, so a caller may pass a Query whose Params has
+// spare capacity.
+func ParseQuery(raw string, q *Query) {
+	if len(raw) > MaxQueryLen {
+		raw = raw[:MaxQueryLen]
+	}
+	var haveU, haveR, haveE bool
+	for len(raw) > 0 {
+		var pair string
+		if i := indexByte(raw, '&'); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+		} else {
+			pair, raw = raw, ""
+		}
+		if pair == "" {
+			continue
+		}
+		k, v := pair, ""
+		if i := indexByte(pair, '='); i >= 0 {
+			k, v = pair[:i], pair[i+1:]
+		}
+		k = unescape(k)
+		if k == "" {
+			continue
+		}
+		switch {
+		case k == "u":
+			if !haveU {
+				q.URL, haveU = unescape(v), true
+			}
+		case k == "r":
+			if !haveR {
+				q.Referrer, haveR = unescape(v), true
+			}
+		case k == "e":
+			if !haveE {
+				q.Event, haveE = unescape(v), true
+			}
+		default:
+			if len(q.Params) >= MaxParams || hasParam(q.Params, k) {
+				continue
+			}
+			q.Params = append(q.Params, Param{Key: k, Value: unescape(v)})
+		}
+	}
+}
+
+func hasParam(ps []Param, k string) bool {
+	for _, p := range ps {
+		if p.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// unescape decodes form encoding (+ is a space), keeping s as sent when it
+// holds a malformed escape. It returns s itself when nothing needs decoding.
+func unescape(s string) string {
+	needs := false
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' || s[i] == '+' {
+			needs = true
+			break
+		}
+	}
+	if !needs {
+		return s
+	}
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
+}

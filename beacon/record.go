@@ -1,0 +1,254 @@
+package beacon
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// SchemaVersion is the record's schema version, written in every record as
+// "schema". It changes only when a change would break a consumer (see the
+// JSON Schema in configs/record.schema.json).
+const SchemaVersion = 1
+
+// Maximum lengths of record strings, in bytes of UTF-8. Longer values are
+// cut at a character boundary; invalid UTF-8 is replaced by U+FFFD first.
+const (
+	MaxHostLen      = 255
+	MaxURLLen       = 2048
+	MaxReferrerLen  = 2048
+	MaxUserAgentLen = 512
+	MaxMethodLen    = 16
+	MaxEventLen     = 64
+	MaxParamKeyLen  = 64
+	MaxParamValLen  = 512
+	MaxGeoNameLen   = 128
+)
+
+// Record kinds.
+const (
+	KindPage   = "page"
+	KindBeacon = "beacon"
+)
+
+// Geo is the location a GeoIP database gives for the client IP.
+type Geo struct {
+	// Country is the ISO 3166-1 alpha-2 code, e.g. "CN".
+	Country string
+	// Subdivision is the ISO 3166-2 code of the largest subdivision without
+	// the country prefix, e.g. "GD".
+	Subdivision string
+	// City is the city's English name.
+	City string
+	// Lat and Lon are in degrees; valid only when HasCoords.
+	Lat, Lon  float64
+	HasCoords bool
+}
+
+// Empty reports whether g holds nothing worth recording.
+func (g *Geo) Empty() bool {
+	return g.Country == "" && g.Subdivision == "" && g.City == "" && !g.HasCoords
+}
+
+// Record describes one request seen at the edge. The zero value of every
+// optional field means absent.
+type Record struct {
+	EventID     string
+	Time        time.Time
+	Kind        string
+	Host        string
+	IP          string
+	CookieID    string
+	CookieState CookieState
+	Method      string
+	URL         string
+	Referrer    string
+	UserAgent   string
+	Status      int
+	Bytes       int64
+	Event       string
+	Geo         Geo
+	Params      []Param
+}
+
+// NewEventID returns a UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix
+// milliseconds, then 74 random bits. IDs sort by time, which helps
+// consumers that deduplicate over a window. The random bits come from the
+// runtime's ChaCha8 generator, seeded from the OS: uniqueness is what
+// matters here, and it costs no system call.
+func NewEventID(now time.Time) string {
+	ms := uint64(now.UnixMilli())
+	hi, lo := rand.Uint64(), rand.Uint64()
+	var u [16]byte
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6] = 0x70 | byte(hi>>60)&0x0f // version 7
+	u[7] = byte(hi >> 52)
+	u[8] = 0x80 | byte(lo>>58)&0x3f // variant 10
+	for i := 9; i < 16; i++ {
+		u[i] = byte(lo >> (8 * (i - 9)))
+	}
+	const digits = "0123456789abcdef"
+	var s [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = digits[c>>4], digits[c&0xf]
+		j += 2
+	}
+	return string(s[:])
+}
+
+// AppendJSON appends r as one JSON object to b. The output is always valid
+// JSON whatever the field values hold.
+func (r *Record) AppendJSON(b []byte) []byte {
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, SchemaVersion, 10)
+	b = append(b, `,"event_id":`...)
+	b = appendString(b, r.EventID, 64)
+	b = append(b, `,"ts":"`...)
+	b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, `","kind":`...)
+	b = appendString(b, r.Kind, 16)
+	b = append(b, `,"host":`...)
+	b = appendString(b, r.Host, MaxHostLen)
+	b = append(b, `,"ip":`...)
+	b = appendString(b, r.IP, 64)
+	if r.CookieID != "" {
+		b = append(b, `,"cookie_id":`...)
+		b = appendString(b, r.CookieID, 64)
+		b = append(b, `,"cookie_state":"`...)
+		b = append(b, r.CookieState.String()...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"method":`...)
+	b = appendString(b, r.Method, MaxMethodLen)
+	b = append(b, `,"url":`...)
+	b = appendString(b, r.URL, MaxURLLen)
+	b = append(b, `,"referrer":`...)
+	b = appendString(b, r.Referrer, MaxReferrerLen)
+	b = append(b, `,"user_agent":`...)
+	b = appendString(b, r.UserAgent, MaxUserAgentLen)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.Status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, r.Bytes, 10)
+	if r.Event != "" {
+		b = append(b, `,"event":`...)
+		b = appendString(b, r.Event, MaxEventLen)
+	}
+	if !r.Geo.Empty() {
+		b = r.Geo.appendJSON(append(b, `,"geo":`...))
+	}
+	if r.Kind == KindBeacon {
+		b = append(b, `,"params":{`...)
+		for i, p := range r.Params {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, p.Key, MaxParamKeyLen)
+			b = append(b, ':')
+			b = appendString(b, p.Value, MaxParamValLen)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+func (g *Geo) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	sep := false
+	field := func(name, v string) {
+		if v == "" {
+			return
+		}
+		if sep {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = appendString(b, v, MaxGeoNameLen)
+		sep = true
+	}
+	field("country", g.Country)
+	field("subdivision", g.Subdivision)
+	field("city", g.City)
+	if g.HasCoords && isFinite(g.Lat) && isFinite(g.Lon) {
+		if sep {
+			b = append(b, ',')
+		}
+		b = append(b, `"lat":`...)
+		b = strconv.AppendFloat(b, g.Lat, 'f', -1, 64)
+		b = append(b, `,"lon":`...)
+		b = strconv.AppendFloat(b, g.Lon, 'f', -1, 64)
+	}
+	return append(b, '}')
+}
+
+func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// appendString appends s as a JSON string (RFC 8259, section 7), taking at
+// most max bytes of s and cutting at a character boundary. Invalid UTF-8
+// becomes U+FFFD, so the output is always valid UTF-8.
+func appendString(b []byte, s string, max int) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	n := 0 // bytes of s consumed
+	start := 0
+	for n < len(s) {
+		c := s[n]
+		if c < utf8.RuneSelf {
+			if n+1 > max {
+				break
+			}
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				n++
+				continue
+			}
+			b = append(b, s[start:n]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			n++
+			start = n
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[n:])
+		if n+size > max {
+			break
+		}
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:n]...)
+			b = append(b, `\ufffd`...)
+			n++
+			start = n
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript parsers
+		// that consumers may feed records to.
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:n]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			n += size
+			start = n
+			continue
+		}
+		n += size
+	}
+	b = append(b, s[start:n]...)
+	return append(b, '"')
+}

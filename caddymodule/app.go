@@ -1,0 +1,300 @@
+// Package caddymodule is the Caddy glue of b2s-edge: the global `b2s` app,
+// which owns the cookie keys, the GeoIP reader and the Kafka shipper shared
+// by every site, and the `b2s_collect` HTTP handler. The logic it wires
+// together lives in the Caddy-free packages beacon, geo and logship.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/b2scom/b2s-edge/beacon"
+	"github.com/b2scom/b2s-edge/geo"
+	"github.com/b2scom/b2s-edge/logship"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the b2s app.
+const (
+	DefaultCookieName    = "b2sid"
+	DefaultCookieMaxAge  = caddy.Duration(400 * 24 * time.Hour) // Chrome caps cookie lifetime at 400 days
+	DefaultCookieRefresh = caddy.Duration(24 * time.Hour)
+	DefaultFlushTimeout  = caddy.Duration(10 * time.Second)
+)
+
+// App is the `b2s` app: configuration and resources shared by every site
+// that uses `b2s_collect`. Its Kafka shipper and GeoIP reader live in
+// process-wide pools, so a config reload that does not change them keeps
+// them, and one that does hands over without losing queued records.
+type App struct {
+	// Secrets are the HMAC-SHA256 keys that sign the cookie ID, each at
+	// least 32 bytes. The first signs new cookies; all of them verify, so
+	// a key is rotated by putting a new one first and keeping the old one
+	// until its cookies have been re-signed (each is re-signed on the
+	// visitor's next request). Placeholders such as {env.B2S_SECRET} are
+	// replaced at load. Required. Anyone holding a key can forge IDs.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// CookieName is the name of the first-party cookie. Default "b2sid".
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// CookieMaxAge is the cookie's lifetime (its Max-Age). Default 400d,
+	// the most Chrome keeps a cookie.
+	CookieMaxAge caddy.Duration `json:"cookie_max_age,omitempty"`
+
+	// CookieRefresh is how old a valid cookie may get before the edge sets
+	// it again with a fresh Max-Age, so a visitor who keeps coming back
+	// keeps their ID. Responses that set a cookie are made private to
+	// shared caches, so this also bounds how often that happens per
+	// visitor. Default 24h.
+	CookieRefresh caddy.Duration `json:"cookie_refresh,omitempty"`
+
+	// GeoIP is the path to a MaxMind City or Country database (.mmdb).
+	// When set, records carry the location the database gives for the
+	// client IP. A missing, corrupt or wrong-type file fails the load.
+	// Placeholders are replaced at load; one that resolves to nothing
+	// (an unset environment variable) turns GeoIP off.
+	GeoIP string `json:"geoip,omitempty"`
+
+	// Kafka is where records are shipped. Required.
+	Kafka *KafkaConfig `json:"kafka,omitempty"`
+
+	signer  *beacon.Signer
+	geo     *geo.DB
+	geoKey  string
+	sink    *logship.Shipper
+	sinkKey string
+	secrets [][]byte
+	logger  *zap.Logger
+	now     func() time.Time
+}
+
+// KafkaConfig configures the Kafka producer (segmentio/kafka-go's Writer).
+type KafkaConfig struct {
+	// Brokers are bootstrap broker addresses, host:port. Required.
+	// Placeholders are replaced at load.
+	Brokers []string `json:"brokers,omitempty"`
+
+	// Topic receives one message per record, keyed by cookie ID, value
+	// the JSON record. Default "b2s.events".
+	Topic string `json:"topic,omitempty"`
+
+	// Compression is the batch codec: none, gzip, snappy, lz4 or zstd.
+	// Default snappy.
+	Compression string `json:"compression,omitempty"`
+
+	// BatchSize is the most records in one produce request. Default 1000.
+	BatchSize int `json:"batch_size,omitempty"`
+
+	// BatchTimeout is how long the producer waits to fill a batch.
+	// Default 1ms.
+	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`
+
+	// QueueSize is how many records may wait in memory for Kafka. When
+	// it is full, new records are dropped and counted in
+	// b2s_records_dropped_total{reason="queue_full"}. Default 65536.
+	QueueSize int `json:"queue_size,omitempty"`
+
+	// WriteTimeout bounds one produce request, acknowledgement included.
+	// Default 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// FlushTimeout bounds how long a shutdown, or a reload that changes
+	// these settings, waits for queued records to reach Kafka. Default 10s.
+	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "b2s",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets defaults, resolves placeholders and takes the shared
+// GeoIP reader and Kafka shipper from their pools.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.now = time.Now
+	repl := caddy.NewReplacer()
+
+	if a.CookieName == "" {
+		a.CookieName = DefaultCookieName
+	}
+	if a.CookieMaxAge == 0 {
+		a.CookieMaxAge = DefaultCookieMaxAge
+	}
+	if a.CookieRefresh == 0 {
+		a.CookieRefresh = DefaultCookieRefresh
+	}
+	a.secrets = a.secrets[:0]
+	for _, s := range a.Secrets {
+		a.secrets = append(a.secrets, []byte(repl.ReplaceKnown(s, "")))
+	}
+	if err := a.checkSecrets(); err != nil {
+		return err
+	}
+	signer, err := beacon.NewSigner(a.secrets...)
+	if err != nil {
+		return fmt.Errorf("b2s: secret: %v", err)
+	}
+	a.signer = signer
+
+	registerMetrics(ctx.GetMetricsRegistry())
+
+	// An option that resolves to nothing ({env.X} unset) means no GeoIP.
+	if p := repl.ReplaceKnown(a.GeoIP, ""); p != "" {
+		path, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("b2s: geoip: %v", err)
+		}
+		db, err := loadGeo(path)
+		if err != nil {
+			return fmt.Errorf("b2s: geoip: %w; point the geoip option at a readable MaxMind City or Country .mmdb file, or remove it", err)
+		}
+		a.geo, a.geoKey = db, path
+		a.logger.Info("geoip database loaded", zap.String("path", path), zap.String("type", db.Type()))
+	}
+
+	if a.Kafka == nil {
+		return fmt.Errorf("b2s: kafka: missing; add a kafka block with brokers to the global b2s options")
+	}
+	kc := a.shipperConfig(repl)
+	if err := kc.Validate(); err != nil {
+		return fmt.Errorf("b2s: kafka: %v", err)
+	}
+	sink, key, err := loadShipper(kc, time.Duration(a.Kafka.FlushTimeout))
+	if err != nil {
+		return fmt.Errorf("b2s: kafka: %v", err)
+	}
+	a.sink, a.sinkKey = sink, key
+	return nil
+}
+
+// checkSecrets names the directive and the fix for each way a key can be
+// wrong. It runs in Provision because placeholders are only known there.
+func (a *App) checkSecrets() error {
+	if len(a.secrets) == 0 {
+		return fmt.Errorf("b2s: secret: missing; set at least one key of %d or more bytes, e.g. secret {env.B2S_SECRET} with B2S_SECRET=$(openssl rand -base64 48)", beacon.MinKeyLen)
+	}
+	for i, k := range a.secrets {
+		if len(k) == 0 {
+			return fmt.Errorf("b2s: secret %d (%q) is empty after placeholders were replaced; set the environment variable it names", i+1, a.Secrets[i])
+		}
+		if len(k) < beacon.MinKeyLen {
+			return fmt.Errorf("b2s: secret %d is %d bytes, shorter than the minimum of %d; generate one with openssl rand -base64 48", i+1, len(k), beacon.MinKeyLen)
+		}
+	}
+	return nil
+}
+
+func (a *App) shipperConfig(repl *caddy.Replacer) logship.Config {
+	k := a.Kafka
+	brokers := make([]string, 0, len(k.Brokers))
+	for _, b := range k.Brokers {
+		for _, f := range strings.FieldsFunc(repl.ReplaceKnown(b, ""), func(r rune) bool { return r == ',' || r == ' ' }) {
+			brokers = append(brokers, f)
+		}
+	}
+	return logship.Config{
+		Brokers:      brokers,
+		Topic:        k.Topic,
+		Compression:  k.Compression,
+		QueueSize:    k.QueueSize,
+		BatchSize:    k.BatchSize,
+		BatchTimeout: time.Duration(k.BatchTimeout),
+		WriteTimeout: time.Duration(k.WriteTimeout),
+		Logger:       a.logger.Named("kafka"),
+		Stats:        stats,
+	}
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if !validCookieName(a.CookieName) {
+		return fmt.Errorf("b2s: cookie_name %q is not a valid cookie name; use letters, digits and -_.", a.CookieName)
+	}
+	if a.CookieMaxAge <= 0 {
+		return fmt.Errorf("b2s: cookie_max_age must be positive, e.g. 400d")
+	}
+	if a.CookieRefresh <= 0 || a.CookieRefresh > a.CookieMaxAge {
+		return fmt.Errorf("b2s: cookie_refresh must be positive and no longer than cookie_max_age")
+	}
+	if k := a.Kafka; k != nil {
+		if k.BatchSize < 0 || k.QueueSize < 0 || k.BatchTimeout < 0 || k.WriteTimeout < 0 || k.FlushTimeout < 0 {
+			return fmt.Errorf("b2s: kafka: batch_size, queue_size and the timeouts must not be negative")
+		}
+	}
+	return nil
+}
+
+// Start is a no-op: the shipper starts in Provision, so records accepted
+// while other apps start are not lost.
+func (a *App) Start() error { return nil }
+
+// Stop is a no-op; Cleanup releases the shared resources.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the shared resources. The last
+// holder of a shipper delivers its queue before closing it.
+func (a *App) Cleanup() error {
+	if a.sinkKey != "" {
+		_, _ = shippers.Delete(a.sinkKey)
+	}
+	if a.geoKey != "" {
+		_, _ = geoDBs.Delete(a.geoKey)
+	}
+	return nil
+}
+
+// getApp returns the b2s app of ctx's config, provisioning it if needed.
+func getApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.AppIfConfigured("b2s")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("the global b2s options are missing; add a b2s block with a secret and a kafka block to the global options")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.(*App), nil
+}
+
+func validCookieName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// flushContext bounds a shipper's final delivery.
+func flushContext(d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		d = time.Duration(DefaultFlushTimeout)
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

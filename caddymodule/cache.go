@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// privateOnSetCookie keeps a response that carries the visitor's new
+// cookie out of shared caches: a CDN that stored it would hand one
+// visitor's ID to everyone. Before the header is written it makes
+// Cache-Control private (RFC 9111, section 5.2.2.7), removing what would
+// let a shared cache store it, and leaves browser caching as the upstream
+// asked.
+type privateOnSetCookie struct {
+	*caddyhttp.ResponseWriterWrapper
+	wroteHeader bool
+}
+
+func (p *privateOnSetCookie) WriteHeader(status int) {
+	if !p.wroteHeader && status >= 200 {
+		p.wroteHeader = true
+		h := p.Header()
+		h.Set("Cache-Control", makePrivate(h.Values("Cache-Control")))
+	}
+	p.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (p *privateOnSetCookie) Write(b []byte) (int, error) {
+	if !p.wroteHeader {
+		p.WriteHeader(http.StatusOK)
+	}
+	return p.ResponseWriterWrapper.Write(b)
+}
+
+// makePrivate rewrites Cache-Control directives so no shared cache may
+// store the response.
+func makePrivate(values []string) string {
+	out := []string{"private"}
+	for _, v := range values {
+		for _, d := range strings.Split(v, ",") {
+			d = strings.TrimSpace(d)
+			name := strings.ToLower(d)
+			if i := strings.IndexByte(name, '='); i >= 0 {
+				name = name[:i]
+			}
+			switch name {
+			case "", "public", "private", "s-maxage", "proxy-revalidate":
+				continue
+			case "no-store":
+				return "no-store"
+			}
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, ", ")
+}

@@ -1,0 +1,199 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("b2s", parseGlobal)
+	httpcaddyfile.RegisterHandlerDirective("b2s_collect", parseCollect)
+	// Before header, so that the cookie and the record see every response
+	// the site sends, including those other handlers change, and the
+	// beacon is answered before any rewrite, proxy or file server.
+	httpcaddyfile.RegisterDirectiveOrder("b2s_collect", httpcaddyfile.Before, "header")
+}
+
+// parseGlobal sets up the b2s app from the global options:
+//
+//	b2s {
+//		secret <key> [<older keys>...]
+//		cookie_name <name>
+//		cookie_max_age <duration>
+//		cookie_refresh <duration>
+//		geoip <path to .mmdb>
+//		kafka {
+//			brokers <host:port...>
+//			topic <name>
+//			compression none|gzip|snappy|lz4|zstd
+//			batch_size <records>
+//			batch_timeout <duration>
+//			queue_size <records>
+//			write_timeout <duration>
+//			flush_timeout <duration>
+//		}
+//	}
+func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("b2s: the global b2s block may appear only once; merge the blocks")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "b2s", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens (see parseGlobal).
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "secret":
+			a.Secrets = d.RemainingArgs()
+			if len(a.Secrets) == 0 {
+				return d.Err("b2s: secret needs at least one key, e.g. secret {env.B2S_SECRET}")
+			}
+		case "cookie_name":
+			if !d.AllArgs(&a.CookieName) {
+				return d.ArgErr()
+			}
+		case "cookie_max_age", "cookie_refresh":
+			opt := d.Val()
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("b2s: %s: %v; use a duration such as 400d or 24h", opt, err)
+			}
+			if opt == "cookie_max_age" {
+				a.CookieMaxAge = caddy.Duration(dur)
+			} else {
+				a.CookieRefresh = caddy.Duration(dur)
+			}
+		case "geoip":
+			if !d.AllArgs(&a.GeoIP) {
+				return d.ArgErr()
+			}
+		case "kafka":
+			if a.Kafka == nil {
+				a.Kafka = new(KafkaConfig)
+			}
+			if err := a.Kafka.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("b2s: unrecognized option %q; see the b2s block in the README", d.Val())
+		}
+	}
+	return nil
+}
+
+func (k *KafkaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "brokers":
+			k.Brokers = append(k.Brokers, d.RemainingArgs()...)
+			if len(k.Brokers) == 0 {
+				return d.Err("b2s: kafka: brokers needs at least one host:port")
+			}
+		case "topic":
+			if !d.AllArgs(&k.Topic) {
+				return d.ArgErr()
+			}
+		case "compression":
+			if !d.AllArgs(&k.Compression) {
+				return d.ArgErr()
+			}
+		case "batch_size", "queue_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return d.Errf("b2s: kafka: %s must be a positive number of records, got %q", opt, s)
+			}
+			if opt == "batch_size" {
+				k.BatchSize = n
+			} else {
+				k.QueueSize = n
+			}
+		case "batch_timeout", "write_timeout", "flush_timeout":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("b2s: kafka: %s: %v; use a duration such as 10s", opt, err)
+			}
+			switch opt {
+			case "batch_timeout":
+				k.BatchTimeout = caddy.Duration(dur)
+			case "write_timeout":
+				k.WriteTimeout = caddy.Duration(dur)
+			default:
+				k.FlushTimeout = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("b2s: kafka: unrecognized option %q; see the kafka block in the README", opt)
+		}
+	}
+	return nil
+}
+
+// parseCollect sets up the handler from Caddyfile tokens:
+//
+//	b2s_collect [<matcher>] {
+//		beacon <path>
+//		cookie_domain <domain>
+//	}
+func parseCollect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	c := new(Collect)
+	err := c.UnmarshalCaddyfile(h.Dispenser)
+	return c, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens (see parseCollect).
+func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "beacon":
+			if !d.AllArgs(&c.Beacon) {
+				return d.ArgErr()
+			}
+		case "cookie_domain":
+			if !d.AllArgs(&c.CookieDomain) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("b2s_collect: unrecognized option %q; want beacon or cookie_domain", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Collect)(nil)
+)

@@ -1,0 +1,287 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/b2scom/b2s-edge/beacon"
+	"github.com/b2scom/b2s-edge/logship"
+)
+
+func init() {
+	caddy.RegisterModule(Collect{})
+}
+
+// DefaultBeaconPath is where the 1x1 beacon is served unless configured.
+const DefaultBeaconPath = "/b.gif"
+
+// Placeholders set on every request that passes through b2s_collect.
+const (
+	// VarCookieID holds the visitor's cookie ID: {http.vars.b2s.cookie_id}.
+	VarCookieID = "b2s.cookie_id"
+	// VarCookieState holds new, returning or reset: {http.vars.b2s.cookie_state}.
+	VarCookieState = "b2s.cookie_state"
+	// VarEventID holds the record's event_id: {http.vars.b2s.event_id}.
+	VarEventID = "b2s.event_id"
+)
+
+// Collect is the `b2s_collect` handler. On every request it reads the
+// visitor's signed cookie, issuing or replacing it when it is missing or
+// does not verify, and records the request. On the beacon path it answers
+// GET and HEAD itself with a 1x1 transparent GIF; everything else goes on
+// to the next handler and is recorded as a page with the response's status
+// and size. Records go to the b2s app's Kafka shipper and never make a
+// request wait on Kafka.
+type Collect struct {
+	// Beacon is the path of the 1x1 beacon. Default "/b.gif".
+	Beacon string `json:"beacon,omitempty"`
+
+	// CookieDomain is the cookie's Domain attribute, so that the cookie is
+	// sent to every subdomain, e.g. "b2s.com". Default: none, a host-only
+	// cookie. It must be the site's host or a parent of it, or browsers
+	// ignore the cookie.
+	CookieDomain string `json:"cookie_domain,omitempty"`
+
+	app          *App
+	logger       *zap.Logger
+	cookieTail   string // attributes after the value, without Secure
+	cookiePrefix string // "name="
+}
+
+// CaddyModule returns the Caddy module information.
+func (Collect) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.b2s_collect",
+		New: func() caddy.Module { return new(Collect) },
+	}
+}
+
+// Provision sets defaults and binds the handler to the b2s app.
+func (c *Collect) Provision(ctx caddy.Context) error {
+	c.logger = ctx.Logger()
+	app, err := getApp(ctx)
+	if err != nil {
+		return fmt.Errorf("b2s_collect: %v", err)
+	}
+	c.app = app
+	if c.Beacon == "" {
+		c.Beacon = DefaultBeaconPath
+	}
+	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
+	c.cookiePrefix = app.CookieName + "="
+	tail := "; Path=/"
+	if c.CookieDomain != "" {
+		tail += "; Domain=" + c.CookieDomain
+	}
+	tail += "; Max-Age=" + strconv.FormatInt(int64(time.Duration(app.CookieMaxAge)/time.Second), 10)
+	tail += "; HttpOnly; SameSite=Lax"
+	c.cookieTail = tail
+	return nil
+}
+
+// Validate checks the configuration.
+func (c *Collect) Validate() error {
+	if !strings.HasPrefix(c.Beacon, "/") {
+		return fmt.Errorf("b2s_collect: beacon path %q must start with /", c.Beacon)
+	}
+	if c.CookieDomain != "" && !validDomain(c.CookieDomain) {
+		return fmt.Errorf("b2s_collect: cookie_domain %q is not a domain name; use the registrable domain, e.g. b2s.com, or leave it out for a host-only cookie", c.CookieDomain)
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	a := c.app
+	now := a.now()
+	rec := beacon.Record{
+		EventID:   beacon.NewEventID(now),
+		Time:      now,
+		Host:      r.Host,
+		Method:    r.Method,
+		UserAgent: r.Header.Get("User-Agent"),
+	}
+	setCookie := c.identify(w, r, now, &rec)
+
+	ip := clientIP(r)
+	if ip.IsValid() {
+		rec.IP = ip.String()
+		if a.geo != nil {
+			rec.Geo, _ = a.geo.Lookup(ip)
+		}
+	}
+
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, VarCookieID, rec.CookieID)
+	caddyhttp.SetVar(ctx, VarCookieState, rec.CookieState.String())
+	caddyhttp.SetVar(ctx, VarEventID, rec.EventID)
+
+	if r.URL.Path == c.Beacon {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			c.serveBeacon(w, r, &rec)
+			return nil
+		}
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET and HEAD only"))
+	}
+
+	rec.Kind = beacon.KindPage
+	rec.URL = requestURL(r)
+	rec.Referrer = r.Header.Get("Referer")
+	var rw http.ResponseWriter = w
+	if setCookie {
+		rw = &privateOnSetCookie{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	}
+	recorder := caddyhttp.NewResponseRecorder(rw, nil, nil)
+	err := next.ServeHTTP(recorder, r)
+	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	if err != nil {
+		// The error handler writes the response after us; record the
+		// status it will send.
+		if herr, ok := err.(caddyhttp.HandlerError); ok && herr.StatusCode != 0 {
+			rec.Status = herr.StatusCode
+		} else if rec.Status == 0 {
+			rec.Status = http.StatusInternalServerError
+		}
+	}
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK // nothing written: net/http sends 200
+	}
+	c.emit(&rec)
+	recordsPage.Inc()
+	return err
+}
+
+// identify reads the visitor's cookie into rec and sets a new one on w when
+// needed. It reports whether it set one.
+func (c *Collect) identify(w http.ResponseWriter, r *http.Request, now time.Time, rec *beacon.Record) bool {
+	a := c.app
+	var v beacon.Verified
+	var valid, seen bool
+	for _, h := range r.Header["Cookie"] {
+		_, s := beacon.CookieValue(h, a.CookieName, func(val string) bool {
+			v, valid = a.signer.Verify(val)
+			return valid
+		})
+		seen = seen || s
+		if valid {
+			break
+		}
+	}
+	var reason string
+	switch {
+	case valid:
+		rec.CookieID, rec.CookieState = v.ID, beacon.StateReturning
+		switch {
+		case v.OldKey:
+			reason = "resign"
+		case now.Sub(v.Issued) > time.Duration(a.CookieRefresh):
+			reason = "refresh"
+		default:
+			return false
+		}
+	case seen:
+		rec.CookieID, rec.CookieState, reason = beacon.NewID(), beacon.StateReset, "reset"
+	default:
+		rec.CookieID, rec.CookieState, reason = beacon.NewID(), beacon.StateNew, "new"
+	}
+	cookie := c.cookiePrefix + a.signer.Sign(rec.CookieID, now) + c.cookieTail
+	if r.TLS != nil {
+		cookie += "; Secure"
+	}
+	w.Header().Add("Set-Cookie", cookie)
+	cookiesSet.WithLabelValues(reason).Inc()
+	return true
+}
+
+// serveBeacon answers with the pixel whatever the query holds, then records.
+func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beacon.Record) {
+	var q beacon.Query
+	beacon.ParseQuery(r.URL.RawQuery, &q)
+	rec.Kind = beacon.KindBeacon
+	rec.URL, rec.Referrer, rec.Event, rec.Params = q.URL, q.Referrer, q.Event, q.Params
+	if rec.URL == "" {
+		rec.URL = r.Header.Get("Referer")
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"image/gif"}
+	h["Content-Length"] = []string{strconv.Itoa(len(beacon.Pixel))}
+	// no-store for HTTP/1.1 caches, Pragma and a past Expires for
+	// HTTP/1.0 proxies that ignore Cache-Control (RFC 9111, section 5.4).
+	h["Cache-Control"] = []string{"no-store, no-cache, must-revalidate, max-age=0"}
+	h["Pragma"] = []string{"no-cache"}
+	h["Expires"] = []string{"Thu, 01 Jan 1970 00:00:00 GMT"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(http.StatusOK)
+	rec.Status = http.StatusOK
+	if r.Method != http.MethodHead {
+		n, _ := w.Write(beacon.Pixel)
+		rec.Bytes = int64(n)
+	}
+	c.emit(rec)
+	recordsBcn.Inc()
+}
+
+// emit encodes rec and hands it to the shipper without waiting.
+func (c *Collect) emit(rec *beacon.Record) {
+	buf := rec.AppendJSON(make([]byte, 0, 512))
+	c.app.sink.Put(logship.Message{Key: rec.CookieID, Value: buf})
+}
+
+// clientIP is Caddy's resolved client IP, which honours trusted_proxies.
+func clientIP(r *http.Request) netip.Addr {
+	if s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			return ip.WithZone("").Unmap()
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, _ := netip.ParseAddr(host)
+	return ip.WithZone("").Unmap()
+}
+
+// requestURL is the absolute URL the client asked for.
+func requestURL(r *http.Request) string {
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return scheme + r.Host + r.URL.RequestURI()
+}
+
+func validDomain(d string) bool {
+	if len(d) == 0 || len(d) > 253 || strings.HasSuffix(d, ".") {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Collect)(nil)
+	_ caddy.Validator             = (*Collect)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Collect)(nil)
+)
