@@ -155,7 +155,7 @@ type Shipper struct {
 	queue  chan Message
 	mu     sync.RWMutex // guards closed against Put, so nothing enters after Close
 	closed bool
-	stop   chan struct{} // closed by Close: drain what is queued, then exit
+	stop   chan struct{}   // closed by Close: drain what is queued, then exit
 	abort  context.Context // cancelled when the flush timeout runs out
 	cancel context.CancelFunc
 	done   chan struct{}
