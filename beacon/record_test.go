@@ -1,0 +1,150 @@
+package beacon
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/gif"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/b2scom/b2s-edge/internal/recordschema"
+)
+
+func checkValidRecordJSON(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	if !utf8.Valid(b) {
+		t.Fatalf("record is not valid UTF-8: %q", b)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("record is not valid JSON: %v\n%s", err, b)
+	}
+	if err := recordschema.Validate(b); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testEventID is a well-formed event ID for records built by hand.
+const testEventID = "01a223f3-5444-7087-9173-23d24bee45ec"
+
+func TestRecordEncodesEveryField(t *testing.T) {
+	ts := time.Date(2026, 11, 28, 12, 30, 45, 123456789, time.FixedZone("CST", 8*3600))
+	r := Record{
+		EventID: "01a223f3-5444-7087-9173-23d24bee45ec", Time: ts, Kind: KindBeacon,
+		Host: "www.b2s.com", IP: "203.0.113.9", CookieID: "0123456789abcdef0123456789abcdef", CookieState: StateReset,
+		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
+		Status: 200, Bytes: 43, Event: "enquiry",
+		Geo:    Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
+		Params: []Param{{"product", "42"}},
+	}
+	m := checkValidRecordJSON(t, r.AppendJSON(nil))
+	want := map[string]any{
+		"schema": 1.0, "event_id": r.EventID, "ts": "2026-11-28T04:30:45.123456Z", "kind": "beacon",
+		"host": "www.b2s.com", "ip": "203.0.113.9", "cookie_id": r.CookieID, "cookie_state": "reset",
+		"method": "GET", "url": r.URL, "referrer": r.Referrer, "user_agent": "Mozilla/5.0",
+		"status": 200.0, "bytes": 43.0, "event": "enquiry",
+		"geo":    map[string]any{"country": "CN", "subdivision": "GD", "city": "Shenzhen", "lat": 22.5431, "lon": 114.0579},
+		"params": map[string]any{"product": "42"},
+	}
+	for k, v := range want {
+		got, _ := json.Marshal(m[k])
+		exp, _ := json.Marshal(v)
+		if !bytes.Equal(got, exp) {
+			t.Errorf("%s = %s, want %s", k, got, exp)
+		}
+	}
+	if len(m) != len(want) {
+		t.Errorf("record has %d fields, want %d: %v", len(m), len(want), m)
+	}
+}
+
+func TestRecordOmitsWhatIsUnknown(t *testing.T) {
+	r := Record{EventID: testEventID, Kind: KindPage, Time: time.Unix(0, 0), Status: 404}
+	m := checkValidRecordJSON(t, r.AppendJSON(nil))
+	for _, k := range []string{"geo", "params", "event", "cookie_id", "cookie_state"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("a page record without %s carries it: %v", k, m)
+		}
+	}
+	r.Geo = Geo{Country: "HK"}
+	m = checkValidRecordJSON(t, r.AppendJSON(nil))
+	if g, _ := m["geo"].(map[string]any); len(g) != 1 || g["country"] != "HK" {
+		t.Errorf("geo with a country only = %v, want just the country", m["geo"])
+	}
+}
+
+func TestRecordStringsAreEscapedAndBounded(t *testing.T) {
+	hostile := "a\"b\\c\n\r\t\x00\x1f\x7f</script>\u2028\u2029\xff\xfe" + "é中"
+	long := strings.Repeat("中", MaxURLLen) // 3 bytes each
+	r := Record{EventID: testEventID, Status: 200, Kind: KindBeacon, Time: time.Unix(0, 0), URL: long, Referrer: hostile, UserAgent: strings.Repeat("x", 10_000),
+		Event: hostile, Params: []Param{{hostile, hostile}, {strings.Repeat("k", 1000), strings.Repeat("v", 10_000)}}}
+	b := r.AppendJSON(nil)
+	m := checkValidRecordJSON(t, b)
+	if bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029")) {
+		t.Error("U+2028/2029 left unescaped")
+	}
+	if got := m["referrer"].(string); got != "a\"b\\c\n\r\t\x00\x1f\x7f</script>\u2028\u2029\ufffd\ufffdé中" {
+		t.Errorf("referrer decoded as %q", got)
+	}
+	if got := m["url"].(string); len(got) > MaxURLLen || len(got) < MaxURLLen-3 || !utf8.ValidString(got) {
+		t.Errorf("url is %d bytes, want at most %d, cut at a character boundary", len(got), MaxURLLen)
+	}
+	if got := m["user_agent"].(string); len(got) != MaxUserAgentLen {
+		t.Errorf("user_agent is %d bytes, want %d", len(got), MaxUserAgentLen)
+	}
+	for k, v := range m["params"].(map[string]any) {
+		if len(k) > MaxParamKeyLen*3 || len(v.(string)) > MaxParamValLen {
+			t.Errorf("param %q=%d bytes exceeds its bounds", k, len(v.(string)))
+		}
+	}
+}
+
+func TestNewEventIDIsAUniqueUUIDv7(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	now := time.UnixMilli(1_795_899_479_108)
+	seen := map[string]bool{}
+	for range 10_000 {
+		id := NewEventID(now)
+		if !re.MatchString(id) {
+			t.Fatalf("NewEventID = %q, not a UUIDv7", id)
+		}
+		if seen[id] {
+			t.Fatalf("NewEventID repeated %q", id)
+		}
+		seen[id] = true
+	}
+	if id := NewEventID(now); id[:13] != "01a223f3-5444" {
+		t.Fatalf("the first 48 bits are not the time in ms: %s", id)
+	}
+}
+
+func TestPixelIsATransparent1x1GIF(t *testing.T) {
+	img, err := gif.Decode(bytes.NewReader(Pixel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 1 || b.Dy() != 1 {
+		t.Fatalf("pixel is %dx%d", b.Dx(), b.Dy())
+	}
+	if _, _, _, a := img.At(0, 0).RGBA(); a != 0 {
+		t.Fatalf("pixel alpha = %d, want transparent", a)
+	}
+}
+
+// FuzzRecordJSON checks that any strings encode to a valid record.
+func FuzzRecordJSON(f *testing.F) {
+	f.Add("https://www.b2s.com/", "Mozilla/5.0", "k", "v")
+	f.Add("\xff\x00\"\\", "\u2028", "", "\xc3")
+	f.Fuzz(func(t *testing.T, url, ua, k, v string) {
+		r := Record{EventID: NewEventID(time.Now()), Time: time.Now(), Status: 200, Kind: KindBeacon,
+			URL: url, Referrer: url, UserAgent: ua, Host: ua, Method: k, IP: v, Event: k, Params: []Param{{k, v}}}
+		if k == "" {
+			r.Params = nil
+		}
+		checkValidRecordJSON(t, r.AppendJSON(nil))
+	})
+}

@@ -1,0 +1,26 @@
+package recordschema
+
+import "testing"
+
+func TestSchemaAcceptsAValidRecordAndRefusesBrokenOnes(t *testing.T) {
+	good := `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"beacon","host":"h","ip":"127.0.0.1","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","cookie_state":"new","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":43,"params":{"a":"b"}}`
+	if err := Validate([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]string{
+		"not JSON":              `{"schema":1`,
+		"unknown kind":          `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"click","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"page with params":      `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0,"params":{}}`,
+		"beacon without params": `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"beacon","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"cookie id not hex":     `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","cookie_id":"xyz","cookie_state":"new","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"missing event_id":      `{"schema":1,"ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"timestamp not UTC":     `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030+08:00","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+	}
+	for name, rec := range bad {
+		t.Run(name, func(t *testing.T) {
+			if err := Validate([]byte(rec)); err == nil {
+				t.Fatalf("schema accepted %s", rec)
+			}
+		})
+	}
+}
