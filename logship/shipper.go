@@ -314,6 +314,7 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		cancel()
 		if err == nil {
 			s.delivered(len(batch))
+			s.errLog.recovered("kafka writes recovered", zap.String("topic", s.cfg.Topic))
 			return true
 		}
 		s.stats.WriteErrors.Add(1)
@@ -328,6 +329,9 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 			}
 			s.delivered(len(batch) - len(failed))
 			batch = failed
+			if len(batch) == 0 {
+				return true
+			}
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -358,10 +362,23 @@ type rateLimitedLog struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
+	failing    bool
+}
+
+// recovered logs msg once after a run of errors.
+func (l *rateLimitedLog) recovered(msg string, fields ...zap.Field) {
+	l.mu.Lock()
+	was := l.failing
+	l.failing, l.last, l.suppressed = false, time.Time{}, 0
+	l.mu.Unlock()
+	if was {
+		l.logger.Info(msg, fields...)
+	}
 }
 
 func (l *rateLimitedLog) log(msg string, err error, fields ...zap.Field) {
 	l.mu.Lock()
+	l.failing = true
 	now := time.Now()
 	if !l.last.IsZero() && now.Sub(l.last) < l.every {
 		l.suppressed++

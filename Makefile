@@ -1,0 +1,48 @@
+# b2s-edge: `make run` starts the demo, `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+export CGO_ENABLED ?= 0
+
+.PHONY: all build run test test-unit test-e2e fuzz bench deps vet clean
+
+all: build
+
+## build: bin/caddy (Caddy + standard modules + b2s-edge) and the dev tools
+build:
+	$(GO) build -trimpath -o $(BIN)/caddy ./cmd/caddy
+	$(GO) build -o $(BIN)/kbroker ./test/kbroker
+	$(GO) build -o $(BIN)/demogeo ./test/demogeo
+
+## run: the proxy on http://localhost:8080 in front of the demo site, with a local broker
+run: build deps
+	./scripts/run-demo.sh
+
+## deps: what the tests and the demo need from the system (kcat)
+deps:
+	@command -v kcat >/dev/null 2>&1 || { \
+		echo "installing kcat (Debian package) to read records back from Kafka"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
+		else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+## test: every test: unit (with the race detector), fuzz seed corpora, end-to-end
+test: deps vet
+	$(GO) test -race -count=1 ./beacon/... ./geo/... ./logship/... ./caddymodule/... ./internal/...
+	$(GO) test -count=1 -timeout 10m ./test/...
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for t in FuzzVerify FuzzCookieValue FuzzParseQuery FuzzRecordJSON; do \
+		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+## bench: Go benchmarks of the request path and shipping
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./beacon/... ./logship/... ./caddymodule/...
+
+clean:
+	rm -rf $(BIN)
