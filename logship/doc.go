@@ -1,9 +1,12 @@
-// Package logship ships encoded records from the request path to Apache
-// Kafka with github.com/segmentio/kafka-go. It knows nothing of Caddy.
+// Package logship gets records from the request path to Apache Kafka
+// without losing them. It knows nothing of Caddy.
 //
-// The request path only ever hands a record to a bounded in-memory queue
-// and never waits on Kafka; one background shipper drains the queue in
-// batches with synchronous, acknowledged writes and retries a failed batch
-// until it is delivered or the shipper is closed. A full queue drops the
-// newest record and counts it.
+// The request path appends each record to a Spool, a checksummed,
+// size-bounded log on local disk, before the response is written; a
+// record in the spool survives the death of the process. One Shipper
+// reads the spool in order and writes batches to Kafka with
+// github.com/segmentio/kafka-go, synchronously and acknowledged by every
+// in-sync replica, and moves the spool's cursor past a batch only once
+// Kafka has it. Delivery is at least once: a record may reach Kafka twice
+// (with the same event_id), never zero times while the disk holds.
 package logship

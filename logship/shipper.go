@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -32,8 +33,6 @@ type Config struct {
 	// Compression is the batch compression codec: none, gzip, snappy,
 	// lz4 or zstd. Default snappy.
 	Compression string
-	// QueueSize is how many records may wait in memory. Default 65536.
-	QueueSize int
 	// BatchSize is the most records written in one request. Default 1000.
 	BatchSize int
 	// BatchTimeout is how long kafka-go waits to fill a partition's batch.
@@ -60,7 +59,6 @@ type Config struct {
 const (
 	DefaultTopic       = "b2s.events"
 	DefaultCompression = "snappy"
-	DefaultQueueSize   = 65536
 	DefaultBatchSize   = 1000
 )
 
@@ -70,9 +68,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Compression == "" {
 		c.Compression = DefaultCompression
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = DefaultQueueSize
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -147,31 +142,34 @@ func validTopic(t string) bool {
 	return true
 }
 
-// Shipper queues records and writes them to Kafka in the background.
+// Shipper reads records from a Spool and writes them to Kafka, advancing
+// the spool's cursor only after Kafka acknowledged them.
 type Shipper struct {
-	cfg    Config
-	w      *kafka.Writer
+	spool  *Spool
 	stats  *Stats
-	queue  chan Message
-	mu     sync.RWMutex // guards closed against Put, so nothing enters after Close
-	closed bool
-	stop   chan struct{}   // closed by Close: drain what is queued, then exit
-	abort  context.Context // cancelled when the flush timeout runs out
-	cancel context.CancelFunc
+	logger *zap.Logger
+	w      atomic.Pointer[producer]
+	stop   chan struct{} // closed by Close: deliver what is spooled, then exit
+	abort  context.Context
+	cancel context.CancelFunc // called when the flush deadline passes
 	done   chan struct{}
 	errLog rateLimitedLog
+	once   sync.Once
 }
 
-// New validates cfg and starts a Shipper. It does not connect: a broker
-// that is down or a topic that does not exist yet shows up as write
-// errors, retried until they clear.
-func New(cfg Config) (*Shipper, error) {
+// producer is one Kafka configuration in use.
+type producer struct {
+	cfg Config
+	w   *kafka.Writer
+}
+
+func newProducer(cfg Config) (*producer, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	codec, _ := ParseCompression(cfg.Compression)
-	w := &kafka.Writer{
+	return &producer{cfg: cfg, w: &kafka.Writer{
 		Addr:  kafka.TCP(cfg.Brokers...),
 		Topic: cfg.Topic,
 		// Murmur2 is the Java client's default partitioner, which
@@ -191,52 +189,58 @@ func New(cfg Config) (*Shipper, error) {
 		WriteTimeout:    cfg.WriteTimeout,
 		Compression:     codec,
 		Transport:       cfg.Transport,
+	}}, nil
+}
+
+// NewShipper validates cfg and starts shipping from sp. It does not
+// connect: a broker that is down or a topic that does not exist yet shows
+// up as write errors, retried until they clear, while records wait in the
+// spool.
+func NewShipper(sp *Spool, cfg Config) (*Shipper, error) {
+	p, err := newProducer(cfg)
+	if err != nil {
+		return nil, err
 	}
+	cfg = p.cfg
 	s := &Shipper{
-		cfg:    cfg,
-		w:      w,
+		spool:  sp,
 		stats:  cfg.Stats,
-		queue:  make(chan Message, cfg.QueueSize),
+		logger: cfg.Logger,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		errLog: rateLimitedLog{logger: cfg.Logger, every: cfg.LogInterval},
 	}
+	s.w.Store(p)
 	s.abort, s.cancel = context.WithCancel(context.Background())
 	go s.run()
 	return s, nil
 }
 
-// Put queues m without blocking. It returns false, and counts the drop,
-// when the queue is full or the shipper is closed.
-func (s *Shipper) Put(m Message) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		s.stats.DroppedClosed.Add(1)
-		return false
+// Reconfigure switches to another Kafka configuration (brokers, topic,
+// compression...). The batch in flight finishes or is retried with the
+// new one; nothing is dropped or sent twice by the switch itself.
+func (s *Shipper) Reconfigure(cfg Config) error {
+	p, err := newProducer(cfg)
+	if err != nil {
+		return err
 	}
-	select {
-	case s.queue <- m:
-		s.stats.Accepted.Add(1)
-		s.stats.Queued.Add(1)
-		return true
-	default:
-		s.stats.DroppedFull.Add(1)
-		return false
+	old := s.w.Swap(p)
+	if old != nil && old != p {
+		// Close waits for writes in flight, which may be retrying
+		// against a dead broker: do not hold up the caller.
+		go old.w.Close()
 	}
+	return nil
 }
 
-// Close stops taking records and delivers what is queued, waiting until
-// ctx is done at the latest. Records still queued then are counted as
-// dropped and logged. Close is safe to call more than once.
+// Config returns the Kafka configuration in use.
+func (s *Shipper) Config() Config { return s.w.Load().cfg }
+
+// Close stops shipping. It first delivers what the spool holds, until ctx
+// is done; what is left stays in the spool for the next start. It does not
+// close the spool.
 func (s *Shipper) Close(ctx context.Context) error {
-	s.mu.Lock()
-	already := s.closed
-	s.closed = true
-	s.mu.Unlock()
-	if !already {
-		close(s.stop)
-	}
+	s.once.Do(func() { close(s.stop) })
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -244,81 +248,58 @@ func (s *Shipper) Close(ctx context.Context) error {
 		<-s.done
 	}
 	s.cancel()
-	return s.w.Close()
+	return s.w.Load().w.Close()
 }
 
 func (s *Shipper) run() {
 	defer close(s.done)
-	batch := make([]kafka.Message, 0, s.cfg.BatchSize)
+	var entries []Entry
+	var msgs []kafka.Message
 	for {
-		batch = batch[:0]
-		select {
-		case m := <-s.queue:
-			batch = append(batch, toKafka(m))
-		case <-s.stop:
-			// Deliver the rest, then exit.
-			for {
-				batch = s.fill(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				if !s.write(batch) {
-					s.dropRemaining(len(batch))
-					return
-				}
+		p := s.w.Load()
+		var next Pos
+		var err error
+		entries, next, err = s.spool.Read(s.stop, entries[:0], p.cfg.BatchSize, 1<<20)
+		if err != nil {
+			if !errors.Is(err, ErrClosed) {
+				s.logger.Error("reading spool", zap.Error(err))
 			}
-		}
-		batch = s.fill(batch)
-		if !s.write(batch) {
-			s.dropRemaining(len(batch))
 			return
 		}
-	}
-}
-
-// fill takes queued records without waiting, up to the batch size.
-func (s *Shipper) fill(batch []kafka.Message) []kafka.Message {
-	for len(batch) < s.cfg.BatchSize {
-		select {
-		case m := <-s.queue:
-			batch = append(batch, toKafka(m))
-		default:
-			return batch
+		if len(entries) == 0 {
+			return // stopped and nothing left
+		}
+		msgs = msgs[:0]
+		for _, e := range entries {
+			msgs = append(msgs, kafka.Message{Key: e.Key, Value: e.Value})
+		}
+		if !s.write(msgs) {
+			return // aborted: the batch stays in the spool
+		}
+		if err := s.spool.Ack(next); err != nil {
+			s.logger.Error("saving spool cursor", zap.Error(err))
 		}
 	}
-	return batch
-}
-
-// dropRemaining counts what could not be delivered before the flush
-// timeout: the batch in hand and everything still queued.
-func (s *Shipper) dropRemaining(inBatch int) {
-	n := inBatch + len(s.queue)
-	for len(s.queue) > 0 {
-		<-s.queue
-	}
-	s.stats.DroppedClosed.Add(uint64(n))
-	s.stats.Queued.Add(-int64(n))
-	s.cfg.Logger.Error("kafka unreachable at shutdown, records dropped",
-		zap.Int("records", n), zap.String("topic", s.cfg.Topic))
 }
 
 // write delivers batch, retrying with backoff until Kafka acknowledged
 // every record. After a partial failure only the failed records are sent
 // again, so a retry duplicates nothing kafka-go knew was written. It
-// returns false when the flush timeout ran out first.
+// returns false when the flush deadline passed first.
 func (s *Shipper) write(batch []kafka.Message) bool {
 	backoff := 100 * time.Millisecond
 	for len(batch) > 0 {
-		ctx, cancel := context.WithTimeout(s.abort, s.cfg.WriteTimeout)
-		err := s.w.WriteMessages(ctx, batch...)
+		p := s.w.Load()
+		ctx, cancel := context.WithTimeout(s.abort, p.cfg.WriteTimeout)
+		err := p.w.WriteMessages(ctx, batch...)
 		cancel()
 		if err == nil {
-			s.delivered(len(batch))
-			s.errLog.recovered("kafka writes recovered", zap.String("topic", s.cfg.Topic))
+			s.stats.Shipped.Add(uint64(len(batch)))
+			s.errLog.recovered("kafka writes recovered", zap.String("topic", p.cfg.Topic))
 			return true
 		}
 		s.stats.WriteErrors.Add(1)
-		s.errLog.log("writing to kafka", err, zap.String("topic", s.cfg.Topic), zap.Int("records", len(batch)))
+		s.errLog.log("writing to kafka", err, zap.String("topic", p.cfg.Topic), zap.Int("records", len(batch)))
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(batch) {
 			failed := batch[:0]
@@ -327,7 +308,7 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 					failed = append(failed, batch[i])
 				}
 			}
-			s.delivered(len(batch) - len(failed))
+			s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
 			batch = failed
 			if len(batch) == 0 {
 				return true
@@ -343,15 +324,6 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	return true
-}
-
-func (s *Shipper) delivered(n int) {
-	s.stats.Shipped.Add(uint64(n))
-	s.stats.Queued.Add(-int64(n))
-}
-
-func toKafka(m Message) kafka.Message {
-	return kafka.Message{Key: []byte(m.Key), Value: m.Value}
 }
 
 // rateLimitedLog logs the first error and then at most one line per

@@ -29,6 +29,11 @@ func newBroker(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // independent client, until it has want of them or the deadline passes.
 func consume(t *testing.T, addrs []string, want int) []*kgo.Record {
 	t.Helper()
+	return consumeTopic(t, addrs, topic, want)
+}
+
+func consumeTopic(t *testing.T, addrs []string, topic string, want int) []*kgo.Record {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -47,12 +52,14 @@ func consume(t *testing.T, addrs []string, want int) []*kgo.Record {
 	return got
 }
 
-func newShipper(t *testing.T, cfg Config) *Shipper {
+// newShipper starts a shipper on a new spool; it is closed at cleanup.
+func newShipper(t *testing.T, cfg Config) (*Shipper, *Spool) {
 	t.Helper()
 	if cfg.Stats == nil {
 		cfg.Stats = new(Stats)
 	}
-	s, err := New(cfg)
+	sp := openSpool(t, SpoolConfig{Stats: cfg.Stats})
+	s, err := NewShipper(sp, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +68,43 @@ func newShipper(t *testing.T, cfg Config) *Shipper {
 		defer cancel()
 		_ = s.Close(ctx)
 	})
-	return s
+	return s, sp
 }
 
-func msg(i int) Message {
-	return Message{Key: fmt.Sprintf("visitor-%d", i%17), Value: []byte(`{"n":` + strconv.Itoa(i) + `}`)}
+func msg(i int) (string, []byte) {
+	return fmt.Sprintf("visitor-%d", i%17), []byte(`{"n":` + strconv.Itoa(i) + `}`)
+}
+
+func put(t *testing.T, sp *Spool, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		k, v := msg(i)
+		if err := sp.Append(k, v); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+}
+
+// checkExactly checks that got holds records from..from+n-1, each once,
+// with its key.
+func checkExactly(t *testing.T, got []*kgo.Record, from, n int) {
+	t.Helper()
+	seen := map[string]string{}
+	for _, r := range got {
+		if _, dup := seen[string(r.Value)]; dup {
+			t.Fatalf("record %s delivered twice", r.Value)
+		}
+		seen[string(r.Value)] = string(r.Key)
+	}
+	for i := from; i < from+n; i++ {
+		k, v := msg(i)
+		if got, ok := seen[string(v)]; !ok || got != k {
+			t.Fatalf("record %s: key %q, delivered %v; want key %q", v, got, ok, k)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("read %d records, want %d", len(got), n)
+	}
 }
 
 func TestShipperDeliversEveryRecordWithItsKey(t *testing.T) {
@@ -73,28 +112,11 @@ func TestShipperDeliversEveryRecordWithItsKey(t *testing.T) {
 		t.Run("compression "+codec, func(t *testing.T) {
 			b := newBroker(t)
 			stats := new(Stats)
-			s := newShipper(t, Config{Brokers: b.ListenAddrs(), Compression: codec, Stats: stats})
+			_, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Compression: codec, Stats: stats})
 			const n = 2500
-			for i := range n {
-				if !s.Put(msg(i)) {
-					t.Fatalf("Put %d refused", i)
-				}
-			}
-			got := consume(t, b.ListenAddrs(), n)
-			seen := map[string]string{}
-			for _, r := range got {
-				seen[string(r.Value)] = string(r.Key)
-			}
-			for i := range n {
-				m := msg(i)
-				if k, ok := seen[string(m.Value)]; !ok || k != m.Key {
-					t.Fatalf("record %s: key %q, delivered %v; want key %q", m.Value, k, ok, m.Key)
-				}
-			}
-			if len(got) != n {
-				t.Fatalf("read %d records, want exactly %d (duplicates)", len(got), n)
-			}
-			waitFor(t, func() bool { return stats.Shipped.Load() == n && stats.Queued.Load() == 0 })
+			put(t, sp, 0, n)
+			checkExactly(t, consume(t, b.ListenAddrs(), n), 0, n)
+			waitFor(t, func() bool { return stats.Shipped.Load() == n && sp.Lag() == 0 })
 		})
 	}
 }
@@ -104,10 +126,10 @@ func TestKeysLandInTheJavaClientsPartition(t *testing.T) {
 	// (murmur2); kafka-go's Murmur2Balancer must agree, so consumers and
 	// other producers see one visitor in one partition.
 	b := newBroker(t)
-	s := newShipper(t, Config{Brokers: b.ListenAddrs()})
+	_, sp := newShipper(t, Config{Brokers: b.ListenAddrs()})
 	const n = 200
 	for i := range n {
-		s.Put(Message{Key: fmt.Sprintf("%032x", i*7919), Value: []byte("shipper")})
+		sp.Append(fmt.Sprintf("%032x", i*7919), []byte("shipper"))
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...), kgo.DefaultProduceTopic(topic))
 	if err != nil {
@@ -138,50 +160,25 @@ func TestKeysLandInTheJavaClientsPartition(t *testing.T) {
 func TestShipperWaitsOutABrokerThatIsDownAtStart(t *testing.T) {
 	port := freePort(t)
 	stats := new(Stats)
-	s := newShipper(t, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats, WriteTimeout: time.Second})
-	for i := range 10 {
-		s.Put(msg(i))
-	}
+	_, sp := newShipper(t, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats, WriteTimeout: time.Second})
+	put(t, sp, 0, 10)
 	waitFor(t, func() bool { return stats.WriteErrors.Load() > 0 })
 	if stats.Shipped.Load() != 0 {
 		t.Fatal("records counted shipped while the broker is down")
 	}
 	b := newBroker(t, kfake.Ports(port))
-	got := consume(t, b.ListenAddrs(), 10)
-	if len(got) != 10 {
-		t.Fatalf("delivered %d, want 10", len(got))
-	}
+	checkExactly(t, consume(t, b.ListenAddrs(), 10), 0, 10)
 	waitFor(t, func() bool { return stats.Shipped.Load() == 10 })
 }
 
-func TestAFullQueueDropsAndCountsTheNewest(t *testing.T) {
-	port := freePort(t) // nothing listens: the shipper cannot drain
-	stats := new(Stats)
-	s := newShipper(t, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, QueueSize: 100, BatchSize: 10, Stats: stats})
-	accepted := 0
-	for i := range 500 {
-		if s.Put(msg(i)) {
-			accepted++
-		}
-	}
-	// The shipper holds at most one batch outside the queue.
-	if accepted < 100 || accepted > 110 {
-		t.Fatalf("accepted %d of 500 with a queue of 100 and batches of 10", accepted)
-	}
-	if got := stats.DroppedFull.Load(); got != uint64(500-accepted) {
-		t.Fatalf("DroppedFull = %d, want %d", got, 500-accepted)
-	}
-}
-
-func TestCloseDeliversWhatIsQueued(t *testing.T) {
+func TestCloseDeliversWhatIsSpooled(t *testing.T) {
 	b := newBroker(t)
 	stats := new(Stats)
-	s, err := New(Config{Brokers: b.ListenAddrs(), Stats: stats})
+	sp := openSpool(t, SpoolConfig{Stats: stats})
+	put(t, sp, 0, 5000)
+	s, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for i := range 5000 {
-		s.Put(msg(i))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -191,27 +188,19 @@ func TestCloseDeliversWhatIsQueued(t *testing.T) {
 	if got := stats.Shipped.Load(); got != 5000 {
 		t.Fatalf("Close returned with %d of 5000 shipped", got)
 	}
-	if s.Put(msg(1)) {
-		t.Fatal("Put accepted a record after Close")
-	}
-	if got := stats.DroppedClosed.Load(); got != 1 {
-		t.Fatalf("DroppedClosed = %d, want the 1 record offered after Close", got)
-	}
-	if got := len(consume(t, b.ListenAddrs(), 5000)); got != 5000 {
-		t.Fatalf("read %d", got)
-	}
+	checkExactly(t, consume(t, b.ListenAddrs(), 5000), 0, 5000)
 }
 
-func TestCloseWithTheBrokerDownEndsAtTheDeadline(t *testing.T) {
+func TestCloseWithTheBrokerDownLeavesRecordsForTheNextStart(t *testing.T) {
 	port := freePort(t)
+	dir := t.TempDir()
 	stats := new(Stats)
-	s, err := New(Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats})
+	sp := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+	s, err := NewShipper(sp, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 50 {
-		s.Put(msg(i))
-	}
+	put(t, sp, 0, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	done := make(chan struct{})
@@ -221,11 +210,37 @@ func TestCloseWithTheBrokerDownEndsAtTheDeadline(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return after its deadline with the broker down")
 	}
-	if got := stats.DroppedClosed.Load(); got != 50 {
-		t.Fatalf("DroppedClosed = %d, want all 50", got)
+	sp.Close()
+
+	// Next start, broker up: all 50 arrive.
+	b := newBroker(t, kfake.Ports(port))
+	sp2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+	s2, err := NewShipper(sp2, Config{Brokers: b.ListenAddrs(), Stats: stats})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := stats.Queued.Load(); got != 0 {
-		t.Fatalf("Queued = %d after close", got)
+	defer s2.Close(context.Background())
+	checkExactly(t, consume(t, b.ListenAddrs(), 50), 0, 50)
+}
+
+func TestReconfigureMovesToTheNewTopicWithoutLossOrDuplicates(t *testing.T) {
+	b := newBroker(t, kfake.SeedTopics(3, "b2s.other"))
+	stats := new(Stats)
+	s, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats})
+	put(t, sp, 0, 100)
+	waitFor(t, func() bool { return stats.Shipped.Load() == 100 })
+	if err := s.Reconfigure(Config{Brokers: b.ListenAddrs(), Topic: "b2s.other", Stats: stats, Logger: nil}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, sp, 100, 100)
+	waitFor(t, func() bool { return stats.Shipped.Load() == 200 })
+	checkExactly(t, consume(t, b.ListenAddrs(), 100), 0, 100)
+	checkExactly(t, consumeTopic(t, b.ListenAddrs(), "b2s.other", 100), 100, 100)
+	if err := s.Reconfigure(Config{Brokers: []string{"nohost"}}); err == nil {
+		t.Fatal("Reconfigure accepted an invalid config")
+	}
+	if s.Config().Topic != "b2s.other" {
+		t.Fatal("an invalid Reconfigure replaced the config in use")
 	}
 }
 
@@ -240,9 +255,10 @@ func TestConfigValidation(t *testing.T) {
 		{"topic too long", Config{Brokers: []string{"localhost:9092"}, Topic: string(make([]byte, 250))}},
 		{"unknown compression", Config{Brokers: []string{"localhost:9092"}, Compression: "brotli"}},
 	}
+	sp := openSpool(t, SpoolConfig{})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := New(c.cfg); err == nil {
+			if _, err := NewShipper(sp, c.cfg); err == nil {
 				t.Fatal("accepted")
 			}
 		})

@@ -3,20 +3,25 @@ package logship
 import "sync/atomic"
 
 // Stats counts what happened to records. One Stats may be shared by many
-// shippers (successive configurations of one process), so that counters
-// never go backwards across a reload. The zero value is ready to use.
+// spools and shippers (successive configurations of one process), so that
+// counters never go backwards across a reload. The zero value is ready to
+// use.
 type Stats struct {
-	// Accepted counts records taken into the queue.
+	// Accepted counts records appended to the spool.
 	Accepted atomic.Uint64
-	// Shipped counts records Kafka acknowledged.
+	// Shipped counts records Kafka acknowledged (a record sent again
+	// after a failure that Kafka had in fact stored counts twice).
 	Shipped atomic.Uint64
-	// DroppedFull counts records refused because the queue was full.
+	// DroppedFull counts records refused because the spool was full.
 	DroppedFull atomic.Uint64
-	// DroppedClosed counts records lost at shutdown: still queued when
-	// the flush timeout ran out, or offered after close.
-	DroppedClosed atomic.Uint64
-	// WriteErrors counts failed write attempts (each is retried).
+	// DroppedError counts records that could not be appended: a disk
+	// error, or a spool already closed.
+	DroppedError atomic.Uint64
+	// WriteErrors counts failed Kafka write attempts (each is retried).
 	WriteErrors atomic.Uint64
-	// Queued is the number of records waiting in queues now.
-	Queued atomic.Int64
+	// SpoolBytes is the size of the spool on disk now.
+	SpoolBytes atomic.Int64
+	// SpoolRepairs counts damaged spool segments truncated at their last
+	// intact record (a torn tail after a crash, or corruption).
+	SpoolRepairs atomic.Uint64
 }

@@ -1,0 +1,743 @@
+package logship
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The spool is a directory of segment files that the request path appends
+// to and one shipper reads from, in order:
+//
+//	LOCK                      flock(2)ed while open: one process per directory
+//	cursor                    where the shipper resumes: segment, offset, CRC
+//	00000000000000000001.seg  segments, numbered in append order
+//
+// A segment starts with the 8-byte header "B2SSPL1\n" and holds entries:
+//
+//	[4] body length, little endian   [4] CRC-32C of the body   [body]
+//	body: [8] append time, unix ns   [2] key length   [key]   [value]
+//
+// An entry is written with one write(2) while the spool's lock is held, so
+// once Append returns the entry is in the kernel's page cache and survives
+// the death of the process; the fsync policy bounds what a power loss can
+// take. On open, every segment still to be shipped is checked entry by
+// entry; the first entry that is short or fails its CRC ends the segment,
+// which is truncated there (a torn tail after a crash), and the repair is
+// counted. Appends always go to a new segment after an open.
+const (
+	segmentHeader  = "B2SSPL1\n"
+	entryHeaderLen = 8
+	bodyFixedLen   = 10
+	// MaxEntryLen bounds one entry's body, so a corrupt length field
+	// cannot make the reader allocate without limit.
+	MaxEntryLen = 1 << 20
+	cursorLen   = 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrSpoolFull is returned by Append when the spool has reached its
+// maximum size.
+var ErrSpoolFull = errors.New("spool full")
+
+// ErrClosed is returned by a closed spool.
+var ErrClosed = errors.New("spool closed")
+
+// Fsync policies, see SpoolConfig.Fsync.
+const (
+	// FsyncNever leaves flushing to the kernel (typically within 30s).
+	FsyncNever time.Duration = -1
+	// FsyncAlways syncs each append before it returns: nothing
+	// acknowledged is lost even on power loss, at a large cost per request.
+	FsyncAlways time.Duration = 0
+)
+
+// SpoolConfig configures a Spool. The zero value of a field means its
+// default, except Fsync, whose zero is FsyncAlways: use NewSpoolConfig.
+type SpoolConfig struct {
+	// Dir holds the spool's files. Required; created if missing.
+	Dir string
+	// MaxSize bounds the bytes on disk. Default 1 GiB.
+	MaxSize int64
+	// SegmentSize is the size at which a new segment file is started.
+	// Default 64 MiB, at most MaxSize/4.
+	SegmentSize int64
+	// Fsync is the longest time an appended record may stay unsynced: a
+	// power loss (not a crash of the process) can lose at most the records
+	// of this window. FsyncAlways syncs every append; FsyncNever leaves it
+	// to the kernel.
+	Fsync time.Duration
+	// Stats receives the counters. Default: a private Stats.
+	Stats *Stats
+	// Logger receives repairs and errors.
+	Logger *zap.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of SpoolConfig.
+const (
+	DefaultSpoolMaxSize    = 1 << 30
+	DefaultSpoolSegment    = 64 << 20
+	DefaultFsync           = time.Second
+	minimumSpoolMaxSize    = 1 << 20
+	minimumSpoolSegmentLen = 64 << 10
+)
+
+func (c *SpoolConfig) setDefaults() {
+	if c.MaxSize <= 0 {
+		c.MaxSize = DefaultSpoolMaxSize
+	}
+	if c.SegmentSize <= 0 {
+		c.SegmentSize = DefaultSpoolSegment
+	}
+	c.SegmentSize = min(c.SegmentSize, c.MaxSize/4)
+	c.SegmentSize = max(c.SegmentSize, minimumSpoolSegmentLen)
+	if c.Stats == nil {
+		c.Stats = new(Stats)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Pos is a position in the spool: a segment number and a byte offset.
+type Pos struct {
+	Seg uint64
+	Off int64
+}
+
+// Less reports whether p comes before q.
+func (p Pos) Less(q Pos) bool { return p.Seg < q.Seg || p.Seg == q.Seg && p.Off < q.Off }
+
+// Entry is one record read back from the spool.
+type Entry struct {
+	Key      []byte
+	Value    []byte
+	Appended time.Time
+}
+
+// Spool is a bounded, checksummed, append-only log on disk with one reader.
+// Append is safe for concurrent use; Read and Ack belong to one reader.
+type Spool struct {
+	cfg   SpoolConfig
+	stats *Stats
+	lock  *os.File
+
+	mu       sync.Mutex // guards the writing side
+	closed   bool
+	active   *os.File
+	activeN  uint64
+	writeEnd Pos    // end of the last complete entry
+	buf      []byte // entry being written
+	dirty    bool   // appended since the last fsync
+	segments []uint64
+	size     int64 // bytes on disk in all segments
+
+	more chan struct{} // signalled after each append
+
+	// Reader side, owned by the single reader.
+	rf     *os.File
+	rfSeg  uint64
+	rbuf   []byte
+	cursor Pos // acknowledged position
+	cf     *os.File
+
+	head      atomic.Int64 // append time (ns) of the oldest unacknowledged entry read, 0 if none
+	dropLog   rateLimitedLog
+	stopFsync chan struct{}
+	fsyncDone chan struct{}
+}
+
+// OpenSpool opens or creates the spool in cfg.Dir, repairing a torn or
+// corrupt tail. It fails only when the directory cannot be used at all
+// (permissions, another process holding it).
+func OpenSpool(cfg SpoolConfig) (*Spool, error) {
+	cfg.setDefaults()
+	if cfg.Dir == "" {
+		return nil, errors.New("no spool directory")
+	}
+	if cfg.MaxSize < minimumSpoolMaxSize {
+		return nil, fmt.Errorf("spool maximum size %d is below the minimum of 1MiB", cfg.MaxSize)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating spool directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening spool lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("spool directory %s is in use by another process: %w", cfg.Dir, err)
+	}
+	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1),
+		dropLog: rateLimitedLog{logger: cfg.Logger, every: 10 * time.Second}}
+	if err := s.recover(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if cfg.Fsync > 0 {
+		s.stopFsync, s.fsyncDone = make(chan struct{}), make(chan struct{})
+		go s.syncLoop(cfg.Fsync)
+	}
+	return s, nil
+}
+
+func segName(n uint64) string { return fmt.Sprintf("%020d.seg", n) }
+
+func (s *Spool) segPath(n uint64) string { return filepath.Join(s.cfg.Dir, segName(n)) }
+
+// recover lists the segments, reads the cursor, checks every segment still
+// to be shipped and starts a new active segment.
+func (s *Spool) recover() error {
+	names, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("reading spool directory: %w", err)
+	}
+	for _, e := range names {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".seg") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(name, ".seg"), 10, 64)
+		if err != nil {
+			continue
+		}
+		s.segments = append(s.segments, n)
+	}
+	slices.Sort(s.segments)
+
+	s.cf, err = os.OpenFile(filepath.Join(s.cfg.Dir, "cursor"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening spool cursor: %w", err)
+	}
+	cur, ok := s.readCursor()
+	if !ok || !slices.Contains(s.segments, cur.Seg) {
+		// No usable cursor: start from the oldest segment. At worst this
+		// ships some records again (same event_id), never loses any.
+		cur = Pos{}
+		if len(s.segments) > 0 {
+			cur = Pos{Seg: s.segments[0], Off: int64(len(segmentHeader))}
+		}
+	}
+
+	// Drop what was shipped, check the rest.
+	var keep []uint64
+	for _, n := range s.segments {
+		if n < cur.Seg {
+			_ = os.Remove(s.segPath(n))
+			continue
+		}
+		size, err := s.checkSegment(n)
+		if err != nil {
+			return err
+		}
+		if n == cur.Seg && cur.Off > size {
+			cur.Off = size
+		}
+		s.size += size
+		keep = append(keep, n)
+	}
+	s.segments = keep
+	s.cursor = cur
+
+	next := uint64(1)
+	if len(s.segments) > 0 {
+		next = s.segments[len(s.segments)-1] + 1
+	}
+	if s.cursor.Seg == 0 {
+		s.cursor = Pos{Seg: next, Off: int64(len(segmentHeader))}
+	}
+	if err := s.newSegment(next); err != nil {
+		return err
+	}
+	return s.writeCursor(s.cursor)
+}
+
+// checkSegment validates segment n entry by entry, truncating it at the
+// first damaged entry. It returns the segment's size after repair.
+func (s *Spool) checkSegment(n uint64) (int64, error) {
+	path := s.segPath(n)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("opening spool segment: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	hdr := make([]byte, len(segmentHeader))
+	if _, err := io.ReadFull(f, hdr); err != nil || string(hdr) != segmentHeader {
+		// Not even a header: nothing in it can be trusted.
+		s.repaired(path, 0, st.Size())
+		if err := f.Truncate(0); err != nil {
+			return 0, err
+		}
+		if _, err := f.WriteAt([]byte(segmentHeader), 0); err != nil {
+			return 0, err
+		}
+		return int64(len(segmentHeader)), nil
+	}
+	r := segReader{f: f, off: int64(len(segmentHeader)), end: st.Size()}
+	for {
+		entries, damaged, err := r.read(nil, 1<<30, 1<<30)
+		if err != nil {
+			return 0, fmt.Errorf("reading spool segment: %w", err)
+		}
+		if damaged {
+			s.repaired(path, r.off, st.Size()-r.off)
+			if err := f.Truncate(r.off); err != nil {
+				return 0, fmt.Errorf("repairing spool segment: %w", err)
+			}
+			return r.off, f.Sync()
+		}
+		if len(entries) == 0 {
+			return r.off, nil
+		}
+	}
+}
+
+func (s *Spool) repaired(path string, off, lost int64) {
+	s.stats.SpoolRepairs.Add(1)
+	s.cfg.Logger.Warn("spool segment damaged, truncated at the last intact record",
+		zap.String("segment", path), zap.Int64("offset", off), zap.Int64("bytes_discarded", lost))
+}
+
+// newSegment makes segment n the active one. Called with mu held or
+// before the spool is shared.
+func (s *Spool) newSegment(n uint64) error {
+	f, err := os.OpenFile(s.segPath(n), os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating spool segment: %w", err)
+	}
+	if _, err := f.Write([]byte(segmentHeader)); err != nil {
+		f.Close()
+		_ = os.Remove(s.segPath(n))
+		return fmt.Errorf("writing spool segment: %w", err)
+	}
+	if s.active != nil {
+		if s.cfg.Fsync != FsyncNever {
+			_ = s.active.Sync()
+		}
+		_ = s.active.Close()
+	}
+	if s.cfg.Fsync != FsyncNever {
+		syncDir(s.cfg.Dir)
+	}
+	s.active, s.activeN = f, n
+	s.segments = append(s.segments, n)
+	s.size += int64(len(segmentHeader))
+	s.writeEnd = Pos{Seg: n, Off: int64(len(segmentHeader))}
+	s.stats.SpoolBytes.Store(s.size)
+	return nil
+}
+
+// Append writes one record. It returns ErrSpoolFull, without writing, when
+// the spool would grow past its maximum size. Every refusal is counted
+// and logged at a bounded rate.
+func (s *Spool) Append(key string, value []byte) error {
+	err := s.append(key, value)
+	if err == nil {
+		s.stats.Accepted.Add(1)
+		return nil
+	}
+	if err == ErrSpoolFull {
+		s.stats.DroppedFull.Add(1)
+		s.dropLog.log("spool full, record dropped", err, zap.String("dir", s.cfg.Dir), zap.Int64("max_size", s.cfg.MaxSize))
+	} else {
+		s.stats.DroppedError.Add(1)
+		s.dropLog.log("record dropped", err, zap.String("dir", s.cfg.Dir))
+	}
+	return err
+}
+
+func (s *Spool) append(key string, value []byte) error {
+	bodyLen := bodyFixedLen + len(key) + len(value)
+	if bodyLen > MaxEntryLen || len(key) > 0xffff {
+		return fmt.Errorf("record of %d bytes is too large for the spool", bodyLen)
+	}
+	n := int64(entryHeaderLen + bodyLen)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if s.size+n > s.cfg.MaxSize {
+		s.mu.Unlock()
+		return ErrSpoolFull
+	}
+	if s.writeEnd.Off+n > s.cfg.SegmentSize {
+		if err := s.newSegment(s.activeN + 1); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	b := slices.Grow(s.buf[:0], int(n))[:n]
+	binary.LittleEndian.PutUint32(b[0:], uint32(bodyLen))
+	binary.LittleEndian.PutUint64(b[8:], uint64(s.cfg.Now().UnixNano()))
+	binary.LittleEndian.PutUint16(b[16:], uint16(len(key)))
+	copy(b[18:], key)
+	copy(b[18+len(key):], value)
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
+	s.buf = b
+	if _, err := s.active.Write(b); err != nil {
+		// A short write may leave a torn entry that writeEnd does not
+		// cover; start a clean segment after it. The reader skips the
+		// torn bytes and the next open truncates them.
+		_ = s.newSegment(s.activeN + 1)
+		s.mu.Unlock()
+		return fmt.Errorf("writing to spool: %w", err)
+	}
+	if s.cfg.Fsync == FsyncAlways {
+		if err := s.active.Sync(); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("syncing spool: %w", err)
+		}
+	}
+	s.dirty = true
+	s.writeEnd.Off += n
+	s.size += n
+	s.stats.SpoolBytes.Store(s.size)
+	s.mu.Unlock()
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// syncLoop bounds the power-loss window to the fsync interval.
+func (s *Spool) syncLoop(every time.Duration) {
+	defer close(s.fsyncDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopFsync:
+			return
+		case <-t.C:
+			s.Sync()
+		}
+	}
+}
+
+// Sync flushes appended records to stable storage.
+func (s *Spool) Sync() {
+	s.mu.Lock()
+	f, dirty := s.active, s.dirty
+	s.dirty = false
+	s.mu.Unlock()
+	if dirty && f != nil {
+		_ = f.Sync() // a closed file here means a newer segment was synced on roll
+	}
+}
+
+// Read returns up to max entries (and about maxBytes) after the cursor
+// and the position after the last one, waiting until there is at least
+// one or stop is closed. Entries are only valid until the next Read. It
+// must be followed by Ack(next) once the entries are delivered; reading
+// again without Ack returns the same entries.
+func (s *Spool) Read(stop <-chan struct{}, buf []Entry, max int, maxBytes int) ([]Entry, Pos, error) {
+	for {
+		s.mu.Lock()
+		end, closed := s.writeEnd, s.closed
+		s.mu.Unlock()
+		if closed {
+			return nil, s.cursor, ErrClosed
+		}
+		if s.cursor.Less(end) {
+			entries, next, err := s.readFrom(s.cursor, end, buf[:0], max, maxBytes)
+			if err != nil || len(entries) > 0 {
+				if len(entries) > 0 {
+					s.head.Store(entries[0].Appended.UnixNano())
+				}
+				return entries, next, err
+			}
+			// Only segment boundaries between here and end: move on.
+			if next != s.cursor {
+				if err := s.Ack(next); err != nil {
+					return nil, s.cursor, err
+				}
+				continue
+			}
+		}
+		s.head.Store(0)
+		select {
+		case <-stop:
+			return nil, s.cursor, nil
+		case <-s.more:
+		}
+	}
+}
+
+func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry, Pos, error) {
+	if s.rbuf == nil {
+		s.rbuf = make([]byte, readChunk)
+	}
+	r := segReader{buf: s.rbuf}
+	for len(out) < max && pos.Less(end) {
+		if s.rf == nil || s.rfSeg != pos.Seg {
+			if s.rf != nil {
+				s.rf.Close()
+				s.rf = nil
+			}
+			f, err := os.Open(s.segPath(pos.Seg))
+			if err != nil {
+				return out, pos, fmt.Errorf("opening spool segment: %w", err)
+			}
+			s.rf, s.rfSeg = f, pos.Seg
+		}
+		segEnd := end.Off
+		if pos.Seg != end.Seg {
+			st, err := s.rf.Stat()
+			if err != nil {
+				return out, pos, err
+			}
+			segEnd = st.Size()
+		}
+		r.f, r.off, r.end = s.rf, pos.Off, segEnd
+		var damaged bool
+		var err error
+		n := len(out)
+		out, damaged, err = r.read(out, max, maxBytes)
+		if err != nil {
+			return out, pos, err
+		}
+		if damaged {
+			// Damage found while running (a disk error, or the torn
+			// write of a failed append): skip the rest of the segment,
+			// as a restart would after truncating it.
+			s.repaired(s.segPath(pos.Seg), r.off, segEnd-r.off)
+			r.off = segEnd
+		}
+		pos.Off = r.off
+		if r.off >= segEnd && pos.Seg != end.Seg {
+			pos = Pos{Seg: s.nextSegment(pos.Seg), Off: int64(len(segmentHeader))}
+			if len(out) == n {
+				continue // an empty or exhausted segment: go on to the next
+			}
+		}
+		// One chunk per call: the caller ships it and comes back.
+		break
+	}
+	return out, pos, nil
+}
+
+func (s *Spool) nextSegment(n uint64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.segments {
+		if m > n {
+			return m
+		}
+	}
+	return s.activeN
+}
+
+// Ack records that everything before pos was delivered: the cursor is
+// saved and segments wholly before it are deleted.
+func (s *Spool) Ack(pos Pos) error {
+	if !s.cursor.Less(pos) {
+		return nil
+	}
+	s.cursor = pos
+	if err := s.writeCursor(pos); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var removed []uint64
+	keep := s.segments[:0]
+	for _, n := range s.segments {
+		if n < pos.Seg && n != s.activeN {
+			removed = append(removed, n)
+			continue
+		}
+		keep = append(keep, n)
+	}
+	s.segments = keep
+	s.mu.Unlock()
+	for _, n := range removed {
+		st, err := os.Stat(s.segPath(n))
+		if err == nil {
+			s.mu.Lock()
+			s.size -= st.Size()
+			s.stats.SpoolBytes.Store(s.size)
+			s.mu.Unlock()
+		}
+		_ = os.Remove(s.segPath(n))
+		if s.rf != nil && s.rfSeg == n {
+			s.rf.Close()
+			s.rf = nil
+		}
+	}
+	return nil
+}
+
+// Lag is the age of the oldest record read but not yet acknowledged, or 0
+// when the reader has caught up.
+func (s *Spool) Lag() time.Duration {
+	h := s.head.Load()
+	if h == 0 {
+		return 0
+	}
+	return s.cfg.Now().Sub(time.Unix(0, h))
+}
+
+// Size returns the bytes on disk.
+func (s *Spool) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
+func (s *Spool) readCursor() (Pos, bool) {
+	var b [cursorLen]byte
+	if _, err := s.cf.ReadAt(b[:], 0); err != nil {
+		return Pos{}, false
+	}
+	if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
+		return Pos{}, false
+	}
+	return Pos{Seg: binary.LittleEndian.Uint64(b[0:]), Off: int64(binary.LittleEndian.Uint64(b[8:]))}, true
+}
+
+// writeCursor overwrites the cursor in place. A torn write fails its CRC
+// and the next open starts from the oldest segment: duplicates, not loss.
+func (s *Spool) writeCursor(p Pos) error {
+	var b [cursorLen]byte
+	binary.LittleEndian.PutUint64(b[0:], p.Seg)
+	binary.LittleEndian.PutUint64(b[8:], uint64(p.Off))
+	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], crcTable))
+	if _, err := s.cf.WriteAt(b[:], 0); err != nil {
+		return fmt.Errorf("saving spool cursor: %w", err)
+	}
+	return nil
+}
+
+// Close syncs and closes the spool. Appends after Close fail with ErrClosed
+// and a blocked Read returns.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if s.stopFsync != nil {
+		close(s.stopFsync)
+		<-s.fsyncDone
+	}
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
+	return s.closeFiles()
+}
+
+func (s *Spool) closeFiles() error {
+	var err error
+	if s.active != nil {
+		err = errors.Join(s.active.Sync(), s.active.Close())
+	}
+	if s.cf != nil {
+		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
+	}
+	if s.rf != nil {
+		s.rf.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+	}
+	return err
+}
+
+// readChunk is how much of a segment one read takes in: enough for the
+// largest entry, and large enough that reading costs a system call per
+// thousands of records, not per record.
+const readChunk = 2 * (MaxEntryLen + entryHeaderLen)
+
+// segReader reads entries from a segment file between off and end.
+type segReader struct {
+	f   *os.File
+	off int64
+	end int64
+	buf []byte
+}
+
+// read reads one chunk of the segment from off and appends the entries
+// it holds, up to max entries and about maxBytes, advancing off past them.
+// Entries point into the reader's buffer. damaged is true when the entry
+// at off is short, too long or fails its CRC.
+func (r *segReader) read(out []Entry, max, maxBytes int) (_ []Entry, damaged bool, _ error) {
+	if r.off >= r.end {
+		return out, false, nil
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, readChunk)
+	}
+	n := min(int64(len(r.buf)), r.end-r.off)
+	b := r.buf[:n]
+	if _, err := r.f.ReadAt(b, r.off); err != nil && err != io.EOF {
+		return out, false, err
+	}
+	bytes := 0
+	for len(out) < max && bytes < maxBytes {
+		if len(b) == 0 {
+			return out, false, nil
+		}
+		if len(b) < entryHeaderLen {
+			return out, r.off+int64(len(b)) >= r.end, nil
+		}
+		bodyLen := int64(binary.LittleEndian.Uint32(b[0:]))
+		if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || r.off+entryHeaderLen+bodyLen > r.end {
+			return out, true, nil
+		}
+		if entryHeaderLen+bodyLen > int64(len(b)) {
+			return out, false, nil // continues in the next chunk
+		}
+		body := b[entryHeaderLen : entryHeaderLen+bodyLen]
+		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(b[4:]) {
+			return out, true, nil
+		}
+		kl := int64(binary.LittleEndian.Uint16(body[8:]))
+		if bodyFixedLen+kl > bodyLen {
+			return out, true, nil
+		}
+		out = append(out, Entry{
+			Appended: time.Unix(0, int64(binary.LittleEndian.Uint64(body[0:]))),
+			Key:      body[bodyFixedLen : bodyFixedLen+kl],
+			Value:    body[bodyFixedLen+kl:],
+		})
+		bytes += len(body)
+		r.off += entryHeaderLen + bodyLen
+		b = b[entryHeaderLen+bodyLen:]
+	}
+	return out, false, nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

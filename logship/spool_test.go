@@ -1,0 +1,417 @@
+package logship
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openSpool(t *testing.T, cfg SpoolConfig) *Spool {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Fsync == 0 {
+		cfg.Fsync = FsyncNever
+	}
+	s, err := OpenSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func appendN(t *testing.T, s *Spool, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		if err := s.Append(fmt.Sprintf("k%d", i%7), []byte(fmt.Sprintf("record-%06d", i))); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+}
+
+// drain reads and acknowledges everything the spool holds now.
+func drain(t *testing.T, s *Spool) []string {
+	t.Helper()
+	stop := make(chan struct{})
+	close(stop) // return at once when caught up
+	var got []string
+	var buf []Entry
+	for {
+		entries, next, err := s.Read(stop, buf[:0], 100, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			return got
+		}
+		for _, e := range entries {
+			got = append(got, string(e.Value))
+		}
+		buf = entries
+		if err := s.Ack(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func want(from, n int) []string {
+	var w []string
+	for i := from; i < from+n; i++ {
+		w = append(w, fmt.Sprintf("record-%06d", i))
+	}
+	return w
+}
+
+func TestSpoolReturnsRecordsInOrderOnce(t *testing.T) {
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10})
+	appendN(t, s, 0, 10_000)
+	if got := drain(t, s); !slices.Equal(got, want(0, 10_000)) {
+		t.Fatalf("read %d records, not the 10000 appended in order", len(got))
+	}
+	if got := drain(t, s); len(got) != 0 {
+		t.Fatalf("read %d records again after they were acknowledged", len(got))
+	}
+}
+
+func TestSpoolKeepsWhatWasNotAcknowledgedAcrossARestart(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	stop := make(chan struct{})
+	close(stop)
+	entries, next, err := s.Read(stop, nil, 1000, 1<<20)
+	if err != nil || len(entries) == 0 {
+		t.Fatal(err, len(entries))
+	}
+	shipped := len(entries)
+	if err := s.Ack(next); err != nil {
+		t.Fatal(err)
+	}
+	// Read more but do not acknowledge: those must come back.
+	if _, _, err := s.Read(stop, nil, 1000, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s2, 3000, 10)
+	if got := drain(t, s2); !slices.Equal(got, want(shipped, 3010-shipped)) {
+		t.Fatalf("after restart read %d records, want the %d not acknowledged plus 10 new", len(got), 3010-shipped)
+	}
+}
+
+func TestSpoolRepairsATornTail(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		intact int
+	}{
+		{"garbage written after the last record", func(t *testing.T, path string) {
+			appendBytes(t, path, []byte("\x00\x13\x37garbage after a crash"))
+		}, 100},
+		{"the last record cut in half", func(t *testing.T, path string) {
+			truncateBy(t, path, 7)
+		}, 99},
+		{"the last record's header cut", func(t *testing.T, path string) {
+			truncateBy(t, path, int64(entryHeaderLen+bodyFixedLen+len("k1")+len("record-000099")-4)) // 4 bytes of its header remain
+		}, 99},
+		{"a flipped byte in the last record", func(t *testing.T, path string) {
+			flipByte(t, path, -3)
+		}, 99},
+		{"a length field pointing past the end", func(t *testing.T, path string) {
+			appendBytes(t, path, []byte{0xff, 0xff, 0x0f, 0x00, 1, 2, 3, 4, 5})
+		}, 100},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			stats := new(Stats)
+			s := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+			appendN(t, s, 0, 100)
+			s.Close()
+			c.damage(t, lastSegment(t, dir))
+
+			s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+			if stats.SpoolRepairs.Load() != 1 {
+				t.Fatalf("SpoolRepairs = %d, want 1", stats.SpoolRepairs.Load())
+			}
+			appendN(t, s2, 100, 5)
+			got := drain(t, s2)
+			if !slices.Equal(got, append(want(0, c.intact), want(100, 5)...)) {
+				t.Fatalf("read %d records: %v...; want the %d intact ones and the 5 new", len(got), got[:min(3, len(got))], c.intact)
+			}
+		})
+	}
+}
+
+func TestSpoolSurvivesADamagedSegmentInTheMiddle(t *testing.T) {
+	dir := t.TempDir()
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{Dir: dir, Stats: stats, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 5000) // several segments
+	s.Close()
+	segs := segments(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("only %d segments", len(segs))
+	}
+	first := readCount(t, segs[0])
+	flipByte(t, segs[0], 8+8+20) // inside the first record's body
+
+	s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats, SegmentSize: 64 << 10})
+	got := drain(t, s2)
+	if stats.SpoolRepairs.Load() != 1 {
+		t.Fatalf("SpoolRepairs = %d", stats.SpoolRepairs.Load())
+	}
+	if !slices.Equal(got, want(first, 5000-first)) {
+		t.Fatalf("read %d records, want the %d after the damaged segment", len(got), 5000-first)
+	}
+}
+
+func TestSpoolStartsFromTheOldestSegmentWhenTheCursorIsDamaged(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir})
+	appendN(t, s, 0, 10)
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "cursor"), []byte("garbage garbage garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openSpool(t, SpoolConfig{Dir: dir})
+	if got := drain(t, s2); !slices.Equal(got, want(0, 10)) {
+		t.Fatalf("read %v", got)
+	}
+}
+
+func TestAFullSpoolRefusesAndCountsThenFreesSpaceAsItShips(t *testing.T) {
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{MaxSize: 1 << 20, SegmentSize: 64 << 10, Stats: stats})
+	value := []byte(strings.Repeat("x", 1000))
+	accepted, refused := 0, 0
+	for range 2000 {
+		switch err := s.Append("k", value); err {
+		case nil:
+			accepted++
+		case ErrSpoolFull:
+			refused++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if refused == 0 || accepted == 0 {
+		t.Fatalf("accepted %d, refused %d: the cap did not apply", accepted, refused)
+	}
+	if stats.DroppedFull.Load() != uint64(refused) || stats.Accepted.Load() != uint64(accepted) {
+		t.Fatalf("counted %d accepted, %d dropped; want %d, %d", stats.Accepted.Load(), stats.DroppedFull.Load(), accepted, refused)
+	}
+	if size := s.Size(); size > 1<<20 {
+		t.Fatalf("spool grew to %d bytes past its 1MiB cap", size)
+	}
+	if got := len(drain(t, s)); got != accepted {
+		t.Fatalf("read %d, want %d", got, accepted)
+	}
+	if err := s.Append("k", value); err != nil {
+		t.Fatalf("after shipping, append still fails: %v", err)
+	}
+	if size := stats.SpoolBytes.Load(); size > 128<<10 {
+		t.Fatalf("shipped segments not deleted: %d bytes", size)
+	}
+}
+
+func TestOneSpoolDirectoryHasOneOwner(t *testing.T) {
+	dir := t.TempDir()
+	openSpool(t, SpoolConfig{Dir: dir})
+	if s, err := OpenSpool(SpoolConfig{Dir: dir, Fsync: FsyncNever}); err == nil {
+		s.Close()
+		t.Fatal("a second open of the same directory succeeded")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("error %q does not say the directory is in use", err)
+	}
+}
+
+func TestConcurrentAppendsAreAllReadOnce(t *testing.T) {
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10})
+	const writers, each = 8, 2000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := s.Append("k", []byte(fmt.Sprintf("%d-%d", w, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	// Read while they write.
+	seen := map[string]bool{}
+	stop := make(chan struct{})
+	var buf []Entry
+	for len(seen) < writers*each {
+		entries, next, err := s.Read(stop, buf[:0], 500, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if seen[string(e.Value)] {
+				t.Fatalf("%s read twice", e.Value)
+			}
+			seen[string(e.Value)] = true
+		}
+		buf = entries
+		s.Ack(next)
+	}
+	wg.Wait()
+}
+
+func TestReadWaitsForAnAppendOrStop(t *testing.T) {
+	s := openSpool(t, SpoolConfig{})
+	stop := make(chan struct{})
+	got := make(chan int)
+	go func() {
+		entries, _, _ := s.Read(stop, nil, 10, 1<<20)
+		got <- len(entries)
+	}()
+	select {
+	case n := <-got:
+		t.Fatalf("Read returned %d entries from an empty spool", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	appendN(t, s, 0, 1)
+	if n := <-got; n != 1 {
+		t.Fatalf("Read returned %d entries after one append", n)
+	}
+	go func() {
+		entries, _, _ := s.Read(stop, nil, 10, 1<<20)
+		got <- len(entries)
+	}()
+	close(stop)
+	if n := <-got; n != 1 {
+		// The first Read was not acknowledged: the entry comes back.
+		t.Fatalf("Read after stop returned %d entries, want the unacknowledged 1", n)
+	}
+}
+
+func TestLagIsTheAgeOfTheOldestUnshippedRecord(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := openSpool(t, SpoolConfig{Now: func() time.Time { return now }})
+	appendN(t, s, 0, 3)
+	stop := make(chan struct{})
+	close(stop)
+	_, next, _ := s.Read(stop, nil, 10, 1<<20)
+	now = now.Add(42 * time.Second)
+	if lag := s.Lag(); lag != 42*time.Second {
+		t.Fatalf("Lag = %v, want 42s", lag)
+	}
+	s.Ack(next)
+	s.Read(stop, nil, 10, 1<<20)
+	if lag := s.Lag(); lag != 0 {
+		t.Fatalf("Lag after catching up = %v", lag)
+	}
+}
+
+func TestAppendAfterCloseIsCountedAsDropped(t *testing.T) {
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{Stats: stats})
+	s.Close()
+	if err := s.Append("k", []byte("v")); err != ErrClosed {
+		t.Fatalf("Append after Close: %v", err)
+	}
+	if stats.DroppedError.Load() != 1 {
+		t.Fatal("drop not counted")
+	}
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(m)
+	// Skip empty segments (a header only), such as the active one.
+	var out []string
+	for _, p := range m {
+		if st, err := os.Stat(p); err == nil && st.Size() > int64(len(segmentHeader)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func lastSegment(t *testing.T, dir string) string {
+	t.Helper()
+	s := segments(t, dir)
+	if len(s) == 0 {
+		t.Fatal("no segment with records")
+	}
+	return s[len(s)-1]
+}
+
+func readCount(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	r := segReader{f: f, off: int64(len(segmentHeader)), end: st.Size()}
+	n := 0
+	for {
+		e, damaged, err := r.read(nil, 1<<30, 1<<30)
+		if err != nil || damaged {
+			t.Fatal(err, damaged)
+		}
+		if len(e) == 0 {
+			return n
+		}
+		n += len(e)
+	}
+}
+
+func appendBytes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncateBy(t *testing.T, path string, n int64) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, st.Size()-n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipByte flips the byte at off, counted from the end when negative.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off < 0 {
+		off += int64(len(b))
+	}
+	b[off] ^= 0x5a
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
