@@ -156,7 +156,8 @@ type Spool struct {
 	// Reader side, owned by the single reader.
 	rf     *os.File
 	rfSeg  uint64
-	rbuf   []byte
+	win    []byte // bytes of segment rfSeg from winOff, see window
+	winOff int64
 	cursor Pos // acknowledged position
 	cf     *os.File
 
@@ -490,10 +491,6 @@ func (s *Spool) Read(stop <-chan struct{}, buf []Entry, max int, maxBytes int) (
 }
 
 func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry, Pos, error) {
-	if s.rbuf == nil {
-		s.rbuf = make([]byte, readChunk)
-	}
-	r := segReader{buf: s.rbuf}
 	for len(out) < max && pos.Less(end) {
 		if s.rf == nil || s.rfSeg != pos.Seg {
 			if s.rf != nil {
@@ -505,6 +502,7 @@ func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry,
 				return out, pos, fmt.Errorf("opening spool segment: %w", err)
 			}
 			s.rf, s.rfSeg = f, pos.Seg
+			s.win = s.win[:0]
 		}
 		segEnd := end.Off
 		if pos.Seg != end.Seg {
@@ -514,32 +512,58 @@ func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry,
 			}
 			segEnd = st.Size()
 		}
-		r.f, r.off, r.end = s.rf, pos.Off, segEnd
-		var damaged bool
-		var err error
-		n := len(out)
-		out, damaged, err = r.read(out, max, maxBytes)
+		b, err := s.window(pos.Off, segEnd)
 		if err != nil {
 			return out, pos, err
 		}
+		n0 := len(out)
+		var consumed int
+		var damaged bool
+		out, consumed, damaged = parseEntries(b, pos.Off, segEnd, out, max, maxBytes)
+		pos.Off += int64(consumed)
 		if damaged {
 			// Damage found while running (a disk error, or the torn
 			// write of a failed append): skip the rest of the segment,
 			// as a restart would after truncating it.
-			s.repaired(s.segPath(pos.Seg), r.off, segEnd-r.off)
-			r.off = segEnd
+			s.repaired(s.segPath(pos.Seg), pos.Off, segEnd-pos.Off)
+			pos.Off = segEnd
 		}
-		pos.Off = r.off
-		if r.off >= segEnd && pos.Seg != end.Seg {
+		if pos.Off >= segEnd && pos.Seg != end.Seg {
 			pos = Pos{Seg: s.nextSegment(pos.Seg), Off: int64(len(segmentHeader))}
-			if len(out) == n {
+			if len(out) == n0 {
 				continue // an empty or exhausted segment: go on to the next
 			}
 		}
-		// One chunk per call: the caller ships it and comes back.
+		// One window per call: the caller ships it and comes back.
 		break
 	}
 	return out, pos, nil
+}
+
+// window returns the segment's bytes from off, up to segEnd, from the read
+// buffer when it holds enough of them, else reading them in. Keeping the
+// window across calls means each byte is read from the file about once,
+// with one system call for thousands of records.
+func (s *Spool) window(off, segEnd int64) ([]byte, error) {
+	if cap(s.win) == 0 {
+		s.win = make([]byte, 0, readChunk)
+	}
+	inWin := off >= s.winOff && off <= s.winOff+int64(len(s.win))
+	if inWin {
+		avail := s.winOff + int64(len(s.win)) - off
+		want := min(segEnd-off, int64(readChunk/2))
+		if avail >= want {
+			return s.win[off-s.winOff : min(int64(len(s.win)), segEnd-s.winOff)], nil
+		}
+	}
+	n := min(int64(cap(s.win)), segEnd-off)
+	s.win = s.win[:n]
+	if _, err := s.rf.ReadAt(s.win, off); err != nil && err != io.EOF {
+		s.win = s.win[:0]
+		return nil, fmt.Errorf("reading spool segment: %w", err)
+	}
+	s.winOff = off
+	return s.win, nil
 }
 
 func (s *Spool) nextSegment(n uint64) uint64 {
@@ -586,7 +610,7 @@ func (s *Spool) Ack(pos Pos) error {
 		_ = os.Remove(s.segPath(n))
 		if s.rf != nil && s.rfSeg == n {
 			s.rf.Close()
-			s.rf = nil
+			s.rf, s.win = nil, s.win[:0]
 		}
 	}
 	return nil
@@ -695,33 +719,41 @@ func (r *segReader) read(out []Entry, max, maxBytes int) (_ []Entry, damaged boo
 	if r.buf == nil {
 		r.buf = make([]byte, readChunk)
 	}
-	n := min(int64(len(r.buf)), r.end-r.off)
-	b := r.buf[:n]
+	b := r.buf[:min(int64(len(r.buf)), r.end-r.off)]
 	if _, err := r.f.ReadAt(b, r.off); err != nil && err != io.EOF {
 		return out, false, err
 	}
+	out, n, damaged := parseEntries(b, r.off, r.end, out, max, maxBytes)
+	r.off += int64(n)
+	return out, damaged, nil
+}
+
+// parseEntries appends the entries at the start of b, which holds the
+// segment's bytes from file offset off, up to max entries and about
+// maxBytes. It returns how many bytes of b they took, and whether the
+// entry after them is damaged (as opposed to continuing past b).
+func parseEntries(b []byte, off, end int64, out []Entry, max, maxBytes int) (_ []Entry, consumed int, damaged bool) {
 	bytes := 0
-	for len(out) < max && bytes < maxBytes {
-		if len(b) == 0 {
-			return out, false, nil
+	for len(out) < max && bytes < maxBytes && consumed < len(b) {
+		rest := b[consumed:]
+		at := off + int64(consumed)
+		if len(rest) < entryHeaderLen {
+			return out, consumed, at+int64(len(rest)) >= end
 		}
-		if len(b) < entryHeaderLen {
-			return out, r.off+int64(len(b)) >= r.end, nil
+		bodyLen := int64(binary.LittleEndian.Uint32(rest[0:]))
+		if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || at+entryHeaderLen+bodyLen > end {
+			return out, consumed, true
 		}
-		bodyLen := int64(binary.LittleEndian.Uint32(b[0:]))
-		if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || r.off+entryHeaderLen+bodyLen > r.end {
-			return out, true, nil
+		if entryHeaderLen+bodyLen > int64(len(rest)) {
+			return out, consumed, false // continues past b
 		}
-		if entryHeaderLen+bodyLen > int64(len(b)) {
-			return out, false, nil // continues in the next chunk
-		}
-		body := b[entryHeaderLen : entryHeaderLen+bodyLen]
-		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(b[4:]) {
-			return out, true, nil
+		body := rest[entryHeaderLen : entryHeaderLen+bodyLen]
+		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(rest[4:]) {
+			return out, consumed, true
 		}
 		kl := int64(binary.LittleEndian.Uint16(body[8:]))
 		if bodyFixedLen+kl > bodyLen {
-			return out, true, nil
+			return out, consumed, true
 		}
 		out = append(out, Entry{
 			Appended: time.Unix(0, int64(binary.LittleEndian.Uint64(body[0:]))),
@@ -729,10 +761,9 @@ func (r *segReader) read(out []Entry, max, maxBytes int) (_ []Entry, damaged boo
 			Value:    body[bodyFixedLen+kl:],
 		})
 		bytes += len(body)
-		r.off += entryHeaderLen + bodyLen
-		b = b[entryHeaderLen+bodyLen:]
+		consumed += entryHeaderLen + int(bodyLen)
 	}
-	return out, false, nil
+	return out, consumed, false
 }
 
 func syncDir(dir string) {
