@@ -166,4 +166,3 @@ func benchKeys() []string {
 	}
 	return keys
 }
-
