@@ -29,13 +29,16 @@ const (
 	DefaultCookieName    = "b2sid"
 	DefaultCookieMaxAge  = caddy.Duration(400 * 24 * time.Hour) // Chrome caps cookie lifetime at 400 days
 	DefaultCookieRefresh = caddy.Duration(24 * time.Hour)
-	DefaultFlushTimeout  = caddy.Duration(10 * time.Second)
+	DefaultFlushTimeout  = caddy.Duration(5 * time.Second)
+	DefaultSpoolMaxSize  = logship.DefaultSpoolMaxSize
+	DefaultFsync         = "1s"
 )
 
 // App is the `b2s` app: configuration and resources shared by every site
-// that uses `b2s_collect`. Its Kafka shipper and GeoIP reader live in
-// process-wide pools, so a config reload that does not change them keeps
-// them, and one that does hands over without losing queued records.
+// that uses `b2s_collect`. Its spool, Kafka shipper and GeoIP reader live
+// in process-wide pools, so a config reload keeps them, and one that
+// changes the Kafka settings hands the spool over to the new settings
+// without losing or duplicating a record.
 type App struct {
 	// Secrets are the HMAC-SHA256 keys that sign the cookie ID, each at
 	// least 32 bytes. The first signs new cookies; all of them verify, so
@@ -66,14 +69,34 @@ type App struct {
 	// (an unset environment variable) turns GeoIP off.
 	GeoIP string `json:"geoip,omitempty"`
 
+	// Spool is the directory of the durable spool: every record is
+	// appended there before the response is written, and shipped to Kafka
+	// from there. Records survive a crash of the process, a broker outage
+	// and restarts. One process at a time may use a directory. Default:
+	// b2s/spool under Caddy's data directory. Placeholders are replaced at
+	// load.
+	Spool string `json:"spool,omitempty"`
+
+	// SpoolMaxSize bounds the spool on disk, in bytes. When it is full,
+	// beacons are still served and pages still proxied, but new records
+	// are dropped, counted in b2s_records_dropped_total{reason="spool_full"}
+	// and logged at most every 10s. Default 1 GiB.
+	SpoolMaxSize int64 `json:"spool_max_size,omitempty"`
+
+	// Fsync is how often the spool is flushed to stable storage: a
+	// duration (the most a power loss, not a crash of the process, can
+	// lose), "always" (every record before its response: nothing is lost
+	// even on power loss, at a high cost per request) or "never" (left to
+	// the kernel, typically 30s). Default "1s".
+	Fsync string `json:"fsync,omitempty"`
+
 	// Kafka is where records are shipped. Required.
 	Kafka *KafkaConfig `json:"kafka,omitempty"`
 
-	signer  *beacon.Signer
-	geo     *geo.DB
-	geoKey  string
-	sink    *logship.Shipper
-	sinkKey string
+	signer *beacon.Signer
+	geo    *geo.DB
+	geoKey string
+	sink   *sink
 	secrets [][]byte
 	logger  *zap.Logger
 	now     func() time.Time
@@ -100,17 +123,13 @@ type KafkaConfig struct {
 	// Default 1ms.
 	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`
 
-	// QueueSize is how many records may wait in memory for Kafka. When
-	// it is full, new records are dropped and counted in
-	// b2s_records_dropped_total{reason="queue_full"}. Default 65536.
-	QueueSize int `json:"queue_size,omitempty"`
-
 	// WriteTimeout bounds one produce request, acknowledgement included.
 	// Default 10s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
-	// FlushTimeout bounds how long a shutdown, or a reload that changes
-	// these settings, waits for queued records to reach Kafka. Default 10s.
+	// FlushTimeout bounds how long a shutdown waits for spooled records to
+	// reach Kafka; what is left stays in the spool for the next start.
+	// Default 5s.
 	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
 }
 
@@ -123,7 +142,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, resolves placeholders and takes the shared
-// GeoIP reader and Kafka shipper from their pools.
+// GeoIP reader, spool and Kafka shipper from their pools.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.now = time.Now
@@ -174,12 +193,61 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := kc.Validate(); err != nil {
 		return fmt.Errorf("b2s: kafka: %v", err)
 	}
-	sink, key, err := loadShipper(kc, time.Duration(a.Kafka.FlushTimeout))
+	sc, err := a.spoolConfig(repl)
 	if err != nil {
-		return fmt.Errorf("b2s: kafka: %v", err)
+		return err
 	}
-	a.sink, a.sinkKey = sink, key
+	k, err := loadSink(a, sc, kc, time.Duration(a.Kafka.FlushTimeout))
+	if err != nil {
+		return fmt.Errorf("b2s: spool: %v; point the spool option at a directory this process alone can write", err)
+	}
+	a.sink = k
+	a.logger.Info("spool ready", zap.String("dir", sc.Dir), zap.Int64("bytes", k.spool.Size()),
+		zap.String("topic", kc.WithDefaults().Topic))
 	return nil
+}
+
+func (a *App) spoolConfig(repl *caddy.Replacer) (logship.SpoolConfig, error) {
+	dir := repl.ReplaceKnown(a.Spool, "")
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "b2s", "spool")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool: %v", err)
+	}
+	if a.SpoolMaxSize == 0 {
+		a.SpoolMaxSize = DefaultSpoolMaxSize
+	}
+	if a.Fsync == "" {
+		a.Fsync = DefaultFsync
+	}
+	fsync, err := parseFsync(a.Fsync)
+	if err != nil {
+		return logship.SpoolConfig{}, err
+	}
+	return logship.SpoolConfig{
+		Dir:     dir,
+		MaxSize: a.SpoolMaxSize,
+		Fsync:   fsync,
+		Stats:   stats,
+		Logger:  a.logger.Named("spool"),
+	}, nil
+}
+
+// parseFsync reads the fsync option: a duration, always or never.
+func parseFsync(s string) (time.Duration, error) {
+	switch s {
+	case "always":
+		return logship.FsyncAlways, nil
+	case "never":
+		return logship.FsyncNever, nil
+	}
+	d, err := caddy.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("b2s: fsync %q is not a positive duration, always or never; e.g. fsync 1s", s)
+	}
+	return d, nil
 }
 
 // checkSecrets names the directive and the fix for each way a key can be
@@ -211,7 +279,6 @@ func (a *App) shipperConfig(repl *caddy.Replacer) logship.Config {
 		Brokers:      brokers,
 		Topic:        k.Topic,
 		Compression:  k.Compression,
-		QueueSize:    k.QueueSize,
 		BatchSize:    k.BatchSize,
 		BatchTimeout: time.Duration(k.BatchTimeout),
 		WriteTimeout: time.Duration(k.WriteTimeout),
@@ -231,26 +298,31 @@ func (a *App) Validate() error {
 	if a.CookieRefresh <= 0 || a.CookieRefresh > a.CookieMaxAge {
 		return fmt.Errorf("b2s: cookie_refresh must be positive and no longer than cookie_max_age")
 	}
+	if a.SpoolMaxSize < 1<<20 {
+		return fmt.Errorf("b2s: spool_max_size %d is below the minimum of 1MiB; e.g. spool_max_size 1GiB", a.SpoolMaxSize)
+	}
 	if k := a.Kafka; k != nil {
-		if k.BatchSize < 0 || k.QueueSize < 0 || k.BatchTimeout < 0 || k.WriteTimeout < 0 || k.FlushTimeout < 0 {
-			return fmt.Errorf("b2s: kafka: batch_size, queue_size and the timeouts must not be negative")
+		if k.BatchSize < 0 || k.BatchTimeout < 0 || k.WriteTimeout < 0 || k.FlushTimeout < 0 {
+			return fmt.Errorf("b2s: kafka: batch_size and the timeouts must not be negative")
 		}
 	}
 	return nil
 }
 
-// Start is a no-op: the shipper starts in Provision, so records accepted
-// while other apps start are not lost.
+// Start is a no-op: the spool opens and the shipper starts in Provision,
+// so records accepted while other apps start are kept.
 func (a *App) Start() error { return nil }
 
 // Stop is a no-op; Cleanup releases the shared resources.
 func (a *App) Stop() error { return nil }
 
 // Cleanup releases this config's hold on the shared resources. The last
-// holder of a shipper delivers its queue before closing it.
+// holder of a spool ships what it can within the flush timeout and closes
+// it; the rest waits in the spool for the next start.
 func (a *App) Cleanup() error {
-	if a.sinkKey != "" {
-		_, _ = shippers.Delete(a.sinkKey)
+	if a.sink != nil {
+		a.sink.release(a)
+		a.sink = nil
 	}
 	if a.geoKey != "" {
 		_, _ = geoDBs.Delete(a.geoKey)

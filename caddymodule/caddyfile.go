@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"math"
 	"strconv"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -12,10 +15,14 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("b2s", parseGlobal)
-	httpcaddyfile.RegisterHandlerDirective("b2s_collect", parseCollect)
+	// Health checks are answered first, so they neither get a cookie nor
+	// make records (registered first: it lands before b2s_collect).
+	httpcaddyfile.RegisterHandlerDirective("b2s_health", parseHealth)
+	httpcaddyfile.RegisterDirectiveOrder("b2s_health", httpcaddyfile.Before, "header")
 	// Before header, so that the cookie and the record see every response
 	// the site sends, including those other handlers change, and the
 	// beacon is answered before any rewrite, proxy or file server.
+	httpcaddyfile.RegisterHandlerDirective("b2s_collect", parseCollect)
 	httpcaddyfile.RegisterDirectiveOrder("b2s_collect", httpcaddyfile.Before, "header")
 }
 
@@ -27,13 +34,15 @@ func init() {
 //		cookie_max_age <duration>
 //		cookie_refresh <duration>
 //		geoip <path to .mmdb>
+//		spool <directory>
+//		spool_max_size <size>
+//		fsync <interval>|always|never
 //		kafka {
 //			brokers <host:port...>
 //			topic <name>
 //			compression none|gzip|snappy|lz4|zstd
 //			batch_size <records>
 //			batch_timeout <duration>
-//			queue_size <records>
 //			write_timeout <duration>
 //			flush_timeout <duration>
 //		}
@@ -85,6 +94,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.GeoIP) {
 				return d.ArgErr()
 			}
+		case "spool":
+			if !d.AllArgs(&a.Spool) {
+				return d.ArgErr()
+			}
+		case "spool_max_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > math.MaxInt64 {
+				return d.Errf("b2s: spool_max_size %q is not a size; use e.g. 1GiB or 500MB", s)
+			}
+			a.SpoolMaxSize = int64(n)
+		case "fsync":
+			if !d.AllArgs(&a.Fsync) {
+				return d.ArgErr()
+			}
+			if _, err := parseFsync(a.Fsync); err != nil {
+				return d.Err(err.Error())
+			}
 		case "kafka":
 			if a.Kafka == nil {
 				a.Kafka = new(KafkaConfig)
@@ -119,20 +149,16 @@ func (k *KafkaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&k.Compression) {
 				return d.ArgErr()
 			}
-		case "batch_size", "queue_size":
+		case "batch_size":
 			var s string
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 {
-				return d.Errf("b2s: kafka: %s must be a positive number of records, got %q", opt, s)
+				return d.Errf("b2s: kafka: batch_size must be a positive number of records, got %q", s)
 			}
-			if opt == "batch_size" {
-				k.BatchSize = n
-			} else {
-				k.QueueSize = n
-			}
+			k.BatchSize = n
 		case "batch_timeout", "write_timeout", "flush_timeout":
 			var s string
 			if !d.AllArgs(&s) {

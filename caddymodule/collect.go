@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/b2scom/b2s-edge/beacon"
-	"github.com/b2scom/b2s-edge/logship"
 )
 
 func init() {
@@ -37,10 +37,11 @@ const (
 // Collect is the `b2s_collect` handler. On every request it reads the
 // visitor's signed cookie, issuing or replacing it when it is missing or
 // does not verify, and records the request. On the beacon path it answers
-// GET and HEAD itself with a 1x1 transparent GIF; everything else goes on
-// to the next handler and is recorded as a page with the response's status
-// and size. Records go to the b2s app's Kafka shipper and never make a
-// request wait on Kafka.
+// GET and HEAD itself with a 1x1 transparent GIF, after the record is in
+// the spool; everything else goes on to the next handler and is recorded,
+// when the response is done, as a page with the response's status and
+// size. Records go to the b2s app's spool, and from there to Kafka: a
+// request never waits on Kafka.
 type Collect struct {
 	// Beacon is the path of the 1x1 beacon. Default "/b.gif".
 	Beacon string `json:"beacon,omitempty"`
@@ -221,21 +222,35 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beaco
 	h["Pragma"] = []string{"no-cache"}
 	h["Expires"] = []string{"Thu, 01 Jan 1970 00:00:00 GMT"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
-	w.WriteHeader(http.StatusOK)
 	rec.Status = http.StatusOK
 	if r.Method != http.MethodHead {
-		n, _ := w.Write(beacon.Pixel)
-		rec.Bytes = int64(n)
+		rec.Bytes = int64(len(beacon.Pixel))
 	}
+	// The record is in the spool before the client sees the pixel: a 200
+	// means the record survives a crash from here on.
 	c.emit(rec)
 	recordsBcn.Inc()
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(beacon.Pixel)
+	}
 }
 
-// emit encodes rec and hands it to the shipper without waiting.
+// emit encodes rec and appends it to the spool. A spool that refuses it
+// (full, disk error) counts and logs the drop itself; the response goes
+// out regardless.
 func (c *Collect) emit(rec *beacon.Record) {
-	buf := rec.AppendJSON(make([]byte, 0, 512))
-	c.app.sink.Put(logship.Message{Key: rec.CookieID, Value: buf})
+	bp := encodeBufs.Get().(*[]byte)
+	*bp = rec.AppendJSON((*bp)[:0])
+	_ = c.app.sink.spool.Append(rec.CookieID, *bp)
+	if cap(*bp) <= 64<<10 {
+		encodeBufs.Put(bp)
+	}
 }
+
+// encodeBufs recycles encoding buffers: the spool copies the record, so
+// the request path allocates nothing for it.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // clientIP is Caddy's resolved client IP, which honours trusted_proxies.
 func clientIP(r *http.Request) netip.Addr {

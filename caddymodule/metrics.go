@@ -3,14 +3,15 @@ package caddymodule
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/b2scom/b2s-edge/logship"
 )
 
-// stats is shared by every shipper of the process, so counters never go
-// backwards when a reload replaces a shipper.
+// stats is shared by every spool and shipper of the process, so counters
+// never go backwards when a reload replaces one.
 var stats = new(logship.Stats)
 
 // Collectors are built once and registered into each config's registry
@@ -33,33 +34,68 @@ func buildMetrics() {
 	recordsBcn = records.WithLabelValues("beacon")
 	cookiesSet = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Name: "cookies_set_total",
-		Help: "Cookies set, by the visitor's cookie state before: new, reset (a cookie that did not verify), refresh or resign.",
+		Help: "Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie) or resign (signed by an older key).",
 	}, []string{"reason"})
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, f)
+	counter := func(name, help string, v *uint64Loader) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, v.float)
 	}
-	dropped := func(reason string, f func() float64) prometheus.Collector {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f)
+	}
+	dropped := func(reason string, v *uint64Loader) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_dropped_total",
-			Help:        "Records lost before Kafka acknowledged them, by reason: queue_full (Kafka too slow or down for longer than the queue lasts) or shutdown (not delivered within flush_timeout).",
+			Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size) or spool_error (the spool could not be written).",
 			ConstLabels: prometheus.Labels{"reason": reason},
-		}, f)
+		}, v.float)
 	}
 	collectors = []prometheus.Collector{
 		records, cookiesSet,
-		counter("records_queued_total", "Records taken into the shipping queue.",
-			func() float64 { return float64(stats.Accepted.Load()) }),
-		counter("records_shipped_total", "Records Kafka acknowledged.",
-			func() float64 { return float64(stats.Shipped.Load()) }),
-		dropped("queue_full", func() float64 { return float64(stats.DroppedFull.Load()) }),
-		dropped("shutdown", func() float64 { return float64(stats.DroppedClosed.Load()) }),
-		counter("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.",
-			func() float64 { return float64(stats.WriteErrors.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Name: "records_queue_length",
-			Help: "Records waiting in memory for Kafka.",
-		}, func() float64 { return float64(stats.Queued.Load()) }),
+		counter("records_spooled_total", "Records appended to the spool (accepted at the edge).", &uint64Loader{&stats.Accepted}),
+		counter("records_shipped_total", "Records Kafka acknowledged.", &uint64Loader{&stats.Shipped}),
+		dropped("spool_full", &uint64Loader{&stats.DroppedFull}),
+		dropped("spool_error", &uint64Loader{&stats.DroppedError}),
+		counter("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", &uint64Loader{&stats.WriteErrors}),
+		counter("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", &uint64Loader{&stats.SpoolRepairs}),
+		gauge("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(stats.SpoolBytes.Load()) }),
+		gauge("spool_max_bytes", "The spool's maximum size.", func() float64 { return float64(sinkMax()) }),
+		gauge("shipper_lag_seconds", "Age of the oldest record not yet acknowledged by Kafka; 0 when the shipper has caught up.",
+			func() float64 { return sinkLag().Seconds() }),
+		gauge("sink_degraded", "1 while the last write to Kafka failed (records wait in the spool), else 0.",
+			func() float64 {
+				if sinkFailing() {
+					return 1
+				}
+				return 0
+			}),
 	}
+}
+
+type uint64Loader struct{ v interface{ Load() uint64 } }
+
+func (u *uint64Loader) float() float64 { return float64(u.v.Load()) }
+
+// eachSink calls f for every open spool of the process.
+func eachSink(f func(*sink)) {
+	sinks.Range(func(_, v any) bool {
+		f(v.(*sink))
+		return true
+	})
+}
+
+func sinkLag() (lag time.Duration) {
+	eachSink(func(k *sink) { lag = max(lag, k.spool.Lag()) })
+	return lag
+}
+
+func sinkMax() (n int64) {
+	eachSink(func(k *sink) { n += k.spool.MaxSize() })
+	return n
+}
+
+func sinkFailing() (failing bool) {
+	eachSink(func(k *sink) { failing = failing || k.ship.Failing() })
+	return failing
 }
 
 // registerMetrics registers the collectors into reg, once per registry.

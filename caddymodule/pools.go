@@ -2,57 +2,143 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/b2scom/b2s-edge/geo"
 	"github.com/b2scom/b2s-edge/logship"
 )
 
 // State that outlives a config reload. A reload provisions the new config
-// before cleaning up the old one, so a resource whose key is unchanged is
-// handed over with its queue intact; one whose key changed is drained by
-// its destructor once the old config lets go.
+// before cleaning up the old one, so both hold a resource for a moment and
+// it is handed over without a gap.
 var (
-	shippers = caddy.NewUsagePool()
-	geoDBs   = caddy.NewUsagePool()
+	// sinks holds one spool and its shipper per spool directory: two
+	// configs never open one directory, and a reload, even one that changes
+	// the brokers or topic, keeps the spool and its cursor.
+	sinks  = caddy.NewUsagePool()
+	geoDBs = caddy.NewUsagePool()
 )
 
-type pooledShipper struct {
-	*logship.Shipper
+// sink is a spool and the shipper that drains it, shared by every config
+// that names the same spool directory. The Kafka settings in force are
+// those of the newest config holding it; when that config goes away (a
+// reload that failed, say), the next newest's settings come back.
+type sink struct {
+	spool  *logship.Spool
+	ship   *logship.Shipper
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	holders []sinkHolder
+}
+
+type sinkHolder struct {
+	app   *App
+	kafka logship.Config
 	flush time.Duration
+	max   int64
 }
 
-// Destruct delivers what is queued, waiting at most the flush timeout.
-func (p pooledShipper) Destruct() error {
-	ctx, cancel := flushContext(p.flush)
-	defer cancel()
-	return p.Close(ctx)
-}
-
-// loadShipper returns the shipper for cfg, creating it on first use. The
-// key is every setting of the producer, so changing any of them (brokers,
-// topic, compression...) takes effect on reload.
-func loadShipper(cfg logship.Config, flush time.Duration) (*logship.Shipper, string, error) {
-	keyCfg := cfg
-	keyCfg.Logger, keyCfg.Stats, keyCfg.Transport = nil, nil, nil
-	k, err := json.Marshal(keyCfg)
-	if err != nil {
-		return nil, "", err
+// Destruct delivers what it can within the flush timeout, then closes the
+// spool; whatever Kafka did not take stays in it for the next start.
+func (k *sink) Destruct() error {
+	flush := time.Duration(DefaultFlushTimeout)
+	k.mu.Lock()
+	if n := len(k.holders); n > 0 {
+		flush = k.holders[n-1].flush
 	}
-	key := "kafka:" + string(k)
-	v, _, err := shippers.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s, err := logship.New(cfg)
+	k.mu.Unlock()
+	ctx, cancel := flushContext(flush)
+	defer cancel()
+	err := k.ship.Close(ctx)
+	if n := k.spool.Size(); n > 0 && k.ship.Failing() {
+		k.logger.Warn("kafka unreachable at shutdown; records stay in the spool for the next start",
+			zap.String("spool", k.spool.Dir()), zap.Int64("spool_bytes", n))
+	}
+	return errors.Join(err, k.spool.Close())
+}
+
+// loadSink returns the sink for spoolCfg.Dir, opening the spool and starting
+// its shipper on first use, and makes a's Kafka settings the ones in force.
+func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush time.Duration) (*sink, error) {
+	v, loaded, err := sinks.LoadOrNew(spoolCfg.Dir, func() (caddy.Destructor, error) {
+		sp, err := logship.OpenSpool(spoolCfg)
 		if err != nil {
 			return nil, err
 		}
-		return pooledShipper{s, flush}, nil
+		sh, err := logship.NewShipper(sp, kafka)
+		if err != nil {
+			sp.Close()
+			return nil, err
+		}
+		return &sink{spool: sp, ship: sh, logger: a.logger}, nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return v.(pooledShipper).Shipper, key, nil
+	k := v.(*sink)
+	if loaded && spoolCfg.Fsync != k.spoolFsync() {
+		a.logger.Warn("a new fsync policy for an open spool takes effect at the next restart", zap.String("spool", spoolCfg.Dir))
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.holders = append(k.holders, sinkHolder{app: a, kafka: kafka, flush: flush, max: spoolCfg.MaxSize})
+	if loaded {
+		if err := k.apply(kafka, spoolCfg.MaxSize); err != nil {
+			k.holders = k.holders[:len(k.holders)-1]
+			sinks.Delete(spoolCfg.Dir)
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// release drops a's hold; if a's settings were in force, those of the
+// newest remaining holder come back.
+func (k *sink) release(a *App) {
+	k.mu.Lock()
+	i := slices.IndexFunc(k.holders, func(h sinkHolder) bool { return h.app == a })
+	if i >= 0 {
+		wasActive := i == len(k.holders)-1
+		k.holders = slices.Delete(k.holders, i, i+1)
+		if wasActive && len(k.holders) > 0 {
+			h := k.holders[len(k.holders)-1]
+			if err := k.apply(h.kafka, h.max); err != nil {
+				k.logger.Error("restoring kafka settings", zap.Error(err))
+			}
+		}
+	}
+	k.mu.Unlock()
+	_, _ = sinks.Delete(k.spool.Dir())
+}
+
+// apply puts Kafka settings and the spool's size in force, switching
+// producers only when a setting changed.
+func (k *sink) apply(kafka logship.Config, max int64) error {
+	k.spool.SetMaxSize(max)
+	if sameKafka(k.ship.Config(), kafka) {
+		return nil
+	}
+	return k.ship.Reconfigure(kafka)
+}
+
+func (k *sink) spoolFsync() time.Duration { return k.spool.Fsync() }
+
+// sameKafka compares the settings that make a producer.
+func sameKafka(a, b logship.Config) bool {
+	key := func(c logship.Config) string {
+		c = c.WithDefaults()
+		c.Logger, c.Stats, c.Transport = nil, nil, nil
+		j, _ := json.Marshal(c)
+		return string(j)
+	}
+	return key(a) == key(b)
 }
 
 type pooledGeo struct{ *geo.DB }

@@ -62,6 +62,12 @@ const (
 	DefaultBatchSize   = 1000
 )
 
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	if c.Topic == "" {
 		c.Topic = DefaultTopic
@@ -155,7 +161,13 @@ type Shipper struct {
 	done   chan struct{}
 	errLog rateLimitedLog
 	once   sync.Once
+	// failing is set while Kafka refuses writes: the last attempt failed.
+	failing atomic.Bool
 }
+
+// Failing reports whether the last write to Kafka failed, so records are
+// waiting in the spool for Kafka to come back.
+func (s *Shipper) Failing() bool { return s.failing.Load() }
 
 // producer is one Kafka configuration in use.
 type producer struct {
@@ -294,11 +306,13 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		err := p.w.WriteMessages(ctx, batch...)
 		cancel()
 		if err == nil {
+			s.failing.Store(false)
 			s.stats.Shipped.Add(uint64(len(batch)))
 			s.errLog.recovered("kafka writes recovered", zap.String("topic", p.cfg.Topic))
 			return true
 		}
 		s.stats.WriteErrors.Add(1)
+		s.failing.Store(true)
 		s.errLog.log("writing to kafka", err, zap.String("topic", p.cfg.Topic), zap.Int("records", len(batch)))
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(batch) {

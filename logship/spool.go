@@ -161,6 +161,7 @@ type Spool struct {
 	cursor Pos // acknowledged position
 	cf     *os.File
 
+	maxSize   atomic.Int64
 	head      atomic.Int64 // append time (ns) of the oldest unacknowledged entry read, 0 if none
 	dropLog   rateLimitedLog
 	stopFsync chan struct{}
@@ -191,6 +192,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	}
 	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1),
 		dropLog: rateLimitedLog{logger: cfg.Logger, every: 10 * time.Second}}
+	s.maxSize.Store(cfg.MaxSize)
 	if err := s.recover(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -363,7 +365,7 @@ func (s *Spool) Append(key string, value []byte) error {
 	}
 	if err == ErrSpoolFull {
 		s.stats.DroppedFull.Add(1)
-		s.dropLog.log("spool full, record dropped", err, zap.String("dir", s.cfg.Dir), zap.Int64("max_size", s.cfg.MaxSize))
+		s.dropLog.log("spool full, record dropped", err, zap.String("dir", s.cfg.Dir), zap.Int64("max_size", s.maxSize.Load()))
 	} else {
 		s.stats.DroppedError.Add(1)
 		s.dropLog.log("record dropped", err, zap.String("dir", s.cfg.Dir))
@@ -382,7 +384,7 @@ func (s *Spool) append(key string, value []byte) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if s.size+n > s.cfg.MaxSize {
+	if s.size+n > s.maxSize.Load() {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
@@ -625,6 +627,23 @@ func (s *Spool) Lag() time.Duration {
 	}
 	return s.cfg.Now().Sub(time.Unix(0, h))
 }
+
+// SetMaxSize changes the maximum size; a smaller size than the spool holds
+// refuses appends until shipping has made room.
+func (s *Spool) SetMaxSize(n int64) {
+	if n >= minimumSpoolMaxSize {
+		s.maxSize.Store(n)
+	}
+}
+
+// Fsync returns the fsync policy the spool was opened with.
+func (s *Spool) Fsync() time.Duration { return s.cfg.Fsync }
+
+// MaxSize returns the maximum size.
+func (s *Spool) MaxSize() int64 { return s.maxSize.Load() }
+
+// Dir returns the spool's directory.
+func (s *Spool) Dir() string { return s.cfg.Dir }
 
 // Size returns the bytes on disk.
 func (s *Spool) Size() int64 {
