@@ -93,10 +93,10 @@ type App struct {
 	// Kafka is where records are shipped. Required.
 	Kafka *KafkaConfig `json:"kafka,omitempty"`
 
-	signer *beacon.Signer
-	geo    *geo.DB
-	geoKey string
-	sink   *sink
+	signer  *beacon.Signer
+	geo     *geo.DB
+	geoKey  string
+	sink    *sink
 	secrets [][]byte
 	logger  *zap.Logger
 	now     func() time.Time
