@@ -20,7 +20,8 @@ type setCookieOnWrite struct {
 }
 
 func (p *setCookieOnWrite) WriteHeader(status int) {
-	if !p.wroteHeader && status >= 200 {
+	// 1xx are interim, except 101, which ends the HTTP exchange.
+	if !p.wroteHeader && (status >= 200 || status == http.StatusSwitchingProtocols) {
 		p.wroteHeader = true
 		h := p.Header()
 		p.cookie.addTo(h)

@@ -151,28 +151,44 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		rw = sc
 	}
 	recorder := caddyhttp.NewResponseRecorder(rw, nil, nil)
+	// A response cut short (reverse_proxy's panic(http.ErrAbortHandler)
+	// when the upstream dies mid-body) is recorded too, then the panic
+	// goes on.
+	defer func() {
+		if p := recover(); p != nil {
+			c.recordPage(&rec, recorder, http.StatusBadGateway)
+			panic(p)
+		}
+	}()
 	err := next.ServeHTTP(recorder, r)
-	if err == nil && sc != nil && !sc.wroteHeader {
+	if err == nil && sc != nil && recorder.Status() == 0 {
 		// Nothing written: net/http would send an empty 200 without
 		// passing through us; send it here, with the cookie.
 		recorder.WriteHeader(http.StatusOK)
 	}
-	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	status := http.StatusOK // nothing written: net/http sends 200
 	if err != nil {
 		// The error handler writes the response after us; record the
-		// status it will send. Its size is not known here: bytes is 0.
+		// status it will send, unless a response had already started.
+		// Its size is not known here: bytes is 0.
+		status = http.StatusInternalServerError
 		if herr, ok := err.(caddyhttp.HandlerError); ok && herr.StatusCode != 0 {
-			rec.Status = herr.StatusCode
-		} else if rec.Status == 0 {
-			rec.Status = http.StatusInternalServerError
+			status = herr.StatusCode
 		}
 	}
-	if rec.Status == 0 {
-		rec.Status = http.StatusOK // nothing written: net/http sends 200
-	}
-	c.emit(&rec)
-	recordsPage.Inc()
+	c.recordPage(&rec, recorder, status)
 	return err
+}
+
+// recordPage completes and emits a page record; status applies when the
+// response has not started.
+func (c *Collect) recordPage(rec *beacon.Record, recorder caddyhttp.ResponseRecorder, status int) {
+	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	if rec.Status == 0 {
+		rec.Status = status
+	}
+	c.emit(rec)
+	recordsPage.Inc()
 }
 
 // pendingCookie is a Set-Cookie decided for the response.
