@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin
-export CGO_ENABLED ?= 0
 
 .PHONY: all build run test test-unit test-e2e fuzz bench deps vet clean
 
@@ -10,7 +9,7 @@ all: build
 
 ## build: bin/caddy (Caddy + standard modules + b2s-edge) and the dev tools
 build:
-	$(GO) build -trimpath -o $(BIN)/caddy ./cmd/caddy
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/caddy ./cmd/caddy
 	$(GO) build -o $(BIN)/kbroker ./test/kbroker
 	$(GO) build -o $(BIN)/demogeo ./test/demogeo
 

@@ -73,7 +73,13 @@ func ParseQuery(raw string, q *Query) {
 				q.Event, haveE = unescape(v), true
 			}
 		default:
-			if len(q.Params) >= MaxParams || hasParam(q.Params, k) {
+			if len(q.Params) >= MaxParams {
+				continue
+			}
+			// Bound the key as the record will, so that two keys the
+			// record would write alike are one key here.
+			k = Bound(k, MaxParamKeyLen)
+			if hasParam(q.Params, k) {
 				continue
 			}
 			q.Params = append(q.Params, Param{Key: k, Value: unescape(v)})

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -191,6 +192,22 @@ func (g *Geo) appendJSON(b []byte) []byte {
 }
 
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// Bound returns s as a record stores it: invalid UTF-8 replaced by U+FFFD,
+// then cut to at most max bytes at a character boundary.
+func Bound(s string, max int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
 
 // appendString appends s as a JSON string (RFC 8259, section 7), taking at
 // most max bytes of s and cutting at a character boundary. Invalid UTF-8

@@ -25,6 +25,9 @@ func checkValidRecordJSON(t testing.TB, b []byte) map[string]any {
 	if err := recordschema.Validate(b); err != nil {
 		t.Fatal(err)
 	}
+	if err := recordschema.NoDuplicateKeys(b); err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 
@@ -100,6 +103,18 @@ func TestRecordStringsAreEscapedAndBounded(t *testing.T) {
 		if len(k) > MaxParamKeyLen*3 || len(v.(string)) > MaxParamValLen {
 			t.Errorf("param %q=%d bytes exceeds its bounds", k, len(v.(string)))
 		}
+	}
+}
+
+func TestParamKeysStayUniqueOnceBounded(t *testing.T) {
+	long := strings.Repeat("k", MaxParamKeyLen)
+	var q Query
+	ParseQuery(long+"1=first&"+long+"2=second&%FF=a&%FE=b&%FF%FE=c", &q)
+	r := Record{EventID: testEventID, Status: 200, Kind: KindBeacon, Time: time.Unix(0, 0), Params: q.Params}
+	m := checkValidRecordJSON(t, r.AppendJSON(nil))
+	params := m["params"].(map[string]any)
+	if len(params) != 2 || params[long] != "first" || params["\ufffd"] != "a" {
+		t.Fatalf("params = %v, want the first of each key that bounds alike", params)
 	}
 }
 

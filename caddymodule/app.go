@@ -59,7 +59,7 @@ type App struct {
 	// it again with a fresh Max-Age, so a visitor who keeps coming back
 	// keeps their ID. Responses that set a cookie are made private to
 	// shared caches, so this also bounds how often that happens per
-	// visitor. Default 24h.
+	// visitor. Default 24h, or half of cookie_max_age if that is shorter.
 	CookieRefresh caddy.Duration `json:"cookie_refresh,omitempty"`
 
 	// GeoIP is the path to a MaxMind City or Country database (.mmdb).
@@ -155,7 +155,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.CookieMaxAge = DefaultCookieMaxAge
 	}
 	if a.CookieRefresh == 0 {
-		a.CookieRefresh = DefaultCookieRefresh
+		a.CookieRefresh = min(DefaultCookieRefresh, a.CookieMaxAge/2)
 	}
 	a.secrets = a.secrets[:0]
 	for _, s := range a.Secrets {
@@ -178,11 +178,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("b2s: geoip: %v", err)
 		}
-		db, err := loadGeo(path)
+		db, key, err := loadGeo(path)
 		if err != nil {
 			return fmt.Errorf("b2s: geoip: %w; point the geoip option at a readable MaxMind City or Country .mmdb file, or remove it", err)
 		}
-		a.geo, a.geoKey = db, path
+		a.geo, a.geoKey = db, key
 		a.logger.Info("geoip database loaded", zap.String("path", path), zap.String("type", db.Type()))
 	}
 

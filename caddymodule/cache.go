@@ -7,27 +7,30 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// privateOnSetCookie keeps a response that carries the visitor's new
-// cookie out of shared caches: a CDN that stored it would hand one
-// visitor's ID to everyone. Before the header is written it makes
+// setCookieOnWrite adds the visitor's cookie to the response as its header
+// is written, and keeps that response out of shared caches: a CDN that
+// stored it would hand one visitor's ID to everyone. It makes
 // Cache-Control private (RFC 9111, section 5.2.2.7), removing what would
 // let a shared cache store it, and leaves browser caching as the upstream
 // asked.
-type privateOnSetCookie struct {
+type setCookieOnWrite struct {
 	*caddyhttp.ResponseWriterWrapper
+	cookie      pendingCookie
 	wroteHeader bool
 }
 
-func (p *privateOnSetCookie) WriteHeader(status int) {
-	if !p.wroteHeader && status >= 200 {
+func (p *setCookieOnWrite) WriteHeader(status int) {
+	// 1xx are interim, except 101, which ends the HTTP exchange.
+	if !p.wroteHeader && (status >= 200 || status == http.StatusSwitchingProtocols) {
 		p.wroteHeader = true
 		h := p.Header()
+		p.cookie.addTo(h)
 		h.Set("Cache-Control", makePrivate(h.Values("Cache-Control")))
 	}
 	p.ResponseWriterWrapper.WriteHeader(status)
 }
 
-func (p *privateOnSetCookie) Write(b []byte) (int, error) {
+func (p *setCookieOnWrite) Write(b []byte) (int, error) {
 	if !p.wroteHeader {
 		p.WriteHeader(http.StatusOK)
 	}

@@ -49,6 +49,7 @@ func init() {
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
+		d.Next()
 		return nil, d.Err("b2s: the global b2s block may appear only once; merge the blocks")
 	}
 	app := new(App)
@@ -67,10 +68,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "secret":
-			a.Secrets = d.RemainingArgs()
-			if len(a.Secrets) == 0 {
+			// Several lines add keys in order: the first key signs.
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
 				return d.Err("b2s: secret needs at least one key, e.g. secret {env.B2S_SECRET}")
 			}
+			a.Secrets = append(a.Secrets, keys...)
 		case "cookie_name":
 			if !d.AllArgs(&a.CookieName) {
 				return d.ArgErr()
@@ -83,7 +86,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			dur, err := caddy.ParseDuration(s)
 			if err != nil {
-				return d.Errf("b2s: %s: %v; use a duration such as 400d or 24h", opt, err)
+				return d.Errf("b2s: %s %q is not a duration; use e.g. 400d or 24h", opt, s)
 			}
 			if opt == "cookie_max_age" {
 				a.CookieMaxAge = caddy.Duration(dur)
@@ -166,7 +169,7 @@ func (k *KafkaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			dur, err := caddy.ParseDuration(s)
 			if err != nil {
-				return d.Errf("b2s: kafka: %s: %v; use a duration such as 10s", opt, err)
+				return d.Errf("b2s: kafka: %s %q is not a duration; use e.g. 10s", opt, s)
 			}
 			switch opt {
 			case "batch_timeout":

@@ -111,7 +111,12 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
-	setCookie := c.identify(w, r, now, &rec)
+	isBeacon := r.URL.Path == c.Beacon
+	if isBeacon && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET and HEAD only"))
+	}
+	cookie := c.identify(r, now, &rec)
 
 	ip := clientIP(r)
 	if ip.IsValid() {
@@ -126,45 +131,81 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	caddyhttp.SetVar(ctx, VarCookieState, rec.CookieState.String())
 	caddyhttp.SetVar(ctx, VarEventID, rec.EventID)
 
-	if r.URL.Path == c.Beacon {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			c.serveBeacon(w, r, &rec)
-			return nil
+	if isBeacon {
+		if cookie.value != "" {
+			cookie.addTo(w.Header())
 		}
-		w.Header().Set("Allow", "GET, HEAD")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET and HEAD only"))
+		c.serveBeacon(w, r, &rec)
+		return nil
 	}
 
 	rec.Kind = beacon.KindPage
 	rec.URL = requestURL(r)
 	rec.Referrer = r.Header.Get("Referer")
 	var rw http.ResponseWriter = w
-	if setCookie {
-		rw = &privateOnSetCookie{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	var sc *setCookieOnWrite
+	if cookie.value != "" {
+		// The cookie goes out with the response the next handler writes,
+		// made private. An error page written later by handle_errors
+		// gets no cookie: it may be cached as a shared page.
+		sc = &setCookieOnWrite{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, cookie: cookie}
+		rw = sc
 	}
 	recorder := caddyhttp.NewResponseRecorder(rw, nil, nil)
+	// A response cut short (reverse_proxy's panic(http.ErrAbortHandler)
+	// when the upstream dies mid-body) is recorded too, then the panic
+	// goes on.
+	defer func() {
+		if p := recover(); p != nil {
+			c.recordPage(&rec, recorder, http.StatusBadGateway)
+			panic(p)
+		}
+	}()
 	err := next.ServeHTTP(recorder, r)
-	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	if err == nil && sc != nil && recorder.Status() == 0 {
+		// Nothing written: net/http would send an empty 200 without
+		// passing through us; send it here, with the cookie.
+		recorder.WriteHeader(http.StatusOK)
+	}
+	status := http.StatusOK // nothing written: net/http sends 200
 	if err != nil {
 		// The error handler writes the response after us; record the
-		// status it will send.
+		// status it will send, unless a response had already started.
+		// Its size is not known here: bytes is 0.
+		status = http.StatusInternalServerError
 		if herr, ok := err.(caddyhttp.HandlerError); ok && herr.StatusCode != 0 {
-			rec.Status = herr.StatusCode
-		} else if rec.Status == 0 {
-			rec.Status = http.StatusInternalServerError
+			status = herr.StatusCode
 		}
 	}
-	if rec.Status == 0 {
-		rec.Status = http.StatusOK // nothing written: net/http sends 200
-	}
-	c.emit(&rec)
-	recordsPage.Inc()
+	c.recordPage(&rec, recorder, status)
 	return err
 }
 
-// identify reads the visitor's cookie into rec and sets a new one on w when
-// needed. It reports whether it set one.
-func (c *Collect) identify(w http.ResponseWriter, r *http.Request, now time.Time, rec *beacon.Record) bool {
+// recordPage completes and emits a page record; status applies when the
+// response has not started.
+func (c *Collect) recordPage(rec *beacon.Record, recorder caddyhttp.ResponseRecorder, status int) {
+	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	if rec.Status == 0 {
+		rec.Status = status
+	}
+	c.emit(rec)
+	recordsPage.Inc()
+}
+
+// pendingCookie is a Set-Cookie decided for the response.
+type pendingCookie struct {
+	value  string // the whole Set-Cookie header value; empty for none
+	reason string // new, reset, refresh or resign, for the metric
+}
+
+func (p pendingCookie) addTo(h http.Header) {
+	h.Add("Set-Cookie", p.value)
+	cookiesSet.WithLabelValues(p.reason).Inc()
+}
+
+// identify reads the visitor's cookie into rec and returns the Set-Cookie
+// the response needs, if any.
+func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) pendingCookie {
 	a := c.app
 	var v beacon.Verified
 	var valid, seen bool
@@ -188,7 +229,7 @@ func (c *Collect) identify(w http.ResponseWriter, r *http.Request, now time.Time
 		case now.Sub(v.Issued) > time.Duration(a.CookieRefresh):
 			reason = "refresh"
 		default:
-			return false
+			return pendingCookie{}
 		}
 	case seen:
 		rec.CookieID, rec.CookieState, reason = beacon.NewID(), beacon.StateReset, "reset"
@@ -199,9 +240,7 @@ func (c *Collect) identify(w http.ResponseWriter, r *http.Request, now time.Time
 	if r.TLS != nil {
 		cookie += "; Secure"
 	}
-	w.Header().Add("Set-Cookie", cookie)
-	cookiesSet.WithLabelValues(reason).Inc()
-	return true
+	return pendingCookie{value: cookie, reason: reason}
 }
 
 // serveBeacon answers with the pixel whatever the query holds, then records.

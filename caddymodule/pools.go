@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -146,8 +148,14 @@ type pooledGeo struct{ *geo.DB }
 func (p pooledGeo) Destruct() error { return p.Close() }
 
 // loadGeo returns the database at path (absolute), opening it on first use.
-func loadGeo(path string) (*geo.DB, error) {
-	v, _, err := geoDBs.LoadOrNew(path, func() (caddy.Destructor, error) {
+// The key includes the file's size and modification time, so a reload
+// after the file was replaced (as geoipupdate does) opens the new one.
+func loadGeo(path string) (*geo.DB, string, error) {
+	key := path
+	if st, err := os.Stat(path); err == nil {
+		key = fmt.Sprintf("%s|%d|%d", path, st.Size(), st.ModTime().UnixNano())
+	}
+	v, _, err := geoDBs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		db, err := geo.Open(path)
 		if err != nil {
 			return nil, err
@@ -155,7 +163,7 @@ func loadGeo(path string) (*geo.DB, error) {
 		return pooledGeo{db}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return v.(pooledGeo).DB, nil
+	return v.(pooledGeo).DB, key, nil
 }

@@ -1,0 +1,360 @@
+package caddymodule
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// TestCaddyfileAdaptToJSON adapts every testdata/caddyfile_adapt/*.caddyfiletest
+// (a Caddyfile, a line of ten dashes, the expected JSON) and compares the
+// result, as Caddy's own caddyfile_adapt tests do.
+func TestCaddyfileAdaptToJSON(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "caddyfile_adapt", "*.caddyfiletest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no testdata/caddyfile_adapt/*.caddyfiletest files")
+	}
+	winNewlines := regexp.MustCompile(`\r?\n`)
+	for _, path := range files {
+		filename := filepath.Base(path)
+		t.Run(strings.TrimSuffix(filename, ".caddyfiletest"), func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.Split(string(data), "----------")
+			if len(parts) != 2 {
+				t.Fatalf("%s: want one line of ten dashes between the Caddyfile and the JSON, got %d parts", filename, len(parts))
+			}
+			caddyfile, expected := strings.TrimSpace(parts[0])+"\n", strings.TrimSpace(parts[1])
+			expected = winNewlines.ReplaceAllString(expected, "\n")
+			if !caddytest.CompareAdapt(t, filename, caddyfile, "caddyfile", expected) {
+				t.Errorf("adapting %s did not give the expected JSON (diff on stdout)", filename)
+			}
+		})
+	}
+}
+
+// minimalGlobal is a valid global b2s block, for cases that break something else.
+const minimalGlobal = `{
+	b2s {
+		secret {env.B2S_SECRET}
+		kafka {
+			brokers 127.0.0.1:9092
+		}
+	}
+}
+`
+
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		caddyfile string
+		// want are substrings of the error: the directive or option it
+		// names, what is wrong and where.
+		want []string
+	}{
+		{
+			name: "an unknown option in the b2s block is named with its line",
+			caddyfile: `{
+	b2s {
+		secret {env.B2S_SECRET}
+		cookie_path /
+	}
+}`,
+			want: []string{"'b2s'", `unrecognized option "cookie_path"`, "Caddyfile:4"},
+		},
+		{
+			name: "an argument after the b2s option is refused",
+			caddyfile: `{
+	b2s on {
+		secret {env.B2S_SECRET}
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "'on'", "Caddyfile:2"},
+		},
+		{
+			name: "a secret without a key says to give one",
+			caddyfile: `{
+	b2s {
+		secret
+	}
+}`,
+			want: []string{"secret needs at least one key", "Caddyfile:3"},
+		},
+		{
+			name: "a cookie_name with two names is refused",
+			caddyfile: `{
+	b2s {
+		cookie_name a b
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "a cookie_max_age that is not a duration names the option and an example",
+			caddyfile: `{
+	b2s {
+		cookie_max_age forever
+	}
+}`,
+			want: []string{"cookie_max_age", `"forever"`, "400d", "Caddyfile:3"},
+		},
+		{
+			name: "a cookie_refresh that is not a duration names the option",
+			caddyfile: `{
+	b2s {
+		cookie_refresh daily
+	}
+}`,
+			want: []string{"cookie_refresh", "daily", "is not a duration", "Caddyfile:3"},
+		},
+		{
+			name: "a geoip option without a path is refused",
+			caddyfile: `{
+	b2s {
+		geoip
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "an unknown kafka option is named with its line",
+			caddyfile: `{
+	b2s {
+		kafka {
+			brokers 127.0.0.1:9092
+			acks all
+		}
+	}
+}`,
+			want: []string{"kafka", `unrecognized option "acks"`, "Caddyfile:5"},
+		},
+		{
+			name: "an argument after kafka is refused",
+			caddyfile: `{
+	b2s {
+		kafka 127.0.0.1:9092
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "brokers without an address says what it needs",
+			caddyfile: `{
+	b2s {
+		kafka {
+			brokers
+		}
+	}
+}`,
+			want: []string{"kafka: brokers needs at least one host:port", "Caddyfile:4"},
+		},
+		{
+			name: "a batch_size that is not a number names the option and the value",
+			caddyfile: `{
+	b2s {
+		kafka {
+			batch_size ten
+		}
+	}
+}`,
+			want: []string{"batch_size must be a positive number", `"ten"`, "Caddyfile:4"},
+		},
+		{
+			name: "a batch_size of zero is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			batch_size 0
+		}
+	}
+}`,
+			want: []string{"batch_size must be a positive number", `"0"`},
+		},
+		{
+			name: "a negative queue_size is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			queue_size -5
+		}
+	}
+}`,
+			want: []string{"queue_size must be a positive number", `"-5"`},
+		},
+		{
+			name: "a flush_timeout that is not a duration names the option",
+			caddyfile: `{
+	b2s {
+		kafka {
+			flush_timeout soon
+		}
+	}
+}`,
+			want: []string{"kafka: flush_timeout", `"soon"`, "Caddyfile:4"},
+		},
+		{
+			name: "a topic with two names is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			topic a b
+		}
+	}
+}`,
+			want: []string{"wrong argument count", "Caddyfile:4"},
+		},
+		{
+			name: "a second b2s block is refused and told to merge",
+			caddyfile: `{
+	b2s {
+		secret {env.B2S_SECRET}
+	}
+	b2s {
+		secret {env.B2S_OTHER}
+	}
+}`,
+			want: []string{"'b2s'", "may appear only once", "merge"},
+		},
+		{
+			name: "an unknown b2s_collect option lists the valid ones",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect {
+		domain b2s.com
+	}
+}`,
+			want: []string{"'b2s_collect'", `unrecognized option "domain"`, "beacon or cookie_domain", "Caddyfile:12"},
+		},
+		{
+			name: "an argument after b2s_collect is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect everything
+}`,
+			want: []string{"'b2s_collect'", "wrong argument count", "'everything'", "Caddyfile:11"},
+		},
+		{
+			name: "an argument after a b2s_collect matcher is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect /shop/* everything
+}`,
+			want: []string{"'b2s_collect'", "wrong argument count", "'everything'"},
+		},
+		{
+			name: "a beacon without a path is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect {
+		beacon
+	}
+}`,
+			want: []string{"'b2s_collect'", "wrong argument count", "Caddyfile:12"},
+		},
+		{
+			name: "a cookie_domain with two domains is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect {
+		cookie_domain a.com b.com
+	}
+}`,
+			want: []string{"'b2s_collect'", "wrong argument count", "Caddyfile:12"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.caddyfile), nil)
+			if err == nil {
+				t.Fatalf("adapting succeeded; want an error containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestDuplicateB2SBlockErrorHasPosition: every other Caddyfile error says
+// where it is; this one says "at :0" because parseGlobal reports it
+// before consuming a token (caddyfile.go, parseGlobal).
+func TestDuplicateB2SBlockErrorHasPosition(t *testing.T) {
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(`{
+	b2s {
+		secret {env.B2S_SECRET}
+	}
+	b2s {
+		secret {env.B2S_OTHER}
+	}
+}`), nil)
+	if err == nil {
+		t.Fatal("adapting succeeded; want an error")
+	}
+	if !strings.Contains(err.Error(), "Caddyfile:5") {
+		t.Errorf("error %q does not point at the second block, Caddyfile:5", err)
+	}
+}
+
+// TestUnmarshalCaddyfile checks the Dispenser-level parsing that the
+// golden files cannot show: defaults left unset for Provision, and options
+// given more than once.
+func TestUnmarshalCaddyfile(t *testing.T) {
+	t.Run("brokers given on several lines are all kept", func(t *testing.T) {
+		var a App
+		d := caddyfile.NewTestDispenser(`b2s {
+			kafka {
+				brokers a:1 b:2
+				brokers c:3
+			}
+		}`)
+		if err := a.UnmarshalCaddyfile(d); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(a.Kafka.Brokers, " "), "a:1 b:2 c:3"; got != want {
+			t.Errorf("brokers = %q, want %q", got, want)
+		}
+	})
+	t.Run("two secret lines keep both keys, the first line signing", func(t *testing.T) {
+		var a App
+		d := caddyfile.NewTestDispenser(`b2s {
+			secret {env.B2S_SECRET_NEW}
+			secret {env.B2S_SECRET_OLD}
+		}`)
+		if err := a.UnmarshalCaddyfile(d); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(a.Secrets, " "), "{env.B2S_SECRET_NEW} {env.B2S_SECRET_OLD}"; got != want {
+			t.Errorf("secrets = %q, want %q: a key rotation written as a second line must keep both keys, in order", got, want)
+		}
+	})
+	t.Run("an empty b2s block leaves every option to its default", func(t *testing.T) {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`b2s`)); err != nil {
+			t.Fatal(err)
+		}
+		if a.Secrets != nil || a.CookieName != "" || a.CookieMaxAge != 0 || a.CookieRefresh != 0 || a.GeoIP != "" || a.Kafka != nil {
+			t.Errorf("app = %+v, want the zero value", a)
+		}
+	})
+	t.Run("an empty b2s_collect keeps the defaults for Provision", func(t *testing.T) {
+		var c Collect
+		if err := c.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`b2s_collect`)); err != nil {
+			t.Fatal(err)
+		}
+		if c.Beacon != "" || c.CookieDomain != "" {
+			t.Errorf("collect = %+v, want the zero value", c)
+		}
+	})
+}

@@ -1,0 +1,344 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Two 48-byte keys, as `openssl rand -base64 36` would give.
+const (
+	testKey1 = "t1Gd0b2sEdgeTestKeyNumberOneXXXXXXXXXXXXXXXXXXXX"
+	testKey2 = "t2Gd0b2sEdgeTestKeyNumberTwoYYYYYYYYYYYYYYYYYYYY"
+)
+
+// validateConfig provisions and validates a config holding the b2s app
+// (b2sJSON, omitted when empty) and an HTTP server whose only route runs
+// handlerJSON (omitted when empty), as `caddy validate` and a config load
+// do, without starting anything.
+func validateConfig(t *testing.T, b2sJSON, handlerJSON string) error {
+	t.Helper()
+	apps := caddy.ModuleMap{}
+	if b2sJSON != "" {
+		apps["b2s"] = json.RawMessage(b2sJSON)
+	}
+	if handlerJSON != "" {
+		apps["http"] = json.RawMessage(`{"servers":{"load_test":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` +
+			handlerJSON + `,{"handler":"static_response","body":"ok"}]}]}}}`)
+	}
+	for name, raw := range apps {
+		if !json.Valid(raw) {
+			t.Fatalf("test config of app %s is not JSON: %s", name, raw)
+		}
+	}
+	return caddy.Validate(&caddy.Config{Admin: &caddy.AdminConfig{Disabled: true}, AppsRaw: apps})
+}
+
+func TestLoadErrors(t *testing.T) {
+	const unset = "B2S_TEST_UNSET_VARIABLE"
+	if _, ok := os.LookupEnv(unset); ok {
+		t.Fatalf("%s must not be set for this test", unset)
+	}
+	t.Setenv("B2S_TEST_SECRET", testKey1)
+	t.Setenv("B2S_TEST_SHORT_SECRET", "short")
+	t.Setenv("B2S_TEST_BROKERS", "127.0.0.1:9, 127.0.0.2:9")
+
+	garbage := filepath.Join(t.TempDir(), "garbage.mmdb")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("this is not a MaxMind database\n", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	city := abs("testdata/geoip/GeoIP2-City-Test.mmdb")
+	asn := abs("testdata/geoip/GeoLite2-ASN-Test.mmdb")
+	corrupt := abs("testdata/geoip/GeoIP2-City-Test-Invalid-Node-Count.mmdb")
+	missing := abs("testdata/geoip/does-not-exist.mmdb")
+
+	// app builds a b2s app config: a valid one with options replaced or
+	// added (nil deletes a key).
+	app := func(opts map[string]any) string {
+		m := map[string]any{
+			"secrets": []string{testKey1},
+			"kafka":   map[string]any{"brokers": []string{"127.0.0.1:9"}},
+		}
+		for k, v := range opts {
+			if v == nil {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	kafka := func(opts map[string]any) map[string]any {
+		k := map[string]any{"brokers": []string{"127.0.0.1:9"}}
+		for key, v := range opts {
+			if v == nil {
+				delete(k, key)
+			} else {
+				k[key] = v
+			}
+		}
+		return k
+	}
+	const collect = `{"handler":"b2s_collect"}`
+
+	for _, tc := range []struct {
+		name    string
+		b2s     string
+		handler string
+		// want are substrings of the error; none means the config loads.
+		want []string
+	}{
+		{
+			name:    "a complete configuration loads",
+			b2s:     app(map[string]any{"secrets": []string{"{env.B2S_TEST_SECRET}", testKey2}, "geoip": city, "cookie_name": "vid", "cookie_max_age": "400d", "cookie_refresh": "12h", "kafka": kafka(map[string]any{"brokers": []string{"{env.B2S_TEST_BROKERS}"}, "topic": "web.events", "compression": "zstd", "batch_size": 10, "queue_size": 100, "batch_timeout": "5ms", "write_timeout": "1s", "flush_timeout": "1s"})}),
+			handler: `{"handler":"b2s_collect","beacon":"/t.gif","cookie_domain":".B2S.com"}`,
+		},
+		{
+			name: "a geoip placeholder that resolves to nothing turns GeoIP off",
+			b2s:  app(map[string]any{"geoip": "{env." + unset + "}"}),
+		},
+		{
+			name: "a missing secret says how to make one",
+			b2s:  app(map[string]any{"secrets": nil}),
+			want: []string{"b2s: secret: missing", "32 or more bytes", "openssl rand"},
+		},
+		{
+			name: "a secret shorter than 32 bytes gives its length and how to make one",
+			b2s:  app(map[string]any{"secrets": []string{"0123456789abcdef0123456789abcde"}}),
+			want: []string{"b2s: secret 1 is 31 bytes", "minimum of 32", "openssl rand"},
+		},
+		{
+			name: "a short older key is named by its position",
+			b2s:  app(map[string]any{"secrets": []string{testKey1, "tooshort"}}),
+			want: []string{"b2s: secret 2 is 8 bytes", "openssl rand"},
+		},
+		{
+			name: "a secret placeholder of a short variable is measured after replacement",
+			b2s:  app(map[string]any{"secrets": []string{"{env.B2S_TEST_SHORT_SECRET}"}}),
+			want: []string{"b2s: secret 1 is 5 bytes"},
+		},
+		{
+			name: "a secret placeholder of an unset variable names the placeholder",
+			b2s:  app(map[string]any{"secrets": []string{"{env." + unset + "}"}}),
+			want: []string{"b2s: secret 1", "{env." + unset + "}", "empty after placeholders were replaced", "set the environment variable"},
+		},
+		{
+			name: "a geoip path that does not exist names the path and the fix",
+			b2s:  app(map[string]any{"geoip": missing}),
+			want: []string{"b2s: geoip", missing, "point the geoip option at a readable MaxMind City or Country .mmdb file"},
+		},
+		{
+			name: "a geoip file that is not a MaxMind database names the path and the fix",
+			b2s:  app(map[string]any{"geoip": garbage}),
+			want: []string{"b2s: geoip", garbage, "point the geoip option at a readable MaxMind"},
+		},
+		{
+			name: "a corrupt MaxMind database is refused at load",
+			b2s:  app(map[string]any{"geoip": corrupt}),
+			want: []string{"b2s: geoip", corrupt, "point the geoip option"},
+		},
+		{
+			name: "an ASN database is refused as the wrong type",
+			b2s:  app(map[string]any{"geoip": asn}),
+			want: []string{"b2s: geoip", "GeoLite2-ASN", "not a City or Country database"},
+		},
+		{
+			name: "a missing kafka block says to add one",
+			b2s:  app(map[string]any{"kafka": nil}),
+			want: []string{"b2s: kafka: missing", "add a kafka block with brokers"},
+		},
+		{
+			name: "a kafka block without brokers is refused",
+			b2s:  app(map[string]any{"kafka": map[string]any{"topic": "b2s.events"}}),
+			want: []string{"b2s: kafka", "no brokers"},
+		},
+		{
+			name: "a brokers placeholder that resolves to nothing is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"brokers": []string{"{env." + unset + "}"}})}),
+			want: []string{"b2s: kafka", "no brokers"},
+		},
+		{
+			name: "a broker address without a port is named",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"brokers": []string{"127.0.0.1:9", "kafka.internal"}})}),
+			want: []string{"b2s: kafka", `broker address "kafka.internal" is not host:port`},
+		},
+		{
+			name: "a topic with a space is named with Kafka's rule",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"topic": "b2s events"})}),
+			want: []string{"b2s: kafka", `topic "b2s events" is not a valid Kafka topic name`, "[a-zA-Z0-9._-]"},
+		},
+		{
+			name: "a topic longer than 249 characters is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"topic": strings.Repeat("t", 250)})}),
+			want: []string{"b2s: kafka", "is not a valid Kafka topic name"},
+		},
+		{
+			name: "an unknown compression lists the known codecs",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"compression": "brotli"})}),
+			want: []string{"b2s: kafka", `unknown compression "brotli"`, "none, gzip, snappy, lz4 or zstd"},
+		},
+		{
+			name: "a cookie_name with a space is refused with the allowed characters",
+			b2s:  app(map[string]any{"cookie_name": "b2s id"}),
+			want: []string{`b2s: cookie_name "b2s id" is not a valid cookie name`, "letters, digits"},
+		},
+		{
+			name: "a cookie_name with a separator is refused",
+			b2s:  app(map[string]any{"cookie_name": "b2s;id"}),
+			want: []string{"cookie_name", "not a valid cookie name"},
+		},
+		{
+			name: "a negative cookie_max_age is refused with an example",
+			b2s:  app(map[string]any{"cookie_max_age": "-1h"}),
+			want: []string{"b2s: cookie_max_age must be positive", "400d"},
+		},
+		{
+			name: "a negative cookie_refresh is refused",
+			b2s:  app(map[string]any{"cookie_refresh": "-1h"}),
+			want: []string{"b2s: cookie_refresh must be positive"},
+		},
+		{
+			name: "a cookie_refresh longer than cookie_max_age is refused",
+			b2s:  app(map[string]any{"cookie_max_age": "1h", "cookie_refresh": "2h"}),
+			want: []string{"cookie_refresh", "no longer than cookie_max_age"},
+		},
+		{
+			name: "a negative batch_size is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"batch_size": -1})}),
+			want: []string{"b2s: kafka", "must not be negative"},
+		},
+		{
+			name: "a negative queue_size is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"queue_size": -1})}),
+			want: []string{"b2s: kafka", "must not be negative"},
+		},
+		{
+			name: "a negative batch_timeout is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"batch_timeout": "-1ms"})}),
+			want: []string{"b2s: kafka", "timeouts must not be negative"},
+		},
+		{
+			name: "a negative write_timeout is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"write_timeout": "-1s"})}),
+			want: []string{"b2s: kafka", "timeouts must not be negative"},
+		},
+		{
+			name: "a negative flush_timeout is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"flush_timeout": "-1s"})}),
+			want: []string{"b2s: kafka", "timeouts must not be negative"},
+		},
+		{
+			name:    "b2s_collect without the global b2s block says to add it",
+			handler: collect,
+			want:    []string{"b2s_collect", "global b2s options are missing", "add a b2s block with a secret and a kafka block"},
+		},
+		{
+			name:    "b2s_collect with a broken b2s app reports the app's error",
+			b2s:     app(map[string]any{"secrets": nil}),
+			handler: collect,
+			want:    []string{"b2s: secret: missing"},
+		},
+		{
+			name:    "a beacon path without a leading slash is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","beacon":"b.gif"}`,
+			want:    []string{`b2s_collect: beacon path "b.gif" must start with /`},
+		},
+		{
+			name:    "a cookie_domain with a wildcard is refused with an example",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","cookie_domain":"*.b2s.com"}`,
+			want:    []string{`b2s_collect: cookie_domain "*.b2s.com" is not a domain name`, "e.g. b2s.com"},
+		},
+		{
+			name:    "a cookie_domain with a port is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","cookie_domain":"b2s.com:443"}`,
+			want:    []string{"cookie_domain", "is not a domain name"},
+		},
+		{
+			name:    "a cookie_domain with an empty label is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","cookie_domain":"b2s..com"}`,
+			want:    []string{"cookie_domain", "is not a domain name"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validateConfig(t, tc.b2s, tc.handler)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("loading failed: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("loading succeeded; want an error containing %q", tc.want)
+			}
+			t.Logf("error: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestProvisionDefaults checks what Provision fills in when options are
+// left out, through a config load.
+func TestProvisionDefaults(t *testing.T) {
+	ctx, err := caddy.ProvisionContext(&caddy.Config{
+		Admin: &caddy.AdminConfig{Disabled: true},
+		AppsRaw: caddy.ModuleMap{
+			"b2s": json.RawMessage(`{"secrets":["` + testKey1 + `"],"kafka":{"brokers":["127.0.0.1:9"]}}`),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ctx.App("b2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := v.(*App)
+	t.Cleanup(func() { _ = a.Cleanup() })
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"the cookie name defaults to b2sid", a.CookieName, "b2sid"},
+		{"the cookie lives 400 days", a.CookieMaxAge, caddy.Duration(400 * 24 * 60 * 60 * 1e9)},
+		{"the cookie is refreshed daily", a.CookieRefresh, caddy.Duration(24 * 60 * 60 * 1e9)},
+		{"GeoIP is off", a.geo == nil, true},
+		{"a shipper is running", a.sink != nil, true},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestShortCookieMaxAgeLoads: cookie_refresh defaults to 24h, so a
+// cookie_max_age under a day is refused although the user set no
+// cookie_refresh (app.go, Provision and Validate).
+func TestShortCookieMaxAgeLoads(t *testing.T) {
+	err := validateConfig(t, `{"secrets":["`+testKey1+`"],"cookie_max_age":"12h","kafka":{"brokers":["127.0.0.1:9"]}}`, "")
+	if err != nil {
+		t.Errorf("a cookie_max_age of 12h without cookie_refresh fails with %q", err)
+	}
+}

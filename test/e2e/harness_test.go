@@ -1,0 +1,1108 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+	"unicode/utf8"
+
+	"github.com/b2scom/b2s-edge/internal/geotest"
+	"github.com/b2scom/b2s-edge/internal/recordschema"
+)
+
+// What the suite configures and expects of the edge.
+const (
+	cookieName   = "b2sid"
+	cookieMaxAge = 400 * 24 * 60 * 60 // the default cookie_max_age, 400d, in seconds
+	beaconPath   = "/b.gif"
+	pixelLen     = 43
+
+	// recordWait bounds how long a record may take to show up in Kafka.
+	recordWait = 30 * time.Second
+	// pollEvery is the pause between two reads of a topic.
+	pollEvery = 150 * time.Millisecond
+)
+
+// Cookie keys, 40 bytes each, fresh for every run. The first signs; the
+// older one only verifies; the unknown one was never configured.
+var (
+	currentKey = randomKey()
+	olderKey   = randomKey()
+	unknownKey = randomKey()
+)
+
+func randomKey() []byte {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	return []byte(hex.EncodeToString(b[:]))
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// The locations of the test GeoIP database. 192.0.2.0/24 and loopback are
+// left out, so they have no location.
+var (
+	geoShenzhen = geoRec{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: ptr(22.5431), Lon: ptr(114.0579)}
+	geoHongKong = geoRec{Country: "HK", City: "Hong Kong", Lat: ptr(22.3193), Lon: ptr(114.1694)}
+	geoTaipei   = geoRec{Country: "TW", Subdivision: "TPE", City: "Taipei", Lat: ptr(25.033), Lon: ptr(121.5654)}
+)
+
+func geoEntries() []geotest.City {
+	return []geotest.City{
+		{Network: "203.0.113.0/24", Continent: "AS", Country: "CN", CountryName: "China",
+			Subdivision: "GD", SubdivisionName: "Guangdong", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, TimeZone: "Asia/Shanghai"},
+		{Network: "198.51.100.0/24", Continent: "AS", Country: "HK", CountryName: "Hong Kong",
+			City: "Hong Kong", Lat: 22.3193, Lon: 114.1694, TimeZone: "Asia/Hong_Kong"},
+		{Network: "2001:db8::/32", Continent: "AS", Country: "TW", CountryName: "Taiwan",
+			Subdivision: "TPE", SubdivisionName: "Taipei", City: "Taipei", Lat: 25.033, Lon: 121.5654, TimeZone: "Asia/Taipei"},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+// proc is a child process whose stdout and stderr go to a log file.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// startProc starts bin and stops it when the test ends: SIGTERM, then
+// SIGKILL if it has not exited ten seconds later.
+func startProc(t *testing.T, name, logPath string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("opening %s log: %v", name, err)
+	}
+	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process, politely first. It is safe to call twice.
+func (p *proc) stop(t *testing.T) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // in case a test left it stopped
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s did not exit within 10s of SIGTERM; killing it", p.name)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signalling %s: %v", p.name, err)
+	}
+}
+
+func (p *proc) log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ---------------------------------------------------------------------------
+// The upstream site
+
+// upstream is the site behind the edge. It remembers the headers of every
+// request by the request's t query parameter, the scenario marker.
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen map[string][]http.Header
+}
+
+const (
+	bigBodyLen  = 256 << 10
+	missingBody = "no such page\n"
+	movedBody   = "moved to /page\n"
+)
+
+func pageBody(path string) string {
+	return "<!doctype html><title>" + path + "</title><p>b2s-edge end-to-end page " + path + "</p>\n"
+}
+
+func startUpstream(t *testing.T) *upstream {
+	u := &upstream{seen: map[string][]http.Header{}}
+	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
+	if m := r.URL.Query().Get("t"); m != "" {
+		u.mu.Lock()
+		u.seen[m] = append(u.seen[m], r.Header.Clone())
+		u.mu.Unlock()
+	}
+	switch r.URL.Path {
+	case "/missing":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, missingBody)
+	case "/moved":
+		w.Header().Set("Location", "/page")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusFound)
+		io.WriteString(w, movedBody)
+	case "/big":
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(bytes.Repeat([]byte("b2s"), bigBodyLen/3+1)[:bigBodyLen])
+	default:
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, pageBody(r.URL.Path))
+	}
+}
+
+// requests returns the headers of the requests the upstream received with
+// marker m.
+func (u *upstream) requests(m string) []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.seen[m]
+}
+
+// ---------------------------------------------------------------------------
+// The environment: broker, upstream and edge
+
+type envOptions struct {
+	// persistBroker gives the broker a data directory, so its records
+	// survive a restart.
+	persistBroker bool
+	// extraTopics are created next to the test's topic.
+	extraTopics []string
+	// siteExtra is added to the site block of the first config.
+	siteExtra string
+}
+
+// env is one edge (Caddy with b2s-edge) in front of one upstream, shipping
+// to one broker, all on loopback.
+type env struct {
+	t         *testing.T
+	dir       string
+	start     time.Time
+	topic     string
+	topics    []string
+	geoPath   string
+	up        *upstream
+	deadAddr  string // an address nothing listens on
+	adminAddr string
+	siteAddr  string
+
+	brokerAddr string
+	brokerData string
+	broker     *proc
+	caddy      *proc
+	caddyfile  string
+	client     *http.Client
+
+	pages, beacons atomic.Int64 // records the edge should have built
+
+	mu      sync.Mutex
+	checked map[string]*record // by topic/partition/offset
+}
+
+var topicSafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatalf("kcat is needed to read records back from Kafka and was not found (%v): apt-get install kcat (or make deps)", err)
+	}
+	e := &env{t: t, dir: t.TempDir(), start: time.Now(), checked: map[string]*record{}}
+	e.topic = "e2e." + topicSafe.ReplaceAllString(t.Name(), "_") + "." + randomID()[:8]
+	e.topics = append([]string{e.topic}, o.extraTopics...)
+
+	// Dump the logs after the processes have stopped (cleanups run last
+	// registered first), while the temporary directory still exists.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, name := range []string{"caddy.log", "kbroker.log"} {
+			b, err := os.ReadFile(filepath.Join(e.dir, name))
+			if err == nil {
+				t.Logf("----- %s -----\n%s", name, tail(b, 48<<10))
+			}
+		}
+	})
+
+	e.geoPath = filepath.Join(e.dir, "city.mmdb")
+	if err := geotest.WriteCityDB(e.geoPath, geoEntries()); err != nil {
+		t.Fatal(err)
+	}
+	e.up = startUpstream(t)
+	e.deadAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+
+	if o.persistBroker {
+		e.brokerData = filepath.Join(e.dir, "kafka-data")
+	}
+	e.startBroker("127.0.0.1:0")
+
+	e.adminAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.siteAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 32}
+	t.Cleanup(tr.CloseIdleConnections)
+	e.client = &http.Client{
+		Transport:     tr,
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	e.caddyfile = filepath.Join(e.dir, "Caddyfile")
+	e.writeCaddyfile(caddyConfig{Topic: e.topic, SiteExtra: o.siteExtra})
+	e.startCaddy()
+	// Close the client's idle connections before Caddy stops: net/http's
+	// Shutdown waits up to 5s for a connection that never sent a request,
+	// which a transport may have dialled for a burst and not used.
+	t.Cleanup(e.client.CloseIdleConnections)
+
+	// Every scenario ends by comparing the edge's counters with what it
+	// sent: they run before the processes stop.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			e.checkCounters()
+		}
+	})
+	return e
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return append([]byte("[...]\n"), b[len(b)-n:]...)
+	}
+	return b
+}
+
+// startBroker starts kbroker on addr (port 0 picks one) and waits until
+// it is ready.
+func (e *env) startBroker(addr string) {
+	t := e.t
+	t.Helper()
+	args := []string{"-addr", addr, "-topic", strings.Join(e.topics, ","), "-partitions", "3"}
+	if e.brokerData != "" {
+		args = append(args, "-data-dir", e.brokerData)
+	}
+	logPath := filepath.Join(e.dir, "kbroker.log")
+	before := 0
+	if st, err := os.Stat(logPath); err == nil {
+		before = int(st.Size())
+	}
+	p := startProc(t, "kbroker", logPath, nil, kbrokerBin, args...)
+	const ready = "kbroker: listening on "
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out := p.log()
+		if len(out) > before {
+			out = out[before:]
+		}
+		if i := strings.Index(out, ready); i >= 0 && strings.Contains(out[i:], "\n") {
+			line := out[i+len(ready):]
+			line = line[:strings.IndexAny(line, ",\n")]
+			e.brokerAddr, e.broker = line, p
+			return
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("kbroker did not get ready (exited: %v, %v):\n%s", p.exited(), p.waitErr, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stopBroker stops the broker with SIGTERM and waits for it to exit.
+func (e *env) stopBroker() {
+	e.t.Helper()
+	e.broker.signal(e.t, syscall.SIGTERM)
+	select {
+	case <-e.broker.done:
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("kbroker did not exit within 10s of SIGTERM")
+	}
+}
+
+// caddyConfig is what changes between the configs a test loads.
+type caddyConfig struct {
+	Topic string
+	// SiteExtra is added to the site block, before the routes.
+	SiteExtra string
+	// CollectExtra is added inside b2s_collect's block.
+	CollectExtra string
+}
+
+var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(`{
+	admin {{.AdminAddr}}
+	default_bind 127.0.0.1
+	persist_config off
+	servers {
+		trusted_proxies static 127.0.0.1/32 ::1/128
+		client_ip_headers X-Forwarded-For
+	}
+	b2s {
+		secret {{.Current}} {{.Older}}
+		geoip {{.GeoIP}}
+		kafka {
+			brokers {{.Broker}}
+			topic {{.Topic}}
+		}
+	}
+}
+
+http://{{.SiteAddr}} {
+	b2s_collect{{if .CollectExtra}} {
+		{{.CollectExtra}}
+	}{{end}}
+{{if .SiteExtra}}	{{.SiteExtra}}
+{{end}}	handle /down/* {
+		reverse_proxy {{.DeadAddr}}
+	}
+	handle {
+		reverse_proxy {{.Upstream}} {
+			header_up X-B2S-Cookie-ID {http.vars.b2s.cookie_id}
+			header_up X-B2S-Event-ID {http.vars.b2s.event_id}
+		}
+	}
+}
+`))
+
+func (e *env) writeCaddyfile(c caddyConfig) {
+	e.t.Helper()
+	var b bytes.Buffer
+	err := caddyfileTmpl.Execute(&b, map[string]any{
+		"AdminAddr": e.adminAddr, "SiteAddr": e.siteAddr, "Current": string(currentKey), "Older": string(olderKey),
+		"GeoIP": e.geoPath, "Broker": e.brokerAddr, "Topic": c.Topic, "SiteExtra": c.SiteExtra,
+		"CollectExtra": c.CollectExtra, "DeadAddr": e.deadAddr, "Upstream": e.up.srv.Listener.Addr().String(),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(e.caddyfile, b.Bytes(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) caddyEnv() []string {
+	return []string{"HOME=" + e.dir, "XDG_DATA_HOME=" + e.dir, "XDG_CONFIG_HOME=" + e.dir}
+}
+
+// startCaddy runs the edge on the Caddyfile and waits until both the admin
+// endpoint and the site accept connections. It sends no request to the
+// site, which would make a record.
+func (e *env) startCaddy() {
+	t := e.t
+	t.Helper()
+	e.caddy = startProc(t, "caddy", filepath.Join(e.dir, "caddy.log"), e.caddyEnv(),
+		caddyBin, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if e.caddy.exited() {
+			t.Fatalf("caddy exited at start: %v", e.caddy.waitErr)
+		}
+		if e.adminReady() {
+			if c, err := net.DialTimeout("tcp", e.siteAddr, time.Second); err == nil {
+				c.Close()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("caddy did not get ready within 20s")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (e *env) adminReady() bool {
+	resp, err := http.Get("http://" + e.adminAddr + "/config/")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// reload loads the Caddyfile as it is now with `caddy reload`.
+func (e *env) reload() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caddyBin, "reload", "--config", e.caddyfile, "--adapter", "caddyfile", "--address", e.adminAddr)
+	cmd.Env = append(os.Environ(), e.caddyEnv()...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("caddy reload: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+
+type reply struct {
+	status     int
+	header     http.Header
+	body       []byte
+	sent, done time.Time // when the client started the request and had the whole response
+}
+
+type reqOptions struct {
+	header http.Header
+	from   string // local IP to connect from
+}
+
+type reqOpt func(*reqOptions)
+
+func withHeader(k, v string) reqOpt {
+	return func(o *reqOptions) { o.header.Add(k, v) }
+}
+
+// withCookie sends the raw Cookie header value h.
+func withCookie(h string) reqOpt { return withHeader("Cookie", h) }
+
+func fromIP(ip string) reqOpt { return func(o *reqOptions) { o.from = ip } }
+
+// request sends method target (a path with a raw query, sent as is) to the
+// edge and counts the record it should make.
+func (e *env) request(t *testing.T, method, target string, opts ...reqOpt) *reply {
+	t.Helper()
+	r, err := e.tryRequest(method, target, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (e *env) tryRequest(method, target string, opts ...reqOpt) (*reply, error) {
+	o := reqOptions{header: http.Header{}}
+	for _, f := range opts {
+		f(&o)
+	}
+	path, rawQuery, _ := strings.Cut(target, "?")
+	req, err := http.NewRequest(method, "http://"+e.siteAddr+"/", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.URL.Path, req.URL.RawQuery = path, rawQuery
+	for k, vs := range o.header {
+		req.Header[k] = vs
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "b2s-e2e/1")
+	}
+	client := e.client
+	if o.from != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(o.from)}}
+		tr := &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true, DisableCompression: true}
+		client = &http.Client{Transport: tr, Timeout: 15 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	r := &reply{sent: time.Now()}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, target, err)
+	}
+	defer resp.Body.Close()
+	r.body, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading body: %w", method, target, err)
+	}
+	r.done = time.Now()
+	r.status, r.header = resp.StatusCode, resp.Header
+	e.count(method, path)
+	return r, nil
+}
+
+// rawRequest writes a GET request line byte for byte, for queries no HTTP
+// client would send (raw invalid UTF-8).
+func (e *env) rawRequest(t *testing.T, target string, headers ...string) *reply {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", e.siteAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	var b strings.Builder
+	b.WriteString("GET " + target + " HTTP/1.1\r\nHost: " + e.siteAddr + "\r\nUser-Agent: b2s-e2e/1\r\nConnection: close\r\n")
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	r := &reply{sent: time.Now()}
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("raw GET %q: %v", target, err)
+	}
+	defer resp.Body.Close()
+	if r.body, err = io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	r.done = time.Now()
+	r.status, r.header = resp.StatusCode, resp.Header
+	path, _, _ := strings.Cut(target, "?")
+	e.count(http.MethodGet, path)
+	return r
+}
+
+// count tallies the record a request should make: every request is a page
+// record except the beacon, which records GET and HEAD only.
+func (e *env) count(method, path string) {
+	switch {
+	case path != beaconPath:
+		e.pages.Add(1)
+	case method == http.MethodGet || method == http.MethodHead:
+		e.beacons.Add(1)
+	}
+}
+
+// issuedCookie returns the cookie the edge set on r, after checking its
+// attributes and verifying its signature with the current key, or "" when
+// it set none.
+func issuedCookie(t *testing.T, r *reply) (value, id string, issued time.Time) {
+	t.Helper()
+	lines := r.header.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return "", "", time.Time{}
+	}
+	if len(lines) > 1 {
+		t.Errorf("%d Set-Cookie headers, want one: %q", len(lines), lines)
+	}
+	parts := strings.Split(lines[0], "; ")
+	name, value, _ := strings.Cut(parts[0], "=")
+	if name != cookieName {
+		t.Errorf("Set-Cookie %q sets %q, want %q", lines[0], name, cookieName)
+	}
+	attrs := append([]string(nil), parts[1:]...)
+	sort.Strings(attrs)
+	want := []string{"HttpOnly", "Max-Age=" + strconv.Itoa(cookieMaxAge), "Path=/", "SameSite=Lax"}
+	if strings.Join(attrs, "; ") != strings.Join(want, "; ") {
+		t.Errorf("Set-Cookie attributes %q, want exactly %q (no Secure over http, no Domain)", attrs, want)
+	}
+	id, issued, ok := verifyCookie(value, currentKey)
+	if !ok {
+		// Errorf, not Fatalf: this runs on request goroutines too.
+		t.Errorf("Set-Cookie value %q does not verify with the current key", value)
+		return "", "", time.Time{}
+	}
+	if issued.Before(r.sent.Truncate(time.Second)) || issued.After(r.done) {
+		t.Errorf("cookie issued at %v, outside the request's window %v..%v", issued, r.sent, r.done)
+	}
+	return value, id, issued
+}
+
+// signCookie builds a cookie value the way the edge documents it
+// (beacon/cookie.go), independently of its code:
+// 1.<id>.<issued, 8 hex>.<base64url of the first 16 bytes of HMAC-SHA256>.
+func signCookie(key []byte, id string, issued time.Time) string {
+	msg := fmt.Sprintf("1.%s.%08x", id, uint32(issued.Unix()))
+	return msg + "." + mac(key, msg)
+}
+
+func mac(key []byte, msg string) string {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+}
+
+var cookieRe = regexp.MustCompile(`^1\.([0-9a-f]{32})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{22})$`)
+
+func verifyCookie(value string, key []byte) (id string, issued time.Time, ok bool) {
+	m := cookieRe.FindStringSubmatch(value)
+	if m == nil || !hmac.Equal([]byte(m[3]), []byte(mac(key, value[:len(value)-23]))) {
+		return "", time.Time{}, false
+	}
+	sec, _ := strconv.ParseUint(m[2], 16, 32)
+	return m[1], time.Unix(int64(sec), 0), true
+}
+
+// ---------------------------------------------------------------------------
+// Records, read back with kcat
+
+type geoRec struct {
+	Country     string   `json:"country,omitempty"`
+	Subdivision string   `json:"subdivision,omitempty"`
+	City        string   `json:"city,omitempty"`
+	Lat         *float64 `json:"lat,omitempty"`
+	Lon         *float64 `json:"lon,omitempty"`
+}
+
+func (g *geoRec) String() string {
+	if g == nil {
+		return "<absent>"
+	}
+	b, _ := json.Marshal(g)
+	return string(b)
+}
+
+type record struct {
+	Schema      int               `json:"schema"`
+	EventID     string            `json:"event_id"`
+	TS          string            `json:"ts"`
+	Kind        string            `json:"kind"`
+	Host        string            `json:"host"`
+	IP          string            `json:"ip"`
+	CookieID    string            `json:"cookie_id"`
+	CookieState string            `json:"cookie_state"`
+	Method      string            `json:"method"`
+	URL         string            `json:"url"`
+	Referrer    string            `json:"referrer"`
+	UserAgent   string            `json:"user_agent"`
+	Status      int               `json:"status"`
+	Bytes       int64             `json:"bytes"`
+	Event       string            `json:"event"`
+	Geo         *geoRec           `json:"geo"`
+	Params      map[string]string `json:"params"`
+
+	time      time.Time
+	fields    map[string]json.RawMessage
+	topic     string
+	partition int
+	offset    int64
+	key       string
+	raw       []byte
+}
+
+func (r *record) has(field string) bool { _, ok := r.fields[field]; return ok }
+
+// marker is the scenario marker of the request that made r: the t query
+// parameter of a page's URL, or the beacon's t parameter.
+func (r *record) marker() string {
+	if r.Kind == "beacon" {
+		return r.Params["t"]
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("t")
+}
+
+// suiteEvents holds every event_id read in the whole run, with where it
+// was read, to prove that no two records share one.
+var suiteEvents = struct {
+	sync.Mutex
+	at map[string]string
+}{at: map[string]string{}}
+
+// readTopic reads every record of topic with kcat. Each record is checked
+// once, the first time it is read (see checkRecord).
+func (e *env) readTopic(topic string) ([]*record, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kcat", "-b", e.brokerAddr, "-t", topic, "-C", "-o", "beginning", "-e", "-q",
+		// librdkafka waits up to 500ms for each empty fetch by default.
+		"-X", "fetch.wait.max.ms=10", "-f", `%p\t%o\t%k\t%s\n`)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kcat: %v: %s", err, stderr.Bytes())
+	}
+	var recs []*record
+	for line := range bytes.SplitSeq(out, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		f := bytes.SplitN(line, []byte("\t"), 4)
+		if len(f) != 4 {
+			e.t.Errorf("kcat printed a line that is not partition, offset, key and value: %q", line)
+			continue
+		}
+		p, _ := strconv.Atoi(string(f[0]))
+		o, _ := strconv.ParseInt(string(f[1]), 10, 64)
+		recs = append(recs, e.checkRecord(topic, p, o, string(f[2]), f[3]))
+	}
+	return recs, nil
+}
+
+// checkRecord checks what every record must satisfy: valid UTF-8 JSON
+// without duplicate keys that passes the published schema, a suite-wide
+// unique event_id, a ts inside the test's time window, and the cookie ID
+// as its Kafka key.
+func (e *env) checkRecord(topic string, partition int, offset int64, key string, value []byte) *record {
+	t := e.t
+	loc := fmt.Sprintf("%s/%d/%d", topic, partition, offset)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.checked[loc]; r != nil {
+		return r
+	}
+	r := &record{topic: topic, partition: partition, offset: offset, key: key, raw: append([]byte(nil), value...)}
+	e.checked[loc] = r
+	if !utf8.Valid(value) {
+		t.Errorf("record %s is not valid UTF-8: %q", loc, value)
+	}
+	if err := recordschema.Validate(value); err != nil {
+		t.Errorf("record %s: %v", loc, err)
+	}
+	if dups := duplicateKeys(value); len(dups) > 0 {
+		t.Errorf("record %s has duplicate JSON object keys %q: %s", loc, dups, value)
+	}
+	if err := json.Unmarshal(value, &r.fields); err != nil {
+		t.Errorf("record %s is not a JSON object: %v: %s", loc, err, value)
+		return r
+	}
+	if err := json.Unmarshal(value, r); err != nil {
+		t.Errorf("record %s: %v: %s", loc, err, value)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, r.TS)
+	if err != nil {
+		t.Errorf("record %s: ts %q: %v", loc, r.TS, err)
+	}
+	r.time = ts
+	if now := time.Now(); ts.Before(e.start.Truncate(time.Microsecond)) || ts.After(now) {
+		t.Errorf("record %s: ts %s is outside the test's window %s..%s", loc, r.TS,
+			e.start.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+	}
+	// A UUIDv7 starts with the Unix milliseconds; the edge takes both
+	// from one clock reading.
+	if ms := fmt.Sprintf("%012x", ts.UnixMilli()); len(r.EventID) < 13 || strings.ReplaceAll(r.EventID, "-", "")[:12] != ms {
+		t.Errorf("record %s: event_id %s does not carry the milliseconds of ts %s (%s)", loc, r.EventID, r.TS, ms)
+	}
+	if r.CookieID == "" || key != r.CookieID {
+		t.Errorf("record %s: Kafka key %q, want the record's cookie_id %q", loc, key, r.CookieID)
+	}
+	suiteEvents.Lock()
+	if prev, ok := suiteEvents.at[r.EventID]; ok && prev != loc {
+		t.Errorf("event_id %s is in two records: %s and %s", r.EventID, prev, loc)
+	}
+	suiteEvents.at[r.EventID] = loc
+	suiteEvents.Unlock()
+	return r
+}
+
+// duplicateKeys returns the keys that occur twice in one JSON object
+// anywhere in doc. encoding/json keeps the last silently; other consumers
+// keep the first or fail.
+func duplicateKeys(doc []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	var dups []string
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				ks := k.(string)
+				if seen[ks] {
+					dups = append(dups, ks)
+				}
+				seen[ks] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	_ = walk()
+	return dups
+}
+
+// records waits until topic holds a record for every marker and returns
+// them by marker. A marker with more than one record is an error: a
+// record was duplicated, or a scenario reused a marker.
+func (e *env) records(t *testing.T, topic string, markers ...string) map[string]*record {
+	t.Helper()
+	deadline := time.Now().Add(recordWait)
+	for {
+		recs, err := e.readTopic(topic)
+		got := map[string][]*record{}
+		for _, r := range recs {
+			got[r.marker()] = append(got[r.marker()], r)
+		}
+		var missing []string
+		for _, m := range markers {
+			if len(got[m]) == 0 {
+				missing = append(missing, m)
+			}
+		}
+		if err == nil && len(missing) == 0 {
+			out := map[string]*record{}
+			for _, m := range markers {
+				if len(got[m]) > 1 {
+					t.Errorf("%d records for marker %q in %s, want one:\n%s", len(got[m]), m, topic, rawOf(got[m]))
+				}
+				out[m] = got[m][0]
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %s lacks records for %d of %d markers %q (it holds %d records; last read error: %v)",
+				recordWait, topic, len(missing), len(markers), firstN(missing, 10), len(recs), err)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// record waits for the one record of marker in the test's topic.
+func (e *env) record(t *testing.T, marker string) *record {
+	t.Helper()
+	return e.records(t, e.topic, marker)[marker]
+}
+
+func rawOf(rs []*record) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "  %s/%d/%d %s\n", r.topic, r.partition, r.offset, r.raw)
+	}
+	return b.String()
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// want is the expected content of one record. Every field is compared.
+type want struct {
+	kind        string
+	method      string
+	url         string
+	referrer    string
+	userAgent   string // default b2s-e2e/1
+	ip          string // default 127.0.0.1
+	cookieID    string
+	cookieState string
+	status      int
+	bytes       int64
+	event       string  // "" means absent
+	geo         *geoRec // nil means absent
+	params      map[string]string
+}
+
+// expect compares every field of r with w, and r's ts with the window of
+// the request that made it.
+func (e *env) expect(t *testing.T, r *record, resp *reply, w want) {
+	t.Helper()
+	if w.userAgent == "" {
+		w.userAgent = "b2s-e2e/1"
+	}
+	if w.ip == "" {
+		w.ip = "127.0.0.1"
+	}
+	str := func(field, got, want string) {
+		t.Helper()
+		if got != want {
+			t.Errorf("record %s = %q, want %q\n%s", field, got, want, r.raw)
+		}
+	}
+	if r.Schema != 1 {
+		t.Errorf("record schema = %d, want 1", r.Schema)
+	}
+	str("kind", r.Kind, w.kind)
+	str("host", r.Host, e.siteAddr)
+	str("ip", r.IP, w.ip)
+	str("method", r.Method, w.method)
+	str("url", r.URL, w.url)
+	str("referrer", r.Referrer, w.referrer)
+	str("user_agent", r.UserAgent, w.userAgent)
+	str("cookie_id", r.CookieID, w.cookieID)
+	str("cookie_state", r.CookieState, w.cookieState)
+	str("event", r.Event, w.event)
+	if w.event == "" && r.has("event") {
+		t.Errorf("record has an event, want none: %s", r.raw)
+	}
+	if r.Status != w.status {
+		t.Errorf("record status = %d, want %d", r.Status, w.status)
+	}
+	if r.Bytes != w.bytes {
+		t.Errorf("record bytes = %d, want %d", r.Bytes, w.bytes)
+	}
+	if r.Geo.String() != w.geo.String() {
+		t.Errorf("record geo = %s, want %s", r.Geo, w.geo)
+	}
+	if w.params != nil {
+		gotP, _ := json.Marshal(r.Params)
+		wantP, _ := json.Marshal(w.params)
+		if !bytes.Equal(gotP, wantP) {
+			t.Errorf("record params = %s, want %s", gotP, wantP)
+		}
+	}
+	if (w.kind == "beacon") != r.has("params") {
+		t.Errorf("record of kind %s has params: %v, want them on beacons only", r.Kind, r.has("params"))
+	}
+	if resp != nil && (r.time.Before(resp.sent.Truncate(time.Microsecond)) || r.time.After(resp.done)) {
+		t.Errorf("record ts %s is outside its request's window %s..%s", r.TS,
+			resp.sent.UTC().Format(time.RFC3339Nano), resp.done.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+// metrics reads the admin endpoint's Prometheus metrics, by series name
+// with labels as exposed, e.g. b2s_records_total{kind="page"}.
+func (e *env) metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitMetrics polls the metrics until every series in want has its value,
+// and returns the last read.
+func (e *env) waitMetrics(t *testing.T, want map[string]float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m := e.metrics(t)
+		var diff []string
+		for k, v := range want {
+			got, ok := m[k]
+			if !ok || math.Abs(got-v) > 1e-9 {
+				diff = append(diff, fmt.Sprintf("%s = %v (present %v), want %v", k, got, ok, v))
+			}
+		}
+		if len(diff) == 0 {
+			return m
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(diff)
+			t.Errorf("metrics after 15s:\n  %s", strings.Join(diff, "\n  "))
+			return m
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// checkCounters compares the edge's record counters with the records the
+// test's requests should have made; nothing may be dropped.
+func (e *env) checkCounters() {
+	t := e.t
+	p, b := float64(e.pages.Load()), float64(e.beacons.Load())
+	if e.caddy.exited() {
+		return
+	}
+	e.waitMetrics(t, map[string]float64{
+		`b2s_records_total{kind="page"}`:                 p,
+		`b2s_records_total{kind="beacon"}`:               b,
+		`b2s_records_queued_total`:                       p + b,
+		`b2s_records_shipped_total`:                      p + b,
+		`b2s_records_dropped_total{reason="queue_full"}`: 0,
+		`b2s_records_dropped_total{reason="shutdown"}`:   0,
+		`b2s_records_queue_length`:                       0,
+	})
+}
