@@ -41,6 +41,7 @@ cat <<MSG
   -------------
   site:     http://localhost:8080          (the edge, in front of configs/demo on :8081)
   beacon:   http://localhost:8080/b.gif?e=test
+  health:   curl -s localhost:8080/healthz
   metrics:  curl -s localhost:2019/metrics | grep ^b2s_
   records:  kcat -b 127.0.0.1:9092 -t b2s.events -C -o beginning -f '%k %s\n'
 

@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/b2scom/b2s-edge/beacon"
+	"github.com/b2scom/b2s-edge/logship"
+)
+
+// benchCollect is a provisioned b2s_collect without Caddy around it: the
+// plugin's own work per request, spool append included.
+func benchCollect(b *testing.B) *Collect {
+	b.Helper()
+	signer, err := beacon.NewSigner([]byte("bench-key-0123456789abcdef0123456789"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: b.TempDir(), Fsync: time.Second, MaxSize: 64 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sp.Close() })
+	app := &App{CookieName: DefaultCookieName, CookieMaxAge: DefaultCookieMaxAge, CookieRefresh: DefaultCookieRefresh,
+		signer: signer, sink: &sink{spool: sp}, logger: zap.NewNop(), now: time.Now}
+	registerMetrics(nil)
+	c := &Collect{app: app, Beacon: DefaultBeaconPath}
+	c.cookiePrefix = app.CookieName + "="
+	c.cookieTail = "; Path=/; Max-Age=34560000; HttpOnly; SameSite=Lax"
+	return c
+}
+
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+func benchRequest(target, cookie string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+	r.Header.Set("Referer", "https://www.b2s.com/products/cnc-spindle")
+	if cookie != "" {
+		r.Header.Set("Cookie", "_ga=GA1.2.3; b2sid="+cookie)
+	}
+	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "203.0.113.7"})
+	return r.WithContext(ctx)
+}
+
+// BenchmarkBeaconHandler is the whole beacon path of the plugin: cookie
+// verify or issue, record build and encode, spool append, pixel.
+func BenchmarkBeaconHandler(b *testing.B) {
+	c := benchCollect(b)
+	valid := c.app.signer.Sign(beacon.NewID(), time.Now())
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	for _, bc := range []struct{ name, cookie string }{{"cookie=valid", valid}, {"cookie=none", ""}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := benchRequest("/b.gif?e=pageview&product=42", bc.cookie)
+			w := &discard{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				if err := c.ServeHTTP(w, r, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPageHandler is a page passed on to a no-op next handler.
+func BenchmarkPageHandler(b *testing.B) {
+	c := benchCollect(b)
+	valid := c.app.signer.Sign(beacon.NewID(), time.Now())
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	r := benchRequest("/products/cnc-spindle?ref=home", valid)
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		if err := c.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
