@@ -219,6 +219,9 @@ func (a *App) spoolConfig(repl *caddy.Replacer) (logship.SpoolConfig, error) {
 	if a.SpoolMaxSize == 0 {
 		a.SpoolMaxSize = DefaultSpoolMaxSize
 	}
+	if a.SpoolMaxSize < 1<<20 {
+		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool_max_size %d is below the minimum of 1MiB; e.g. spool_max_size 1GiB", a.SpoolMaxSize)
+	}
 	if a.Fsync == "" {
 		a.Fsync = DefaultFsync
 	}

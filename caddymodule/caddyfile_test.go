@@ -6,7 +6,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
@@ -182,15 +184,69 @@ func TestCaddyfileErrors(t *testing.T) {
 			want: []string{"batch_size must be a positive number", `"0"`},
 		},
 		{
-			name: "a negative queue_size is refused",
+			name: "a queue_size from the in-memory queue is refused as unknown",
 			caddyfile: `{
 	b2s {
 		kafka {
-			queue_size -5
+			queue_size 100000
 		}
 	}
 }`,
-			want: []string{"queue_size must be a positive number", `"-5"`},
+			want: []string{"kafka", `unrecognized option "queue_size"`, "Caddyfile:4"},
+		},
+		{
+			name: "a spool_max_size that is not a size names the option and an example",
+			caddyfile: `{
+	b2s {
+		spool_max_size banana
+	}
+}`,
+			want: []string{"b2s: spool_max_size", `"banana"`, "is not a size", "1GiB", "Caddyfile:3"},
+		},
+		{
+			name: "a spool_max_size of zero is refused",
+			caddyfile: `{
+	b2s {
+		spool_max_size 0
+	}
+}`,
+			want: []string{"b2s: spool_max_size", `"0"`, "is not a size", "Caddyfile:3"},
+		},
+		{
+			name: "a spool_max_size with two sizes is refused",
+			caddyfile: `{
+	b2s {
+		spool_max_size 1GiB 2GiB
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "a spool without a directory is refused",
+			caddyfile: `{
+	b2s {
+		spool
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "an fsync that is neither a duration nor always nor never names the option",
+			caddyfile: `{
+	b2s {
+		fsync sometimes
+	}
+}`,
+			want: []string{`b2s: fsync "sometimes"`, "always or never", "fsync 1s", "Caddyfile:3"},
+		},
+		{
+			name: "a negative fsync interval is refused",
+			caddyfile: `{
+	b2s {
+		fsync -1s
+	}
+}`,
+			want: []string{`b2s: fsync "-1s"`, "is not a positive duration", "Caddyfile:3"},
 		},
 		{
 			name: "a flush_timeout that is not a duration names the option",
@@ -272,6 +328,44 @@ func TestCaddyfileErrors(t *testing.T) {
 }`,
 			want: []string{"'b2s_collect'", "wrong argument count", "Caddyfile:12"},
 		},
+		{
+			name: "an unknown b2s_health option names the valid one",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_health /healthz {
+		lag 1m
+	}
+}`,
+			want: []string{"'b2s_health'", `unrecognized option "lag"`, "want max_lag", "Caddyfile:12"},
+		},
+		{
+			name: "a b2s_health max_lag that is not a duration names the handler and the option",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_health /healthz {
+		max_lag soon
+	}
+}`,
+			want: []string{"b2s_health: max_lag", "soon", "use a duration such as 1m", "Caddyfile:12"},
+		},
+		{
+			name: "a b2s_health max_lag without a value is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_health /healthz {
+		max_lag
+	}
+}`,
+			want: []string{"'b2s_health'", "wrong argument count", "Caddyfile:12"},
+		},
+		{
+			name: "an argument after a b2s_health matcher is refused",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_health /healthz verbose
+}`,
+			want: []string{"'b2s_health'", "wrong argument count", "'verbose'", "Caddyfile:11"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.caddyfile), nil)
@@ -344,8 +438,62 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`b2s`)); err != nil {
 			t.Fatal(err)
 		}
-		if a.Secrets != nil || a.CookieName != "" || a.CookieMaxAge != 0 || a.CookieRefresh != 0 || a.GeoIP != "" || a.Kafka != nil {
+		if a.Secrets != nil || a.CookieName != "" || a.CookieMaxAge != 0 || a.CookieRefresh != 0 || a.GeoIP != "" ||
+			a.Spool != "" || a.SpoolMaxSize != 0 || a.Fsync != "" || a.Kafka != nil {
 			t.Errorf("app = %+v, want the zero value", a)
+		}
+	})
+	for _, tc := range []struct {
+		name, fsync string
+	}{
+		{"fsync always is kept as written", "always"},
+		{"fsync never is kept as written", "never"},
+		{"an fsync interval is kept as written", "250ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a App
+			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s {\n\tfsync " + tc.fsync + "\n}")); err != nil {
+				t.Fatal(err)
+			}
+			if a.Fsync != tc.fsync {
+				t.Errorf("fsync = %q, want %q", a.Fsync, tc.fsync)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, size string
+		want       int64
+	}{
+		{"a spool_max_size in GiB is in bytes", "2GiB", 2 << 30},
+		{"a spool_max_size in MB is in decimal bytes", "500MB", 500e6},
+		{"a spool_max_size without a unit is in bytes", "1048576", 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a App
+			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s {\n\tspool_max_size " + tc.size + "\n}")); err != nil {
+				t.Fatal(err)
+			}
+			if a.SpoolMaxSize != tc.want {
+				t.Errorf("spool_max_size %s = %d bytes, want %d", tc.size, a.SpoolMaxSize, tc.want)
+			}
+		})
+	}
+	t.Run("b2s_health reads max_lag", func(t *testing.T) {
+		var h Health
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s_health {\n\tmax_lag 90s\n}")); err != nil {
+			t.Fatal(err)
+		}
+		if h.MaxLag != caddy.Duration(90*time.Second) {
+			t.Errorf("max_lag = %v, want 90s", time.Duration(h.MaxLag))
+		}
+	})
+	t.Run("an empty b2s_health leaves max_lag to its default", func(t *testing.T) {
+		var h Health
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s_health")); err != nil {
+			t.Fatal(err)
+		}
+		if h.MaxLag != 0 {
+			t.Errorf("max_lag = %v, want 0 for Provision to default", time.Duration(h.MaxLag))
 		}
 	})
 	t.Run("an empty b2s_collect keeps the defaults for Provision", func(t *testing.T) {

@@ -708,14 +708,13 @@ func TestCollect(t *testing.T) {
 			got, want int
 		}{
 			{"records read from Kafka", len(e.records.got), wantRecords},
-			{"records queued (stats.Accepted)", int(c.accepted - start.accepted), wantRecords},
+			{"records spooled (stats.Accepted)", int(c.accepted - start.accepted), wantRecords},
 			{"records shipped (stats.Shipped)", int(c.shipped - start.shipped), wantRecords},
-			{"records dropped, queue full", int(c.full - start.full), 0},
-			{"records dropped at shutdown", int(c.dropped - start.dropped), 0},
+			{"records dropped, spool full", int(c.full - start.full), 0},
+			{"records dropped, spool error", int(c.spoolErr - start.spoolErr), 0},
 			{"kafka write errors", int(c.writeErrors - start.writeErrors), 0},
 			{"b2s_records_total{kind=page}", int(c.page - start.page), kinds["page"]},
 			{"b2s_records_total{kind=beacon}", int(c.beacon - start.beacon), kinds["beacon"]},
-			{"queue length", int(stats.Queued.Load()), 0},
 		} {
 			if d.got != d.want {
 				t.Errorf("%s: %d since the edge started, want %d", d.name, d.got, d.want)
@@ -723,8 +722,18 @@ func TestCollect(t *testing.T) {
 		}
 
 		// The collectors are registered in Caddy's registry, which the
-		// admin endpoint serves.
-		scraped := scrapeMetrics(t, e.admin+"/metrics")
+		// admin endpoint serves. The shipper has caught up: nothing is
+		// waiting and it is not degraded (the lag drops to 0 as soon as
+		// it finds the spool empty after its last acknowledgement).
+		var scraped map[string]float64
+		deadline = time.Now().Add(5 * time.Second)
+		for {
+			scraped = scrapeMetrics(t, e.admin+"/metrics")
+			if scraped["b2s_shipper_lag_seconds"] == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		for _, m := range []struct {
 			series string
 			want   float64
@@ -735,12 +744,16 @@ func TestCollect(t *testing.T) {
 			{`b2s_cookies_set_total{reason="reset"}`, c.set["reset"]},
 			{`b2s_cookies_set_total{reason="resign"}`, c.set["resign"]},
 			{`b2s_cookies_set_total{reason="refresh"}`, c.set["refresh"]},
-			{`b2s_records_queued_total`, float64(c.accepted)},
+			{`b2s_records_spooled_total`, float64(c.accepted)},
 			{`b2s_records_shipped_total`, float64(c.shipped)},
-			{`b2s_records_dropped_total{reason="queue_full"}`, float64(c.full)},
-			{`b2s_records_dropped_total{reason="shutdown"}`, float64(c.dropped)},
+			{`b2s_records_dropped_total{reason="spool_full"}`, float64(c.full)},
+			{`b2s_records_dropped_total{reason="spool_error"}`, float64(c.spoolErr)},
 			{`b2s_kafka_write_errors_total`, float64(c.writeErrors)},
-			{`b2s_records_queue_length`, 0},
+			{`b2s_spool_repairs_total`, float64(stats.SpoolRepairs.Load())},
+			{`b2s_spool_bytes`, float64(sinkBytes())},
+			{`b2s_spool_max_bytes`, DefaultSpoolMaxSize},
+			{`b2s_shipper_lag_seconds`, 0},
+			{`b2s_sink_degraded`, 0},
 		} {
 			got, ok := scraped[m.series]
 			if !ok {
@@ -749,6 +762,36 @@ func TestCollect(t *testing.T) {
 			}
 			if got != m.want {
 				t.Errorf("%s = %v on /metrics, want %v", m.series, got, m.want)
+			}
+		}
+	})
+
+	t.Run("every b2s metric is on the admin /metrics with HELP text", func(t *testing.T) {
+		help := scrapeHelp(t, e.admin+"/metrics")
+		for _, name := range []string{
+			"b2s_records_total",
+			"b2s_cookies_set_total",
+			"b2s_records_spooled_total",
+			"b2s_records_shipped_total",
+			"b2s_records_dropped_total",
+			"b2s_kafka_write_errors_total",
+			"b2s_spool_repairs_total",
+			"b2s_spool_bytes",
+			"b2s_spool_max_bytes",
+			"b2s_shipper_lag_seconds",
+			"b2s_sink_degraded",
+		} {
+			h, ok := help[name]
+			switch {
+			case !ok:
+				t.Errorf("%s has no HELP line on the admin /metrics", name)
+			case len(strings.Fields(h)) < 3:
+				t.Errorf("%s has HELP %q, want a sentence", name, h)
+			}
+		}
+		for name := range help {
+			if strings.Contains(name, "queue") && strings.HasPrefix(name, "b2s_") {
+				t.Errorf("%s is still served; the in-memory queue is gone", name)
 			}
 		}
 	})

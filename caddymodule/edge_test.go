@@ -78,6 +78,7 @@ const collectCaddyfile = `{
 	b2s {
 		secret __KEY1__ __KEY2__
 		geoip __GEOIP__
+		spool __SPOOL__
 		kafka {
 			brokers __BROKERS__
 			topic __TOPIC__
@@ -146,9 +147,6 @@ type edge struct {
 // with a cacheable page, and Caddy with collectCaddyfile.
 func startEdge(t *testing.T, topic string) *edge {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts Caddy and a Kafka broker")
-	}
 	admin, httpP, httpsP := testPorts(t)
 
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
@@ -196,6 +194,7 @@ func startEdge(t *testing.T, topic string) *edge {
 		"__HTTP__", strconv.Itoa(httpP),
 		"__HTTPS__", strconv.Itoa(httpsP),
 		"__STORAGE__", t.TempDir(),
+		"__SPOOL__", t.TempDir(),
 		"__KEY1__", testKey1,
 		"__KEY2__", testKey2,
 		"__GEOIP__", geoip,
@@ -214,12 +213,22 @@ func startEdge(t *testing.T, topic string) *edge {
 		topic:  topic,
 	}
 
-	// Registered before caddytest's own cleanup (which dumps the config of
-	// a failed test), so it runs after it; and after the broker's, so it
-	// runs before the broker stops: the shipper is released and flushed
-	// while Kafka is still there.
-	t.Cleanup(func() { e.unload(t) })
+	loadCaddyfile(t, caddyfile)
+	e.records = newRecordReader(t, brokers, topic)
+	return e
+}
 
+// loadCaddyfile loads caddyfile, whose admin endpoint must be the one
+// testPorts gives, into the in-process Caddy (started on first use), and
+// unloads it when the test ends. Call it after starting what the test's
+// cleanup must stop last (the broker): cleanups run last in, first out,
+// so the b2s app is released and flushes its spool while Kafka is there.
+func loadCaddyfile(t *testing.T, caddyfile string) {
+	t.Helper()
+	admin, _, _ := testPorts(t)
+	// Registered before caddytest's own cleanup (which dumps the config of
+	// a failed test), so it runs after it.
+	t.Cleanup(func() { unload(t, admin) })
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
 		AdminPort:          admin,
 		LoadRequestTimeout: 30 * time.Second,
@@ -229,15 +238,14 @@ func startEdge(t *testing.T, topic string) *edge {
 	if t.Failed() {
 		t.FailNow()
 	}
-	e.records = newRecordReader(t, brokers, topic)
-	return e
 }
 
 // unload replaces the running config by one that serves only the admin
-// endpoint, which releases the b2s app and its shipper.
-func (e *edge) unload(t *testing.T) {
-	body := fmt.Sprintf(`{"admin":{"listen":%q}}`, strings.TrimPrefix(e.admin, "http://"))
-	req, err := http.NewRequest(http.MethodPost, e.admin+"/load", strings.NewReader(body))
+// endpoint, which releases the b2s app and its spool.
+func unload(t *testing.T, admin int) {
+	listen := fmt.Sprintf("localhost:%d", admin)
+	body := fmt.Sprintf(`{"admin":{"listen":%q}}`, listen)
+	req, err := http.NewRequest(http.MethodPost, "http://"+listen+"/load", strings.NewReader(body))
 	if err != nil {
 		t.Error(err)
 		return
@@ -498,10 +506,10 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 var setReasons = []string{"new", "reset", "refresh", "resign"}
 
 type counters struct {
-	page, beacon                     float64
-	set                              map[string]float64
-	accepted, shipped, full, dropped uint64
-	writeErrors                      uint64
+	page, beacon                      float64
+	set                               map[string]float64
+	accepted, shipped, full, spoolErr uint64
+	writeErrors                       uint64
 }
 
 func readCounters(t *testing.T) counters {
@@ -513,7 +521,7 @@ func readCounters(t *testing.T) counters {
 		accepted:    stats.Accepted.Load(),
 		shipped:     stats.Shipped.Load(),
 		full:        stats.DroppedFull.Load(),
-		dropped:     stats.DroppedClosed.Load(),
+		spoolErr:    stats.DroppedError.Load(),
 		writeErrors: stats.WriteErrors.Load(),
 	}
 	for _, r := range setReasons {
@@ -718,6 +726,31 @@ func scrapeMetrics(t *testing.T, url string) map[string]float64 {
 			continue
 		}
 		out[line[:i]] = v
+	}
+	return out
+}
+
+// scrapeHelp reads the HELP lines of a Prometheus text exposition into
+// metric name -> help text.
+func scrapeHelp(t *testing.T, url string) map[string]string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s %v", url, resp.Status, err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, "# HELP ")
+		if !ok {
+			continue
+		}
+		name, help, _ := strings.Cut(rest, " ")
+		out[name] = help
 	}
 	return out
 }

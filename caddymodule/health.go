@@ -45,12 +45,20 @@ func (Health) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults.
-func (h *Health) Provision(caddy.Context) error {
+// Provision sets defaults. The b2s app must be configured: without it
+// there is no sink to report on.
+func (h *Health) Provision(ctx caddy.Context) error {
+	if _, err := getApp(ctx); err != nil {
+		return fmt.Errorf("b2s_health: %v", err)
+	}
+	h.setDefaults()
+	return nil
+}
+
+func (h *Health) setDefaults() {
 	if h.MaxLag == 0 {
 		h.MaxLag = DefaultMaxLag
 	}
-	return nil
 }
 
 // Validate checks the configuration.
@@ -70,7 +78,7 @@ type healthReport struct {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Health) ServeHTTP(w http.ResponseWriter, _ *http.Request, _ caddyhttp.Handler) error {
-	rep := healthReport{Status: "ok", LagSeconds: sinkLag().Seconds(), SpoolBytes: stats.SpoolBytes.Load()}
+	rep := healthReport{Status: "ok", LagSeconds: sinkLag().Seconds(), SpoolBytes: sinkBytes()}
 	if sinkFailing() {
 		rep.Reasons = append(rep.Reasons, "kafka_failing")
 	}

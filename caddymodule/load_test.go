@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/b2scom/b2s-edge/logship"
 )
 
 // Two 48-byte keys, as `openssl rand -base64 36` would give.
@@ -46,6 +49,7 @@ func TestLoadErrors(t *testing.T) {
 	t.Setenv("B2S_TEST_SECRET", testKey1)
 	t.Setenv("B2S_TEST_SHORT_SECRET", "short")
 	t.Setenv("B2S_TEST_BROKERS", "127.0.0.1:9, 127.0.0.2:9")
+	t.Setenv("B2S_TEST_SPOOL", t.TempDir())
 
 	garbage := filepath.Join(t.TempDir(), "garbage.mmdb")
 	if err := os.WriteFile(garbage, []byte(strings.Repeat("this is not a MaxMind database\n", 100)), 0o600); err != nil {
@@ -63,11 +67,28 @@ func TestLoadErrors(t *testing.T) {
 	corrupt := abs("testdata/geoip/GeoIP2-City-Test-Invalid-Node-Count.mmdb")
 	missing := abs("testdata/geoip/does-not-exist.mmdb")
 
+	// A spool directory that cannot be created: its parent is a file.
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, []byte("a file, not a directory\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	underFile := filepath.Join(notADir, "spool")
+	// A spool directory another process holds: flock(2) locks belong to
+	// an open file, so a second open in this process is refused as one in
+	// another process would be.
+	locked := t.TempDir()
+	held, err := logship.OpenSpool(logship.SpoolConfig{Dir: locked, Fsync: logship.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+
 	// app builds a b2s app config: a valid one with options replaced or
 	// added (nil deletes a key).
 	app := func(opts map[string]any) string {
 		m := map[string]any{
 			"secrets": []string{testKey1},
+			"spool":   t.TempDir(),
 			"kafka":   map[string]any{"brokers": []string{"127.0.0.1:9"}},
 		}
 		for k, v := range opts {
@@ -105,7 +126,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{
 			name:    "a complete configuration loads",
-			b2s:     app(map[string]any{"secrets": []string{"{env.B2S_TEST_SECRET}", testKey2}, "geoip": city, "cookie_name": "vid", "cookie_max_age": "400d", "cookie_refresh": "12h", "kafka": kafka(map[string]any{"brokers": []string{"{env.B2S_TEST_BROKERS}"}, "topic": "web.events", "compression": "zstd", "batch_size": 10, "queue_size": 100, "batch_timeout": "5ms", "write_timeout": "1s", "flush_timeout": "1s"})}),
+			b2s:     app(map[string]any{"secrets": []string{"{env.B2S_TEST_SECRET}", testKey2}, "geoip": city, "cookie_name": "vid", "cookie_max_age": "400d", "cookie_refresh": "12h", "spool": "{env.B2S_TEST_SPOOL}", "spool_max_size": 64 << 20, "fsync": "always", "kafka": kafka(map[string]any{"brokers": []string{"{env.B2S_TEST_BROKERS}"}, "topic": "web.events", "compression": "zstd", "batch_size": 10, "batch_timeout": "5ms", "write_timeout": "1s", "flush_timeout": "1s"})}),
 			handler: `{"handler":"b2s_collect","beacon":"/t.gif","cookie_domain":".B2S.com"}`,
 		},
 		{
@@ -223,9 +244,51 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b2s: kafka", "must not be negative"},
 		},
 		{
-			name: "a negative queue_size is refused",
-			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"queue_size": -1})}),
-			want: []string{"b2s: kafka", "must not be negative"},
+			name: "a queue_size left from the in-memory queue is refused as unknown",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"queue_size": 100})}),
+			want: []string{`unknown field "queue_size"`},
+		},
+		{
+			name: "fsync never loads",
+			b2s:  app(map[string]any{"fsync": "never"}),
+		},
+		{
+			name: "an fsync interval loads",
+			b2s:  app(map[string]any{"fsync": "250ms"}),
+		},
+		{
+			name: "a spool placeholder that resolves to nothing uses the default directory",
+			b2s:  app(map[string]any{"spool": "{env." + unset + "}"}),
+		},
+		{
+			name: "a spool_max_size below 1MiB names the option and the minimum",
+			b2s:  app(map[string]any{"spool_max_size": 1<<20 - 1}),
+			want: []string{"b2s: spool_max_size", "1048575", "minimum of 1MiB"},
+		},
+		{
+			name: "a negative spool_max_size is refused",
+			b2s:  app(map[string]any{"spool_max_size": -1}),
+			want: []string{"b2s: spool_max_size -1", "minimum of 1MiB"},
+		},
+		{
+			name: "a spool directory that cannot be created names the spool option and the file in the way",
+			b2s:  app(map[string]any{"spool": underFile}),
+			want: []string{"b2s: spool", "creating spool directory", notADir, "not a directory", "point the spool option at a directory"},
+		},
+		{
+			name: "a spool directory another process holds names the spool option and the directory",
+			b2s:  app(map[string]any{"spool": locked}),
+			want: []string{"b2s: spool", locked, "in use by another process", "point the spool option at a directory this process alone can write"},
+		},
+		{
+			name: "an fsync that is neither a duration nor always nor never names the option",
+			b2s:  app(map[string]any{"fsync": "sometimes"}),
+			want: []string{`b2s: fsync "sometimes"`, "always or never", "fsync 1s"},
+		},
+		{
+			name: "an fsync of zero is refused: always is the way to sync every record",
+			b2s:  app(map[string]any{"fsync": "0s"}),
+			want: []string{`b2s: fsync "0s"`, "positive duration"},
 		},
 		{
 			name: "a negative batch_timeout is refused",
@@ -243,9 +306,25 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b2s: kafka", "timeouts must not be negative"},
 		},
 		{
+			name:    "b2s_health with a max_lag loads",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_health","max_lag":"30s"}`,
+		},
+		{
+			name:    "a negative b2s_health max_lag is refused with an example",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_health","max_lag":"-1s"}`,
+			want:    []string{"b2s_health: max_lag must be positive", "max_lag 1m"},
+		},
+		{
 			name:    "b2s_collect without the global b2s block says to add it",
 			handler: collect,
 			want:    []string{"b2s_collect", "global b2s options are missing", "add a b2s block with a secret and a kafka block"},
+		},
+		{
+			name:    "b2s_health without the global b2s block says to add it",
+			handler: `{"handler":"b2s_health"}`,
+			want:    []string{"b2s_health", "global b2s options are missing"},
 		},
 		{
 			name:    "b2s_collect with a broken b2s app reports the app's error",
@@ -325,7 +404,14 @@ func TestProvisionDefaults(t *testing.T) {
 		{"the cookie lives 400 days", a.CookieMaxAge, caddy.Duration(400 * 24 * 60 * 60 * 1e9)},
 		{"the cookie is refreshed daily", a.CookieRefresh, caddy.Duration(24 * 60 * 60 * 1e9)},
 		{"GeoIP is off", a.geo == nil, true},
-		{"a shipper is running", a.sink != nil, true},
+		{"a shipper is running", a.sink != nil && a.sink.ship != nil, true},
+		{"the spool is b2s/spool in Caddy's data directory, here the test's XDG_DATA_HOME", a.sink.spool.Dir(), filepath.Join(testDataHome, "caddy", "b2s", "spool")},
+		{"the spool holds at most 1GiB", a.SpoolMaxSize, int64(1 << 30)},
+		{"the spool open holds at most 1GiB", a.sink.spool.MaxSize(), int64(1 << 30)},
+		{"fsync defaults to 1s", a.Fsync, "1s"},
+		{"the spool is synced every second", a.sink.spool.Fsync(), time.Second},
+		{"the topic is b2s.events", a.sink.ship.Config().Topic, "b2s.events"},
+		{"records are compressed with snappy", a.sink.ship.Config().Compression, "snappy"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)

@@ -57,7 +57,7 @@ func buildMetrics() {
 		dropped("spool_error", &uint64Loader{&stats.DroppedError}),
 		counter("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", &uint64Loader{&stats.WriteErrors}),
 		counter("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", &uint64Loader{&stats.SpoolRepairs}),
-		gauge("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(stats.SpoolBytes.Load()) }),
+		gauge("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(sinkBytes()) }),
 		gauge("spool_max_bytes", "The spool's maximum size.", func() float64 { return float64(sinkMax()) }),
 		gauge("shipper_lag_seconds", "Age of the oldest record not yet acknowledged by Kafka; 0 when the shipper has caught up.",
 			func() float64 { return sinkLag().Seconds() }),
@@ -86,6 +86,11 @@ func eachSink(f func(*sink)) {
 func sinkLag() (lag time.Duration) {
 	eachSink(func(k *sink) { lag = max(lag, k.spool.Lag()) })
 	return lag
+}
+
+func sinkBytes() (n int64) {
+	eachSink(func(k *sink) { n += k.spool.Size() })
+	return n
 }
 
 func sinkMax() (n int64) {

@@ -38,6 +38,7 @@ type sink struct {
 
 	mu      sync.Mutex
 	holders []sinkHolder
+	flush   time.Duration // flush timeout of the settings in force
 }
 
 type sinkHolder struct {
@@ -50,11 +51,8 @@ type sinkHolder struct {
 // Destruct delivers what it can within the flush timeout, then closes the
 // spool; whatever Kafka did not take stays in it for the next start.
 func (k *sink) Destruct() error {
-	flush := time.Duration(DefaultFlushTimeout)
 	k.mu.Lock()
-	if n := len(k.holders); n > 0 {
-		flush = k.holders[n-1].flush
-	}
+	flush := k.flush
 	k.mu.Unlock()
 	ctx, cancel := flushContext(flush)
 	defer cancel()
@@ -79,7 +77,7 @@ func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush 
 			sp.Close()
 			return nil, err
 		}
-		return &sink{spool: sp, ship: sh, logger: a.logger}, nil
+		return &sink{spool: sp, ship: sh, logger: a.logger, flush: flush}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -97,6 +95,7 @@ func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush 
 			sinks.Delete(spoolCfg.Dir)
 			return nil, err
 		}
+		k.flush = flush
 	}
 	return k, nil
 }
@@ -114,6 +113,7 @@ func (k *sink) release(a *App) {
 			if err := k.apply(h.kafka, h.max); err != nil {
 				k.logger.Error("restoring kafka settings", zap.Error(err))
 			}
+			k.flush = h.flush
 		}
 	}
 	k.mu.Unlock()

@@ -142,7 +142,7 @@ func BenchmarkShipFromMemory(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.w.Close()
+	defer p.close()
 	keys := benchKeys()
 	msgs := make([]kafka.Message, p.cfg.BatchSize)
 	b.ResetTimer()

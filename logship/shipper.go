@@ -173,6 +173,16 @@ func (s *Shipper) Failing() bool { return s.failing.Load() }
 type producer struct {
 	cfg Config
 	w   *kafka.Writer
+	own *kafka.Transport // created here, so closed here; nil when cfg.Transport is the caller's
+}
+
+// close waits for writes in flight and closes the producer's connections.
+func (p *producer) close() error {
+	err := p.w.Close()
+	if p.own != nil {
+		p.own.CloseIdleConnections()
+	}
+	return err
 }
 
 func newProducer(cfg Config) (*producer, error) {
@@ -181,7 +191,16 @@ func newProducer(cfg Config) (*producer, error) {
 		return nil, err
 	}
 	codec, _ := ParseCompression(cfg.Compression)
-	return &producer{cfg: cfg, w: &kafka.Writer{
+	transport, own := cfg.Transport, (*kafka.Transport)(nil)
+	if transport == nil {
+		// Metadata refreshed every second rather than kafka-go's 6s, so
+		// shipping resumes within a second of a broker coming back. Its
+		// own transport, so that a reload to other brokers closes the
+		// connections to the old ones.
+		own = &kafka.Transport{MetadataTTL: time.Second}
+		transport = own
+	}
+	return &producer{cfg: cfg, own: own, w: &kafka.Writer{
 		Addr:  kafka.TCP(cfg.Brokers...),
 		Topic: cfg.Topic,
 		// Murmur2 is the Java client's default partitioner, which
@@ -200,7 +219,7 @@ func newProducer(cfg Config) (*producer, error) {
 		ReadTimeout:     cfg.WriteTimeout,
 		WriteTimeout:    cfg.WriteTimeout,
 		Compression:     codec,
-		Transport:       cfg.Transport,
+		Transport:       transport,
 	}}, nil
 }
 
@@ -240,7 +259,7 @@ func (s *Shipper) Reconfigure(cfg Config) error {
 	if old != nil && old != p {
 		// Close waits for writes in flight, which may be retrying
 		// against a dead broker: do not hold up the caller.
-		go old.w.Close()
+		go old.close()
 	}
 	return nil
 }
@@ -260,7 +279,7 @@ func (s *Shipper) Close(ctx context.Context) error {
 		<-s.done
 	}
 	s.cancel()
-	return s.w.Load().w.Close()
+	return s.w.Load().close()
 }
 
 func (s *Shipper) run() {

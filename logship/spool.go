@@ -350,7 +350,6 @@ func (s *Spool) newSegment(n uint64) error {
 	s.segments = append(s.segments, n)
 	s.size += int64(len(segmentHeader))
 	s.writeEnd = Pos{Seg: n, Off: int64(len(segmentHeader))}
-	s.stats.SpoolBytes.Store(s.size)
 	return nil
 }
 
@@ -419,7 +418,6 @@ func (s *Spool) append(key string, value []byte) error {
 	s.dirty = true
 	s.writeEnd.Off += n
 	s.size += n
-	s.stats.SpoolBytes.Store(s.size)
 	s.mu.Unlock()
 	select {
 	case s.more <- struct{}{}:
@@ -606,7 +604,6 @@ func (s *Spool) Ack(pos Pos) error {
 		if err == nil {
 			s.mu.Lock()
 			s.size -= st.Size()
-			s.stats.SpoolBytes.Store(s.size)
 			s.mu.Unlock()
 		}
 		_ = os.Remove(s.segPath(n))

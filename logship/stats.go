@@ -19,8 +19,6 @@ type Stats struct {
 	DroppedError atomic.Uint64
 	// WriteErrors counts failed Kafka write attempts (each is retried).
 	WriteErrors atomic.Uint64
-	// SpoolBytes is the size of the spool on disk now.
-	SpoolBytes atomic.Int64
 	// SpoolRepairs counts damaged spool segments truncated at their last
 	// intact record (a torn tail after a crash, or corruption).
 	SpoolRepairs atomic.Uint64
