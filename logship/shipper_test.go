@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const topic = "b2s.events"
@@ -284,4 +285,29 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestShipperWaitsForATopicThatDoesNotExistYet(t *testing.T) {
+	b := newBroker(t) // seeds only the default topic
+	stats := new(Stats)
+	_, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Topic: "b2s.later", Stats: stats, WriteTimeout: time.Second})
+	put(t, sp, 0, 20)
+	waitFor(t, func() bool { return stats.WriteErrors.Load() > 0 })
+	if stats.Shipped.Load() != 0 {
+		t.Fatal("records counted shipped to a topic that does not exist")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "b2s.later", 3, 1
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("creating the topic: %v %+v", err, resp)
+	}
+	checkExactly(t, consumeTopic(t, b.ListenAddrs(), "b2s.later", 20), 0, 20)
 }
