@@ -70,7 +70,14 @@ func (s CookieState) String() string {
 // concurrent use.
 type Signer struct {
 	keys  [][]byte
-	pools []*sync.Pool // one pool of HMAC states per key, since hmac.New allocates
+	pools []*sync.Pool // one pool of *macState per key, since hmac.New allocates
+}
+
+// macState is a reusable HMAC with room for its sum, so signing does not
+// allocate.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // ValidateKeys checks that there is at least one key and that every key is
@@ -96,20 +103,19 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 	for _, k := range keys {
 		k := append([]byte(nil), k...)
 		s.keys = append(s.keys, k)
-		s.pools = append(s.pools, &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }})
+		s.pools = append(s.pools, &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k)} }})
 	}
 	return s, nil
 }
 
 // sign writes the 22-character signature of msg with key i into dst.
 func (s *Signer) sign(i int, msg string, dst []byte) {
-	h := s.pools[i].Get().(hash.Hash)
-	h.Reset()
-	h.Write(unsafeBytes(msg))
-	var sum [sha256.Size]byte
-	mac := h.Sum(sum[:0])
-	s.pools[i].Put(h)
+	m := s.pools[i].Get().(*macState)
+	m.h.Reset()
+	m.h.Write(unsafeBytes(msg))
+	mac := m.h.Sum(m.sum[:0])
 	base64.RawURLEncoding.Encode(dst, mac[:16])
+	s.pools[i].Put(m)
 }
 
 // NewID returns a fresh random 128-bit ID as 32 lowercase hex characters.

@@ -118,17 +118,15 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	cookie := c.identify(r, now, &rec)
 
-	ip := clientIP(r)
-	if ip.IsValid() {
-		rec.IP = ip.String()
-		if a.geo != nil {
-			rec.Geo, _ = a.geo.Lookup(ip)
-		}
+	var ip netip.Addr
+	ip, rec.IP = clientIP(r)
+	if ip.IsValid() && a.geo != nil {
+		rec.Geo, _ = a.geo.Lookup(ip)
 	}
 
 	ctx := r.Context()
 	caddyhttp.SetVar(ctx, VarCookieID, rec.CookieID)
-	caddyhttp.SetVar(ctx, VarCookieState, rec.CookieState.String())
+	caddyhttp.SetVar(ctx, VarCookieState, stateVars[rec.CookieState])
 	caddyhttp.SetVar(ctx, VarEventID, rec.EventID)
 
 	if isBeacon {
@@ -243,9 +241,29 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) p
 	return pendingCookie{value: cookie, reason: reason}
 }
 
+// stateVars are the cookie states boxed once, so setting the placeholder
+// does not allocate.
+var stateVars = [...]any{
+	beacon.StateNew:       beacon.StateNew.String(),
+	beacon.StateReturning: beacon.StateReturning.String(),
+	beacon.StateReset:     beacon.StateReset.String(),
+}
+
+// Beacon response headers, shared by every response (never modified in
+// place; Header.Set and Add replace or copy them).
+var (
+	hdrGIF         = []string{"image/gif"}
+	hdrPixelLen    = []string{strconv.Itoa(len(beacon.Pixel))}
+	hdrNoStore     = []string{"no-store, no-cache, must-revalidate, max-age=0"}
+	hdrPragma      = []string{"no-cache"}
+	hdrExpiresPast = []string{"Thu, 01 Jan 1970 00:00:00 GMT"}
+	hdrNoSniff     = []string{"nosniff"}
+)
+
 // serveBeacon answers with the pixel whatever the query holds, then records.
 func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beacon.Record) {
-	var q beacon.Query
+	var params [8]beacon.Param // most beacons carry a few: no allocation
+	q := beacon.Query{Params: params[:0]}
 	beacon.ParseQuery(r.URL.RawQuery, &q)
 	rec.Kind = beacon.KindBeacon
 	rec.URL, rec.Referrer, rec.Event, rec.Params = q.URL, q.Referrer, q.Event, q.Params
@@ -253,14 +271,14 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beaco
 		rec.URL = r.Header.Get("Referer")
 	}
 	h := w.Header()
-	h["Content-Type"] = []string{"image/gif"}
-	h["Content-Length"] = []string{strconv.Itoa(len(beacon.Pixel))}
+	h["Content-Type"] = hdrGIF
+	h["Content-Length"] = hdrPixelLen
 	// no-store for HTTP/1.1 caches, Pragma and a past Expires for
 	// HTTP/1.0 proxies that ignore Cache-Control (RFC 9111, section 5.4).
-	h["Cache-Control"] = []string{"no-store, no-cache, must-revalidate, max-age=0"}
-	h["Pragma"] = []string{"no-cache"}
-	h["Expires"] = []string{"Thu, 01 Jan 1970 00:00:00 GMT"}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Cache-Control"] = hdrNoStore
+	h["Pragma"] = hdrPragma
+	h["Expires"] = hdrExpiresPast
+	h["X-Content-Type-Options"] = hdrNoSniff
 	rec.Status = http.StatusOK
 	if r.Method != http.MethodHead {
 		rec.Bytes = int64(len(beacon.Pixel))
@@ -291,19 +309,27 @@ func (c *Collect) emit(rec *beacon.Record) {
 // the request path allocates nothing for it.
 var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// clientIP is Caddy's resolved client IP, which honours trusted_proxies.
-func clientIP(r *http.Request) netip.Addr {
-	if s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
-		if ip, err := netip.ParseAddr(s); err == nil {
-			return ip.WithZone("").Unmap()
+// clientIP is Caddy's resolved client IP, which honours trusted_proxies,
+// and its text for the record (Caddy's own string when it is already in
+// canonical form, to save an allocation).
+func clientIP(r *http.Request) (netip.Addr, string) {
+	s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if !ok {
+		var err error
+		if s, _, err = net.SplitHostPort(r.RemoteAddr); err != nil {
+			s = r.RemoteAddr
 		}
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip, err := netip.ParseAddr(s)
 	if err != nil {
-		host = r.RemoteAddr
+		return netip.Addr{}, ""
 	}
-	ip, _ := netip.ParseAddr(host)
-	return ip.WithZone("").Unmap()
+	ip = ip.WithZone("").Unmap()
+	var buf [64]byte
+	if canon := ip.AppendTo(buf[:0]); string(canon) != s {
+		s = string(canon)
+	}
+	return ip, s
 }
 
 // requestURL is the absolute URL the client asked for.
