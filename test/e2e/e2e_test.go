@@ -247,7 +247,7 @@ func TestTheBeaconAlwaysAnswersAPixelAndRecordsBoundedFields(t *testing.T) {
 	lookalikeCookie := signCookie(currentKey, lookalike, time.Now())
 
 	// A POST is refused, first, so that its record, were there one, would
-	// be queued before any of the others below and read with them.
+	// be spooled before any of the others below and read with them.
 	r := e.request(t, "POST", beaconPath+"?t=b-post&e=post")
 	if r.status != http.StatusMethodNotAllowed {
 		t.Errorf("POST beacon status %d, want 405", r.status)
@@ -723,18 +723,21 @@ func TestMetricsCountWhatTheEdgeRecordedAndShipped(t *testing.T) {
 	e.records(t, e.topic, markers...)
 
 	e.waitMetrics(t, map[string]float64{
-		`b2s_records_total{kind="page"}`:                 9,
-		`b2s_records_total{kind="beacon"}`:               6,
-		`b2s_records_queued_total`:                       15,
-		`b2s_records_shipped_total`:                      15,
-		`b2s_records_queue_length`:                       0,
-		`b2s_records_dropped_total{reason="queue_full"}`: 0,
-		`b2s_records_dropped_total{reason="shutdown"}`:   0,
-		`b2s_kafka_write_errors_total`:                   0,
-		`b2s_cookies_set_total{reason="new"}`:            3 + 1 + 2,
-		`b2s_cookies_set_total{reason="reset"}`:          1,
-		`b2s_cookies_set_total{reason="resign"}`:         1,
-		`b2s_cookies_set_total{reason="refresh"}`:        1,
+		`b2s_records_total{kind="page"}`:                  9,
+		`b2s_records_total{kind="beacon"}`:                6,
+		`b2s_records_spooled_total`:                       15,
+		`b2s_records_shipped_total`:                       15,
+		`b2s_records_dropped_total{reason="spool_full"}`:  0,
+		`b2s_records_dropped_total{reason="spool_error"}`: 0,
+		`b2s_kafka_write_errors_total`:                    0,
+		`b2s_spool_repairs_total`:                         0,
+		`b2s_shipper_lag_seconds`:                         0,
+		`b2s_sink_degraded`:                               0,
+		`b2s_spool_max_bytes`:                             1 << 30, // the default
+		`b2s_cookies_set_total{reason="new"}`:             3 + 1 + 2,
+		`b2s_cookies_set_total{reason="reset"}`:           1,
+		`b2s_cookies_set_total{reason="resign"}`:          1,
+		`b2s_cookies_set_total{reason="refresh"}`:         1,
 	})
 	if got := e.pages.Load() + e.beacons.Load(); got != 15 {
 		t.Errorf("the harness counted %d records, want 15", got)
@@ -781,30 +784,52 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("a stopped broker delays records, not responses", func(t *testing.T) {
-		shipped := e.metrics(t)["b2s_records_shipped_total"]
-		errs := e.metrics(t)["b2s_kafka_write_errors_total"]
+	t.Run("a stopped broker delays records, not responses, and they wait in the spool", func(t *testing.T) {
+		m0 := e.waitMetrics(t, map[string]float64{`b2s_shipper_lag_seconds`: 0, `b2s_sink_degraded`: 0})
+		if status, rep := e.health(t); status != http.StatusOK {
+			t.Errorf("health %d %+v with the broker up and the shipper caught up, want 200", status, rep)
+		}
 		e.stopBroker()
 		for _, m := range down {
 			beacon(t, m)
 		}
-		// The edge tries, fails and keeps the records queued.
+		// The edge tries, fails and keeps the records in the spool.
 		deadline := time.Now().Add(15 * time.Second)
-		for e.metrics(t)["b2s_kafka_write_errors_total"] <= errs {
+		for e.metrics(t)["b2s_kafka_write_errors_total"] <= m0["b2s_kafka_write_errors_total"] {
 			if time.Now().After(deadline) {
 				t.Fatal("no Kafka write error counted while the broker is down")
 			}
 			time.Sleep(pollEvery)
 		}
 		m := e.metrics(t)
-		if m["b2s_records_shipped_total"] != shipped {
-			t.Errorf("shipped went from %v to %v while the broker was down", shipped, m["b2s_records_shipped_total"])
+		if m["b2s_records_shipped_total"] != m0["b2s_records_shipped_total"] {
+			t.Errorf("shipped went from %v to %v while the broker was down", m0["b2s_records_shipped_total"], m["b2s_records_shipped_total"])
 		}
-		if q := m["b2s_records_queue_length"]; q != float64(len(down)) {
-			t.Errorf("queue length %v while the broker is down, want %d", q, len(down))
+		if got, want := m["b2s_records_spooled_total"], m0["b2s_records_spooled_total"]+float64(len(down)); got != want {
+			t.Errorf("spooled %v while the broker is down, want %v", got, want)
+		}
+		// Each record is a few hundred bytes: the spool grew by at least
+		// 100 bytes a record.
+		if grew := m["b2s_spool_bytes"] - m0["b2s_spool_bytes"]; grew < 100*float64(len(down)) {
+			t.Errorf("the spool grew by %v bytes for %d records while the broker is down", grew, len(down))
+		}
+		if lag := m["b2s_shipper_lag_seconds"]; lag <= 0 {
+			t.Errorf("shipper lag %v while records wait for a broker that is down, want > 0", lag)
+		}
+		if d := m["b2s_sink_degraded"]; d != 1 {
+			t.Errorf("b2s_sink_degraded = %v while the broker is down, want 1", d)
+		}
+		status, rep := e.health(t)
+		if status != http.StatusServiceUnavailable || rep.Status != "degraded" || !slices.Contains(rep.Reasons, "kafka_failing") ||
+			rep.LagSeconds <= 0 || rep.SpoolBytes < int64(m["b2s_spool_bytes"]) {
+			t.Errorf("health %d %+v while the broker is down, want 503 degraded for kafka_failing, with the lag and the spool's bytes", status, rep)
 		}
 		e.startBroker(e.brokerAddr)
 		e.records(t, e.topic, slices.Concat(before, stalled, down)...)
+		e.waitMetrics(t, map[string]float64{`b2s_shipper_lag_seconds`: 0, `b2s_sink_degraded`: 0})
+		if status, rep := e.health(t); status != http.StatusOK || rep.Status != "ok" || len(rep.Reasons) != 0 {
+			t.Errorf("health %d %+v after the broker came back and the spool drained, want 200 ok", status, rep)
+		}
 	})
 
 	all, err := e.readTopic(e.topic)
@@ -820,7 +845,7 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 	// Compare the counters now: the last subtest stops the edge.
 	e.checkCounters()
 
-	t.Run("stopping the edge delivers what it has queued", func(t *testing.T) {
+	t.Run("stopping the edge delivers what it has spooled", func(t *testing.T) {
 		e.broker.signal(t, syscall.SIGSTOP)
 		defer e.broker.cmd.Process.Signal(syscall.SIGCONT)
 		last := markers("last", 10)
@@ -830,7 +855,7 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 		e.caddy.signal(t, syscall.SIGTERM)
 		time.Sleep(300 * time.Millisecond)
 		if e.caddy.exited() {
-			t.Errorf("caddy exited before its queue could reach the stalled broker: %v", e.caddy.waitErr)
+			t.Errorf("caddy exited before its spool could reach the stalled broker: %v", e.caddy.waitErr)
 		}
 		e.broker.signal(t, syscall.SIGCONT)
 		select {

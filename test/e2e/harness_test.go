@@ -249,6 +249,14 @@ type envOptions struct {
 	extraTopics []string
 	// siteExtra is added to the site block of the first config.
 	siteExtra string
+	// spoolMaxSize, fsync and flushTimeout set the global options of the
+	// same name in every config the test writes; "" leaves the default.
+	spoolMaxSize, fsync, flushTimeout string
+	// faults marks a test that kills, restarts or starves processes: the
+	// counters of the edge no longer match the requests the harness sent,
+	// and a record may reach Kafka twice (at-least-once delivery), which
+	// the test reports rather than fails on.
+	faults bool
 }
 
 // env is one edge (Caddy with b2s-edge) in front of one upstream, shipping
@@ -270,6 +278,8 @@ type env struct {
 	broker     *proc
 	caddy      *proc
 	caddyfile  string
+	spoolDir   string
+	opts       envOptions
 	client     *http.Client
 
 	pages, beacons atomic.Int64 // records the edge should have built
@@ -285,7 +295,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if _, err := exec.LookPath("kcat"); err != nil {
 		t.Fatalf("kcat is needed to read records back from Kafka and was not found (%v): apt-get install kcat (or make deps)", err)
 	}
-	e := &env{t: t, dir: t.TempDir(), start: time.Now(), checked: map[string]*record{}}
+	e := &env{t: t, dir: t.TempDir(), start: time.Now(), checked: map[string]*record{}, opts: o}
+	// Never the default spool under Caddy's data directory: a spool is
+	// locked by one process, and each test has its own.
+	e.spoolDir = filepath.Join(e.dir, "spool")
 	e.topic = "e2e." + topicSafe.ReplaceAllString(t.Name(), "_") + "." + randomID()[:8]
 	e.topics = append([]string{e.topic}, o.extraTopics...)
 
@@ -295,10 +308,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		if !t.Failed() {
 			return
 		}
-		for _, name := range []string{"caddy.log", "kbroker.log"} {
-			b, err := os.ReadFile(filepath.Join(e.dir, name))
+		logs, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
+		for _, path := range logs {
+			b, err := os.ReadFile(path)
 			if err == nil {
-				t.Logf("----- %s -----\n%s", name, tail(b, 48<<10))
+				t.Logf("----- %s -----\n%s", filepath.Base(path), tail(b, 48<<10))
 			}
 		}
 	})
@@ -335,7 +349,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// Every scenario ends by comparing the edge's counters with what it
 	// sent: they run before the processes stop.
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && !o.faults {
 			e.checkCounters()
 		}
 	})
@@ -352,18 +366,26 @@ func tail(b []byte, n int) []byte {
 // startBroker starts kbroker on addr (port 0 picks one) and waits until
 // it is ready.
 func (e *env) startBroker(addr string) {
+	e.t.Helper()
+	e.broker, e.brokerAddr = e.startKbroker("kbroker", addr, e.brokerData)
+}
+
+// startKbroker starts a broker with the test's topics, logging to
+// <name>.log, and returns it with the address it listens on. dataDir ""
+// keeps its records in memory only.
+func (e *env) startKbroker(name, addr, dataDir string) (*proc, string) {
 	t := e.t
 	t.Helper()
 	args := []string{"-addr", addr, "-topic", strings.Join(e.topics, ","), "-partitions", "3"}
-	if e.brokerData != "" {
-		args = append(args, "-data-dir", e.brokerData)
+	if dataDir != "" {
+		args = append(args, "-data-dir", dataDir)
 	}
-	logPath := filepath.Join(e.dir, "kbroker.log")
+	logPath := filepath.Join(e.dir, name+".log")
 	before := 0
 	if st, err := os.Stat(logPath); err == nil {
 		before = int(st.Size())
 	}
-	p := startProc(t, "kbroker", logPath, nil, kbrokerBin, args...)
+	p := startProc(t, name, logPath, nil, kbrokerBin, args...)
 	const ready = "kbroker: listening on "
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -373,12 +395,10 @@ func (e *env) startBroker(addr string) {
 		}
 		if i := strings.Index(out, ready); i >= 0 && strings.Contains(out[i:], "\n") {
 			line := out[i+len(ready):]
-			line = line[:strings.IndexAny(line, ",\n")]
-			e.brokerAddr, e.broker = line, p
-			return
+			return p, line[:strings.IndexAny(line, ",\n")]
 		}
 		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("kbroker did not get ready (exited: %v, %v):\n%s", p.exited(), p.waitErr, out)
+			t.Fatalf("%s did not get ready (exited: %v, %v):\n%s", name, p.exited(), p.waitErr, out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -398,6 +418,8 @@ func (e *env) stopBroker() {
 // caddyConfig is what changes between the configs a test loads.
 type caddyConfig struct {
 	Topic string
+	// Brokers replaces the test's broker, host:port[,host:port...].
+	Brokers string
 	// SiteExtra is added to the site block, before the routes.
 	SiteExtra string
 	// CollectExtra is added inside b2s_collect's block.
@@ -415,14 +437,27 @@ var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(`{
 	b2s {
 		secret {{.Current}} {{.Older}}
 		geoip {{.GeoIP}}
+		spool {{.Spool}}
+{{- if .SpoolMaxSize}}
+		spool_max_size {{.SpoolMaxSize}}
+{{- end}}
+{{- if .Fsync}}
+		fsync {{.Fsync}}
+{{- end}}
 		kafka {
 			brokers {{.Broker}}
 			topic {{.Topic}}
+{{- if .FlushTimeout}}
+			flush_timeout {{.FlushTimeout}}
+{{- end}}
 		}
 	}
 }
 
 http://{{.SiteAddr}} {
+	b2s_health /healthz {
+		max_lag 1m
+	}
 	b2s_collect{{if .CollectExtra}} {
 		{{.CollectExtra}}
 	}{{end}}
@@ -442,9 +477,14 @@ http://{{.SiteAddr}} {
 func (e *env) writeCaddyfile(c caddyConfig) {
 	e.t.Helper()
 	var b bytes.Buffer
+	brokers := c.Brokers
+	if brokers == "" {
+		brokers = e.brokerAddr
+	}
 	err := caddyfileTmpl.Execute(&b, map[string]any{
 		"AdminAddr": e.adminAddr, "SiteAddr": e.siteAddr, "Current": string(currentKey), "Older": string(olderKey),
-		"GeoIP": e.geoPath, "Broker": e.brokerAddr, "Topic": c.Topic, "SiteExtra": c.SiteExtra,
+		"GeoIP": e.geoPath, "Spool": e.spoolDir, "SpoolMaxSize": e.opts.spoolMaxSize, "Fsync": e.opts.fsync,
+		"Broker": brokers, "Topic": c.Topic, "FlushTimeout": e.opts.flushTimeout, "SiteExtra": c.SiteExtra,
 		"CollectExtra": c.CollectExtra, "DeadAddr": e.deadAddr, "Upstream": e.up.srv.Listener.Addr().String(),
 	})
 	if err != nil {
@@ -730,6 +770,7 @@ type record struct {
 
 	time      time.Time
 	fields    map[string]json.RawMessage
+	broker    string
 	topic     string
 	partition int
 	offset    int64
@@ -762,9 +803,14 @@ var suiteEvents = struct {
 // readTopic reads every record of topic with kcat. Each record is checked
 // once, the first time it is read (see checkRecord).
 func (e *env) readTopic(topic string) ([]*record, error) {
+	return e.readTopicAt(e.brokerAddr, topic)
+}
+
+// readTopicAt reads every record of topic from the broker at addr.
+func (e *env) readTopicAt(addr, topic string) ([]*record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kcat", "-b", e.brokerAddr, "-t", topic, "-C", "-o", "beginning", "-e", "-q",
+	cmd := exec.CommandContext(ctx, "kcat", "-b", addr, "-t", topic, "-C", "-o", "beginning", "-e", "-q",
 		// librdkafka waits up to 500ms for each empty fetch by default.
 		"-X", "fetch.wait.max.ms=10", "-f", `%p\t%o\t%k\t%s\n`)
 	var stderr bytes.Buffer
@@ -785,7 +831,7 @@ func (e *env) readTopic(topic string) ([]*record, error) {
 		}
 		p, _ := strconv.Atoi(string(f[0]))
 		o, _ := strconv.ParseInt(string(f[1]), 10, 64)
-		recs = append(recs, e.checkRecord(topic, p, o, string(f[2]), f[3]))
+		recs = append(recs, e.checkRecord(addr, topic, p, o, string(f[2]), f[3]))
 	}
 	return recs, nil
 }
@@ -794,15 +840,15 @@ func (e *env) readTopic(topic string) ([]*record, error) {
 // without duplicate keys that passes the published schema, a suite-wide
 // unique event_id, a ts inside the test's time window, and the cookie ID
 // as its Kafka key.
-func (e *env) checkRecord(topic string, partition int, offset int64, key string, value []byte) *record {
+func (e *env) checkRecord(broker, topic string, partition int, offset int64, key string, value []byte) *record {
 	t := e.t
-	loc := fmt.Sprintf("%s/%d/%d", topic, partition, offset)
+	loc := fmt.Sprintf("%s/%s/%d/%d", broker, topic, partition, offset)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if r := e.checked[loc]; r != nil {
 		return r
 	}
-	r := &record{topic: topic, partition: partition, offset: offset, key: key, raw: append([]byte(nil), value...)}
+	r := &record{broker: broker, topic: topic, partition: partition, offset: offset, key: key, raw: append([]byte(nil), value...)}
 	e.checked[loc] = r
 	if !utf8.Valid(value) {
 		t.Errorf("record %s is not valid UTF-8: %q", loc, value)
@@ -838,7 +884,9 @@ func (e *env) checkRecord(topic string, partition int, offset int64, key string,
 		t.Errorf("record %s: Kafka key %q, want the record's cookie_id %q", loc, key, r.CookieID)
 	}
 	suiteEvents.Lock()
-	if prev, ok := suiteEvents.at[r.EventID]; ok && prev != loc {
+	// A fault test may see a record twice (shipped, then the edge died
+	// before saving its cursor); it reports them (see reconcile).
+	if prev, ok := suiteEvents.at[r.EventID]; ok && prev != loc && !e.opts.faults {
 		t.Errorf("event_id %s is in two records: %s and %s", r.EventID, prev, loc)
 	}
 	suiteEvents.at[r.EventID] = loc
@@ -1089,20 +1137,56 @@ func (e *env) waitMetrics(t *testing.T, want map[string]float64) map[string]floa
 }
 
 // checkCounters compares the edge's record counters with the records the
-// test's requests should have made; nothing may be dropped.
+// test's requests should have made; nothing may be dropped, and the
+// shipper must have caught up.
 func (e *env) checkCounters() {
 	t := e.t
 	p, b := float64(e.pages.Load()), float64(e.beacons.Load())
 	if e.caddy.exited() {
 		return
 	}
-	e.waitMetrics(t, map[string]float64{
-		`b2s_records_total{kind="page"}`:                 p,
-		`b2s_records_total{kind="beacon"}`:               b,
-		`b2s_records_queued_total`:                       p + b,
-		`b2s_records_shipped_total`:                      p + b,
-		`b2s_records_dropped_total{reason="queue_full"}`: 0,
-		`b2s_records_dropped_total{reason="shutdown"}`:   0,
-		`b2s_records_queue_length`:                       0,
+	m := e.waitMetrics(t, map[string]float64{
+		`b2s_records_total{kind="page"}`:                  p,
+		`b2s_records_total{kind="beacon"}`:                b,
+		`b2s_records_spooled_total`:                       p + b,
+		`b2s_records_shipped_total`:                       p + b,
+		`b2s_records_dropped_total{reason="spool_full"}`:  0,
+		`b2s_records_dropped_total{reason="spool_error"}`: 0,
+		`b2s_spool_repairs_total`:                         0,
+		`b2s_shipper_lag_seconds`:                         0,
+		`b2s_sink_degraded`:                               0,
 	})
+	if n, ok := m[`b2s_spool_bytes`]; !ok || n <= 0 || n > m[`b2s_spool_max_bytes`] {
+		t.Errorf("b2s_spool_bytes = %v (present %v), want between 1 and b2s_spool_max_bytes %v", n, ok, m[`b2s_spool_max_bytes`])
+	}
+}
+
+// healthReport is b2s_health's JSON answer.
+type healthReport struct {
+	Status     string   `json:"status"`
+	Reasons    []string `json:"reasons"`
+	LagSeconds float64  `json:"lag_seconds"`
+	SpoolBytes int64    `json:"spool_bytes"`
+}
+
+// health asks the site's b2s_health handler (/healthz) how the sink is.
+// It makes no record, so it bypasses the request counters.
+func (e *env) health(t *testing.T) (int, healthReport) {
+	t.Helper()
+	resp, err := e.client.Get("http://" + e.siteAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep healthReport
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Errorf("health answer %s is not JSON: %v", resp.Status, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("health Content-Type %q, want application/json", ct)
+	}
+	if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("health answer sets a cookie: %q", sc)
+	}
+	return resp.StatusCode, rep
 }
