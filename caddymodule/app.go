@@ -312,9 +312,16 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start is a no-op: the spool opens and the shipper starts in Provision,
-// so records accepted while other apps start are kept.
-func (a *App) Start() error { return nil }
+// Start puts this config's Kafka settings in force on the shared spool's
+// shipper. The spool opens and the shipper starts in Provision, so records
+// accepted while other apps start are kept; settings wait for Start so
+// that a config that fails to load never ships anywhere.
+func (a *App) Start() error {
+	if a.sink != nil {
+		a.sink.activate(a)
+	}
+	return nil
+}
 
 // Stop is a no-op; Cleanup releases the shared resources.
 func (a *App) Stop() error { return nil }

@@ -29,8 +29,10 @@ var (
 
 // sink is a spool and the shipper that drains it, shared by every config
 // that names the same spool directory. The Kafka settings in force are
-// those of the newest config holding it; when that config goes away (a
-// reload that failed, say), the next newest's settings come back.
+// those of the config that started last; a config that was provisioned
+// but never started (a reload that failed) never puts its settings in
+// force, and when the config in force goes away, those of the one
+// started before it come back.
 type sink struct {
 	spool  *logship.Spool
 	ship   *logship.Shipper
@@ -65,7 +67,8 @@ func (k *sink) Destruct() error {
 }
 
 // loadSink returns the sink for spoolCfg.Dir, opening the spool and starting
-// its shipper on first use, and makes a's Kafka settings the ones in force.
+// its shipper, with a's Kafka settings, on first use. When the sink exists
+// already, a's settings take effect when a starts (see activate).
 func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush time.Duration) (*sink, error) {
 	v, loaded, err := sinks.LoadOrNew(spoolCfg.Dir, func() (caddy.Destructor, error) {
 		sp, err := logship.OpenSpool(spoolCfg)
@@ -88,16 +91,32 @@ func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush 
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.holders = append(k.holders, sinkHolder{app: a, kafka: kafka, flush: flush, max: spoolCfg.MaxSize})
+	h := sinkHolder{app: a, kafka: kafka, flush: flush, max: spoolCfg.MaxSize}
 	if loaded {
-		if err := k.apply(kafka, spoolCfg.MaxSize); err != nil {
-			k.holders = k.holders[:len(k.holders)-1]
-			sinks.Delete(spoolCfg.Dir)
-			return nil, err
-		}
-		k.flush = flush
+		// Not started yet: first in line, behind every started config.
+		k.holders = slices.Insert(k.holders, 0, h)
+	} else {
+		k.holders = append(k.holders, h)
 	}
 	return k, nil
+}
+
+// activate puts a's settings in force: a has started, so it is the config
+// that serves requests now.
+func (k *sink) activate(a *App) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := slices.IndexFunc(k.holders, func(h sinkHolder) bool { return h.app == a })
+	if i < 0 || i == len(k.holders)-1 {
+		return
+	}
+	h := k.holders[i]
+	k.holders = append(slices.Delete(k.holders, i, i+1), h)
+	if err := k.apply(h.kafka, h.max); err != nil {
+		k.logger.Error("applying kafka settings", zap.Error(err))
+		return
+	}
+	k.flush = h.flush
 }
 
 // release drops a's hold; if a's settings were in force, those of the

@@ -139,7 +139,7 @@ func TestPools(t *testing.T) {
 			},
 		},
 		{
-			scenario: "the newest config's kafka topic and spool_max_size are in force",
+			scenario: "a config's kafka topic and spool_max_size take effect when it starts, not before",
 			function: func(t *testing.T) {
 				dir := t.TempDir()
 				first := app(dir, "pool.first")
@@ -151,16 +151,22 @@ func TestPools(t *testing.T) {
 				second := app(dir, "pool.second")
 				second.SpoolMaxSize = 16 << 20
 				b := provisionApp(t, second)
+				if got := b.sink.ship.Config().Topic; got != "pool.first" {
+					t.Errorf("topic = %q after a second config was provisioned, want pool.first until it starts", got)
+				}
+				if err := b.Start(); err != nil {
+					t.Fatal(err)
+				}
 				if got := b.sink.ship.Config().Topic; got != "pool.second" {
-					t.Errorf("topic = %q after a second config, want its pool.second", got)
+					t.Errorf("topic = %q after a second config started, want its pool.second", got)
 				}
 				if got := b.sink.spool.MaxSize(); got != 16<<20 {
-					t.Errorf("spool maximum size = %d after a second config, want its %d", got, 16<<20)
+					t.Errorf("spool maximum size = %d after a second config started, want its %d", got, 16<<20)
 				}
 			},
 		},
 		{
-			scenario: "when the newest config goes away the previous config's settings come back",
+			scenario: "when the config in force goes away the previous config's settings come back",
 			function: func(t *testing.T) {
 				dir := t.TempDir()
 				first := app(dir, "pool.first")
@@ -169,8 +175,12 @@ func TestPools(t *testing.T) {
 				second := app(dir, "pool.second")
 				second.SpoolMaxSize = 16 << 20
 				releaseSecond := provision(t, second)
-				// A reload whose other apps failed: the new config is
-				// cleaned up, the old one stays.
+				if err := second.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if got := a.sink.ship.Config().Topic; got != "pool.second" {
+					t.Fatalf("topic = %q with the second config started, want pool.second", got)
+				}
 				releaseSecond()
 				if got := a.sink.ship.Config().Topic; got != "pool.first" {
 					t.Errorf("topic = %q after the newest config went away, want pool.first back", got)
@@ -184,12 +194,31 @@ func TestPools(t *testing.T) {
 			},
 		},
 		{
+			scenario: "a config that never starts (a failed reload) never puts its settings in force",
+			function: func(t *testing.T) {
+				dir := t.TempDir()
+				a := provisionApp(t, app(dir, "pool.first"))
+				releaseFailed := provision(t, app(dir, "pool.failed"))
+				if got := a.sink.ship.Config().Topic; got != "pool.first" {
+					t.Errorf("topic = %q while a config that failed is provisioned, want pool.first", got)
+				}
+				releaseFailed()
+				if got := a.sink.ship.Config().Topic; got != "pool.first" {
+					t.Errorf("topic = %q after the failed config was cleaned up, want pool.first", got)
+				}
+			},
+		},
+		{
 			scenario: "when an older config goes away the newest config's settings stay",
 			function: func(t *testing.T) {
 				dir := t.TempDir()
 				releaseFirst := provision(t, app(dir, "pool.first"))
 				b := provisionApp(t, app(dir, "pool.second"))
-				// A successful reload: the old config is cleaned up.
+				// A successful reload: the new config starts, the old
+				// one is cleaned up.
+				if err := b.Start(); err != nil {
+					t.Fatal(err)
+				}
 				releaseFirst()
 				if got := b.sink.ship.Config().Topic; got != "pool.second" {
 					t.Errorf("topic = %q after the old config went away, want pool.second", got)
