@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The spool is a directory of segment files that the request path appends
@@ -31,10 +32,15 @@ import (
 //	[4] body length, little endian   [4] CRC-32C of the body   [body]
 //	body: [8] append time, unix ns   [2] key length   [key]   [value]
 //
-// An entry is written with one write(2) while the spool's lock is held, so
-// once Append returns the entry is in the kernel's page cache and survives
-// the death of the process; the fsync policy bounds what a power loss can
-// take. On open, every segment still to be shipped is checked entry by
+// The active segment is allocated at its full size (fallocate(2), so the
+// disk space is reserved and a full disk shows up as an error, never as a
+// SIGBUS) and mapped into memory with MAP_SHARED: an append is a copy into
+// the kernel's page cache under the spool's lock, with no system call. Once
+// Append returns the entry survives the death of the process; the fsync
+// policy bounds what a power loss can take. On a file system that cannot
+// allocate or map, appends fall back to one write(2) each. A segment is
+// truncated to its entries when it is rolled or the spool closed; after a
+// crash, the zeros after the last entry are found and cut on open. On open, every segment still to be shipped is checked entry by
 // entry; the first entry that is short or fails its CRC ends the segment,
 // which is truncated there (a torn tail after a crash), and the repair is
 // counted. Appends always go to a new segment after an open.
@@ -73,8 +79,9 @@ type SpoolConfig struct {
 	Dir string
 	// MaxSize bounds the bytes on disk. Default 1 GiB.
 	MaxSize int64
-	// SegmentSize is the size at which a new segment file is started.
-	// Default 64 MiB, at most MaxSize/4.
+	// SegmentSize is the size at which a new segment file is started, and
+	// the size of the active segment's memory map. Default 16 MiB, at most
+	// MaxSize/4.
 	SegmentSize int64
 	// Fsync is the longest time an appended record may stay unsynced: a
 	// power loss (not a crash of the process) can lose at most the records
@@ -92,7 +99,7 @@ type SpoolConfig struct {
 // Defaults of SpoolConfig.
 const (
 	DefaultSpoolMaxSize    = 1 << 30
-	DefaultSpoolSegment    = 64 << 20
+	DefaultSpoolSegment    = 16 << 20
 	DefaultFsync           = time.Second
 	minimumSpoolMaxSize    = 1 << 20
 	minimumSpoolSegmentLen = 64 << 10
@@ -144,6 +151,7 @@ type Spool struct {
 	mu       sync.Mutex // guards the writing side
 	closed   bool
 	active   *os.File
+	mapped   []byte // the active segment's memory map; nil when appends use write(2)
 	activeN  uint64
 	writeEnd Pos    // end of the last complete entry
 	buf      []byte // entry being written
@@ -314,9 +322,41 @@ func (s *Spool) checkSegment(n uint64) (int64, error) {
 			return r.off, f.Sync()
 		}
 		if len(entries) == 0 {
+			if r.off < st.Size() {
+				// Stopped at an all-zero header: the unused end of a
+				// segment allocated in full and not truncated (a crash).
+				// Anything but zeros after it is damage.
+				if !zerosFrom(f, r.off, st.Size()) {
+					s.repaired(path, r.off, st.Size()-r.off)
+				}
+				if err := f.Truncate(r.off); err != nil {
+					return 0, fmt.Errorf("trimming spool segment: %w", err)
+				}
+			}
 			return r.off, nil
 		}
 	}
+}
+
+// zerosFrom reports whether f holds only zero bytes from off to end.
+func zerosFrom(f *os.File, off, end int64) bool {
+	buf := make([]byte, 1<<20)
+	for off < end {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false
+			}
+		}
+		if err != nil && err != io.EOF {
+			return false
+		}
+		if n == 0 {
+			break
+		}
+		off += int64(n)
+	}
+	return true
 }
 
 func (s *Spool) repaired(path string, off, lost int64) {
@@ -337,20 +377,44 @@ func (s *Spool) newSegment(n uint64) error {
 		_ = os.Remove(s.segPath(n))
 		return fmt.Errorf("writing spool segment: %w", err)
 	}
-	if s.active != nil {
-		if s.cfg.Fsync != FsyncNever {
-			_ = s.active.Sync()
+	var mapped []byte
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.SegmentSize); err == nil {
+		m, err := unix.Mmap(int(f.Fd()), 0, int(s.cfg.SegmentSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err == nil {
+			mapped = m
+		} else {
+			_ = f.Truncate(int64(len(segmentHeader)))
 		}
-		_ = s.active.Close()
 	}
+	s.closeActive()
 	if s.cfg.Fsync != FsyncNever {
 		syncDir(s.cfg.Dir)
 	}
-	s.active, s.activeN = f, n
+	s.active, s.activeN, s.mapped = f, n, mapped
 	s.segments = append(s.segments, n)
 	s.size += int64(len(segmentHeader))
 	s.writeEnd = Pos{Seg: n, Off: int64(len(segmentHeader))}
 	return nil
+}
+
+// closeActive unmaps the active segment, trims it to its entries, syncs it
+// unless fsync is never, and closes it. Called with mu held.
+func (s *Spool) closeActive() error {
+	if s.active == nil {
+		return nil
+	}
+	var err error
+	if s.mapped != nil {
+		err = unix.Munmap(s.mapped)
+		s.mapped = nil
+		err = errors.Join(err, s.active.Truncate(s.writeEnd.Off))
+	}
+	if s.cfg.Fsync != FsyncNever {
+		err = errors.Join(err, s.active.Sync())
+	}
+	err = errors.Join(err, s.active.Close())
+	s.active = nil
+	return err
 }
 
 // Append writes one record. It returns ErrSpoolFull, without writing, when
@@ -378,6 +442,9 @@ func (s *Spool) append(key string, value []byte) error {
 		return fmt.Errorf("record of %d bytes is too large for the spool", bodyLen)
 	}
 	n := int64(entryHeaderLen + bodyLen)
+	if n > s.cfg.SegmentSize-int64(len(segmentHeader)) {
+		return fmt.Errorf("record of %d bytes is larger than a spool segment", n)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -393,15 +460,22 @@ func (s *Spool) append(key string, value []byte) error {
 			return err
 		}
 	}
-	b := slices.Grow(s.buf[:0], int(n))[:n]
+	var b []byte
+	if s.mapped != nil {
+		b = s.mapped[s.writeEnd.Off : s.writeEnd.Off+n]
+	} else {
+		b = slices.Grow(s.buf[:0], int(n))[:n]
+		s.buf = b
+	}
 	binary.LittleEndian.PutUint32(b[0:], uint32(bodyLen))
 	binary.LittleEndian.PutUint64(b[8:], uint64(s.cfg.Now().UnixNano()))
 	binary.LittleEndian.PutUint16(b[16:], uint16(len(key)))
 	copy(b[18:], key)
 	copy(b[18+len(key):], value)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
-	s.buf = b
-	if _, err := s.active.Write(b); err != nil {
+	if s.mapped != nil {
+		// In the page cache already.
+	} else if _, err := s.active.Write(b); err != nil {
 		// A short write may leave a torn entry that writeEnd does not
 		// cover; start a clean segment after it. The reader skips the
 		// torn bytes and the next open truncates them.
@@ -521,6 +595,9 @@ func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry,
 		var damaged bool
 		out, consumed, damaged = parseEntries(b, pos.Off, segEnd, out, max, maxBytes)
 		pos.Off += int64(consumed)
+		if consumed == 0 && pos.Off < segEnd {
+			damaged = true // a window always holds a whole entry: no progress is damage
+		}
 		if damaged {
 			// Damage found while running (a disk error, or the torn
 			// write of a failed append): skip the rest of the segment,
@@ -695,10 +772,9 @@ func (s *Spool) Close() error {
 }
 
 func (s *Spool) closeFiles() error {
-	var err error
-	if s.active != nil {
-		err = errors.Join(s.active.Sync(), s.active.Close())
-	}
+	s.mu.Lock()
+	err := s.closeActive()
+	s.mu.Unlock()
 	if s.cf != nil {
 		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
 	}
@@ -755,6 +831,9 @@ func parseEntries(b []byte, off, end int64, out []Entry, max, maxBytes int) (_ [
 		at := off + int64(consumed)
 		if len(rest) < entryHeaderLen {
 			return out, consumed, at+int64(len(rest)) >= end
+		}
+		if binary.LittleEndian.Uint64(rest[0:]) == 0 {
+			return out, consumed, false // unused, zeroed end of an allocated segment
 		}
 		bodyLen := int64(binary.LittleEndian.Uint32(rest[0:]))
 		if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || at+entryHeaderLen+bodyLen > end {

@@ -415,3 +415,75 @@ func flipByte(t *testing.T, path string, off int64) {
 		t.Fatal(err)
 	}
 }
+
+// crashCopy copies an open spool's directory as a crash would leave it:
+// the active segment at its full allocated size, zeros after the last
+// entry, no trim, no cursor update since the last Ack.
+func crashCopy(t *testing.T, dir string) string {
+	t.Helper()
+	dst := t.TempDir()
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name() == "LOCK" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, f.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func TestSpoolAfterACrashKeepsEveryAppendedRecord(t *testing.T) {
+	cases := []struct {
+		name    string
+		damage  func(t *testing.T, path string, end int64)
+		intact  int
+		repairs uint64
+	}{
+		{"the zeroed end of the segment is trimmed, not counted as damage", func(*testing.T, string, int64) {}, 100, 0},
+		{"garbage after the zeros is damage", func(t *testing.T, path string, _ int64) {
+			appendBytes(t, path, []byte("garbage after a crash"))
+		}, 100, 1},
+		{"the last record half written", func(t *testing.T, path string, end int64) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(make([]byte, 10), end-10); err != nil {
+				t.Fatal(err)
+			}
+		}, 99, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir})
+			appendN(t, s, 0, 100)
+			seg := lastSegment(t, dir)
+			if st, _ := os.Stat(seg); st.Size() != s.cfg.SegmentSize {
+				t.Skipf("segments are not allocated in full on this file system (size %d)", st.Size())
+			}
+			end := s.writeEnd.Off
+			copied := crashCopy(t, dir)
+			c.damage(t, filepath.Join(copied, filepath.Base(seg)), end)
+
+			stats := new(Stats)
+			s2 := openSpool(t, SpoolConfig{Dir: copied, Stats: stats})
+			if got := stats.SpoolRepairs.Load(); got != c.repairs {
+				t.Errorf("SpoolRepairs = %d, want %d", got, c.repairs)
+			}
+			if got := drain(t, s2); !slices.Equal(got, want(0, c.intact)) {
+				t.Fatalf("read %d records, want the %d intact", len(got), c.intact)
+			}
+		})
+	}
+}
