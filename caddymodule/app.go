@@ -69,6 +69,13 @@ type App struct {
 	// (an unset environment variable) turns GeoIP off.
 	GeoIP string `json:"geoip,omitempty"`
 
+	// GeoIPReload is how often the GeoIP file is checked for a
+	// replacement (geoipupdate renames a new file into place). A new file
+	// is read, fully verified and swapped in atomically; one that does not
+	// verify is refused, logged, and the database in use kept. A config
+	// reload checks at once. Default 1m; "0" turns checking off.
+	GeoIPReload *caddy.Duration `json:"geoip_reload,omitempty"`
+
 	// Spool is the directory of the durable spool: every record is
 	// appended there before the response is written, and shipped to Kafka
 	// from there. Records survive a crash of the process, a broker outage
@@ -94,7 +101,7 @@ type App struct {
 	Kafka *KafkaConfig `json:"kafka,omitempty"`
 
 	signer  *beacon.Signer
-	geo     *geo.DB
+	geo     *geo.Reloading
 	geoKey  string
 	sink    *sink
 	secrets [][]byte
@@ -178,11 +185,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("b2s: geoip: %v", err)
 		}
-		db, key, err := loadGeo(path)
+		every := time.Minute
+		if a.GeoIPReload != nil {
+			every = time.Duration(*a.GeoIPReload)
+		}
+		db, err := loadGeo(path, every, a.logger.Named("geoip"))
 		if err != nil {
 			return fmt.Errorf("b2s: geoip: %w; point the geoip option at a readable MaxMind City or Country .mmdb file, or remove it", err)
 		}
-		a.geo, a.geoKey = db, key
+		a.geo, a.geoKey = db, path
 		a.logger.Info("geoip database loaded", zap.String("path", path), zap.String("type", db.Type()))
 	}
 

@@ -34,6 +34,7 @@ func init() {
 //		cookie_max_age <duration>
 //		cookie_refresh <duration>
 //		geoip <path to .mmdb>
+//		geoip_reload <interval>
 //		spool <directory>
 //		spool_max_size <size>
 //		fsync <interval>|always|never
@@ -97,6 +98,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.GeoIP) {
 				return d.ArgErr()
 			}
+		case "geoip_reload":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 {
+				return d.Errf("b2s: geoip_reload %q is not a duration; use e.g. 1m, or 0 to turn checking off", s)
+			}
+			cd := caddy.Duration(dur)
+			a.GeoIPReload = &cd
 		case "spool":
 			if !d.AllArgs(&a.Spool) {
 				return d.ArgErr()

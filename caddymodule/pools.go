@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -162,27 +160,28 @@ func sameKafka(a, b logship.Config) bool {
 	return key(a) == key(b)
 }
 
-type pooledGeo struct{ *geo.DB }
+type pooledGeo struct{ *geo.Reloading }
 
 func (p pooledGeo) Destruct() error { return p.Close() }
 
-// loadGeo returns the database at path (absolute), opening it on first use.
-// The key includes the file's size and modification time, so a reload
-// after the file was replaced (as geoipupdate does) opens the new one.
-func loadGeo(path string) (*geo.DB, string, error) {
-	key := path
-	if st, err := os.Stat(path); err == nil {
-		key = fmt.Sprintf("%s|%d|%d", path, st.Size(), st.ModTime().UnixNano())
-	}
-	v, _, err := geoDBs.LoadOrNew(key, func() (caddy.Destructor, error) {
-		db, err := geo.Open(path)
+// loadGeo returns the database at path (absolute), opening it on first use
+// and checking the file every `every` for a replacement. A config reload
+// checks at once, so reloading after replacing the file takes effect
+// immediately.
+func loadGeo(path string, every time.Duration, logger *zap.Logger) (*geo.Reloading, error) {
+	v, loaded, err := geoDBs.LoadOrNew(path, func() (caddy.Destructor, error) {
+		r, err := geo.OpenReloading(path, every, logger)
 		if err != nil {
 			return nil, err
 		}
-		return pooledGeo{db}, nil
+		return pooledGeo{r}, nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return v.(pooledGeo).DB, key, nil
+	r := v.(pooledGeo).Reloading
+	if loaded {
+		r.Check()
+	}
+	return r, nil
 }

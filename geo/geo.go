@@ -6,6 +6,7 @@ package geo
 import (
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -20,22 +21,27 @@ type DB struct {
 	kind string
 }
 
-// Open opens and fully verifies the database at path, so that a truncated
+// Open reads and fully verifies the database at path, so that a truncated
 // or corrupt file is refused here rather than failing lookups later. Only
-// City and Country databases are accepted.
+// City and Country databases are accepted. The database is read into
+// memory rather than mapped: a DB stays valid for as long as anything uses
+// it, whatever happens to the file, so one can be swapped for another
+// under concurrent lookups with no unmapping hazard.
 func Open(path string) (*DB, error) {
-	// Verify walks the whole search tree and data section; geoip2 does not
-	// expose it, so check with maxminddb first (a one-time cost at load).
-	raw, err := maxminddb.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening geoip database %q: %w", path, err)
 	}
-	verr := raw.Verify()
-	_ = raw.Close()
-	if verr != nil {
-		return nil, fmt.Errorf("verifying geoip database %q: %w", path, verr)
+	// Verify walks the whole search tree and data section; geoip2 does not
+	// expose it, so check with maxminddb first (a one-time cost at load).
+	raw, err := maxminddb.OpenBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("opening geoip database %q: %w", path, err)
 	}
-	r, err := geoip2.Open(path)
+	if err := raw.Verify(); err != nil {
+		return nil, fmt.Errorf("verifying geoip database %q: %w", path, err)
+	}
+	r, err := geoip2.OpenBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("opening geoip database %q: %w", path, err)
 	}
