@@ -120,24 +120,63 @@ func (s *Signer) sign(i int, msg string, dst []byte) {
 
 // NewID returns a fresh random 128-bit ID as 32 lowercase hex characters.
 func NewID() string {
+	var id [idHexLen]byte
+	NewIDTo(&id)
+	return string(id[:])
+}
+
+// NewIDTo writes a fresh random 128-bit ID, as 32 lowercase hex
+// characters, into dst.
+func NewIDTo(dst *[idHexLen]byte) {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
+	randomBytes(b[:])
+	hex.Encode(dst[:], b[:])
+}
+
+// randomness hands out bytes from crypto/rand in 4 KiB refills: IDs stay
+// unpredictable, and issuing one costs a copy rather than a system call.
+var randomness struct {
+	sync.Mutex
+	buf [4096]byte
+	off int
+}
+
+func randomBytes(b []byte) {
+	r := &randomness
+	r.Lock()
+	if r.off == 0 || r.off+len(b) > len(r.buf) {
+		_, _ = rand.Read(r.buf[:]) // crypto/rand.Read never fails (Go 1.24+)
+		r.off = 0
+	}
+	n := copy(b, r.buf[r.off:])
+	clear(r.buf[r.off : r.off+n]) // never hand out the same bytes twice
+	r.off += n
+	if r.off == len(r.buf) {
+		r.off = 0
+	}
+	r.Unlock()
 }
 
 // Sign returns the cookie value for id (as returned by NewID or Verify),
 // stamped with issue time now and signed with the first key.
 func (s *Signer) Sign(id string, now time.Time) string {
 	var buf [CookieValueLen]byte
-	b := append(buf[:0], cookieVersion...)
+	return string(s.AppendSigned(buf[:0], id, now))
+}
+
+// AppendSigned appends the cookie value for id to dst, as Sign returns it.
+// The ID starts 2 bytes into what it appends.
+func (s *Signer) AppendSigned(dst []byte, id string, now time.Time) []byte {
+	start := len(dst)
+	b := append(dst, cookieVersion...)
 	b = append(b, id...)
 	b = append(b, '.')
-	ts := uint32(now.Unix())
-	b = appendHex32(b, ts)
+	b = appendHex32(b, uint32(now.Unix()))
 	b = append(b, '.')
-	b = b[:CookieValueLen]
-	s.sign(0, unsafeString(b[:signedLen]), b[signedLen+1:])
-	return string(b)
+	b = append(b, make([]byte, sigLen)...) // room for the signature, no allocation
+	v := b[start:]
+	s.sign(0, unsafeString(v[:signedLen]), v[signedLen+1:])
+	return b
 }
 
 // Verified is the result of a successful Verify.

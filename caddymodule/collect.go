@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -197,8 +198,8 @@ type pendingCookie struct {
 }
 
 func (p pendingCookie) addTo(h http.Header) {
-	h.Add("Set-Cookie", p.value)
-	cookiesSet.WithLabelValues(p.reason).Inc()
+	h["Set-Cookie"] = append(h["Set-Cookie"], p.value)
+	cookieCounter(p.reason).Inc()
 }
 
 // identify reads the visitor's cookie into rec and returns the Set-Cookie
@@ -230,14 +231,28 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) p
 			return pendingCookie{}
 		}
 	case seen:
-		rec.CookieID, rec.CookieState, reason = beacon.NewID(), beacon.StateReset, "reset"
+		rec.CookieState, reason = beacon.StateReset, "reset"
 	default:
-		rec.CookieID, rec.CookieState, reason = beacon.NewID(), beacon.StateNew, "new"
+		rec.CookieState, reason = beacon.StateNew, "new"
 	}
-	cookie := c.cookiePrefix + a.signer.Sign(rec.CookieID, now) + c.cookieTail
+	// The whole Set-Cookie value in one allocation; the record's cookie ID
+	// is a slice of it.
+	var newID [32]byte
+	id := rec.CookieID
+	if id == "" {
+		beacon.NewIDTo(&newID)
+		id = unsafe.String(&newID[0], len(newID)) // copied into buf below, not kept
+	}
+	var stack [256]byte
+	buf := append(stack[:0], c.cookiePrefix...)
+	idAt := len(buf) + 2
+	buf = a.signer.AppendSigned(buf, id, now)
+	buf = append(buf, c.cookieTail...)
 	if r.TLS != nil {
-		cookie += "; Secure"
+		buf = append(buf, "; Secure"...)
 	}
+	cookie := string(buf)
+	rec.CookieID = cookie[idAt : idAt+len(id)]
 	return pendingCookie{value: cookie, reason: reason}
 }
 

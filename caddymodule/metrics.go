@@ -22,6 +22,8 @@ var (
 	recordsPage prometheus.Counter
 	recordsBcn  prometheus.Counter
 	cookiesSet  *prometheus.CounterVec
+
+	cookiesNew, cookiesReset, cookiesRefresh, cookiesResign prometheus.Counter
 )
 
 func buildMetrics() {
@@ -36,6 +38,10 @@ func buildMetrics() {
 		Namespace: ns, Name: "cookies_set_total",
 		Help: "Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie) or resign (signed by an older key).",
 	}, []string{"reason"})
+	cookiesNew = cookiesSet.WithLabelValues("new")
+	cookiesReset = cookiesSet.WithLabelValues("reset")
+	cookiesRefresh = cookiesSet.WithLabelValues("refresh")
+	cookiesResign = cookiesSet.WithLabelValues("resign")
 	counter := func(name, help string, v *uint64Loader) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, v.float)
 	}
@@ -101,6 +107,23 @@ func sinkMax() (n int64) {
 func sinkFailing() (failing bool) {
 	eachSink(func(k *sink) { failing = failing || k.ship.Failing() })
 	return failing
+}
+
+// cookieCounter returns the cookies_set_total child for reason, looked up
+// once per reason rather than hashed on every request.
+func cookieCounter(reason string) prometheus.Counter {
+	metricsOnce.Do(buildMetrics)
+	switch reason {
+	case "new":
+		return cookiesNew
+	case "reset":
+		return cookiesReset
+	case "refresh":
+		return cookiesRefresh
+	case "resign":
+		return cookiesResign
+	}
+	return cookiesSet.WithLabelValues(reason)
 }
 
 // registerMetrics registers the collectors into reg, once per registry.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
+	"sync/atomic"
 
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -15,10 +17,42 @@ import (
 )
 
 // DB is an open GeoIP database. It is safe for concurrent use.
+//
+// geoip2 opens and classifies the file; lookups read it through its
+// maxminddb reader, decoding only the five fields a record needs (not the
+// names in every language geoip2's models carry), and remember what they
+// decoded by the data record's offset: all the networks of one city share
+// one data record, so a busy site's lookups mostly skip decoding.
 type DB struct {
-	r    *geoip2.Reader
-	path string
-	kind string
+	r     *geoip2.Reader
+	mm    *maxminddb.Reader
+	path  string
+	kind  string
+	cache sync.Map // data offset (uintptr) -> beacon.Geo
+	size  atomic.Int64
+}
+
+// maxCached bounds the decoded-record cache; past it the cache is
+// emptied and refilled (a few MB at most).
+const maxCached = 1 << 16
+
+// record is the part of a City or Country record that a Geo needs.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Subdivisions []struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"subdivisions"`
+	City struct {
+		Names struct {
+			English string `maxminddb:"en"`
+		} `maxminddb:"names"`
+	} `maxminddb:"city"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
 }
 
 // Open reads and fully verifies the database at path, so that a truncated
@@ -45,7 +79,7 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening geoip database %q: %w", path, err)
 	}
-	db := &DB{r: r, path: path, kind: r.Metadata().DatabaseType}
+	db := &DB{r: r, mm: raw, path: path, kind: r.Metadata().DatabaseType}
 	// City lookups work on Country databases too; anything else (ASN,
 	// anonymous IP) would fail on every request, so refuse it now.
 	if _, err := r.City(netip.IPv4Unspecified()); err != nil {
@@ -62,22 +96,34 @@ func (db *DB) Type() string { return db.kind }
 // database damaged after load) is treated as "unknown": a record is
 // never lost over its location.
 func (db *DB) Lookup(ip netip.Addr) (beacon.Geo, bool) {
-	var g beacon.Geo
 	if !ip.IsValid() {
-		return g, false
+		return beacon.Geo{}, false
 	}
-	c, err := db.r.City(ip.Unmap())
-	if err != nil || c == nil {
-		return g, false
+	res := db.mm.Lookup(ip.Unmap())
+	if res.Err() != nil || !res.Found() {
+		return beacon.Geo{}, false
 	}
-	g.Country = c.Country.ISOCode
-	if len(c.Subdivisions) > 0 {
-		g.Subdivision = c.Subdivisions[0].ISOCode
+	off := res.Offset()
+	if g, ok := db.cache.Load(off); ok {
+		g := g.(beacon.Geo)
+		return g, !g.Empty()
 	}
-	g.City = c.City.Names.English
-	if c.Location.Latitude != nil && c.Location.Longitude != nil {
-		g.Lat, g.Lon, g.HasCoords = *c.Location.Latitude, *c.Location.Longitude, true
+	var rec record
+	if err := res.Decode(&rec); err != nil {
+		return beacon.Geo{}, false
 	}
+	g := beacon.Geo{Country: rec.Country.ISOCode, City: rec.City.Names.English}
+	if len(rec.Subdivisions) > 0 {
+		g.Subdivision = rec.Subdivisions[0].ISOCode
+	}
+	if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+		g.Lat, g.Lon, g.HasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
+	}
+	if db.size.Add(1) > maxCached {
+		db.cache.Clear()
+		db.size.Store(0)
+	}
+	db.cache.Store(off, g)
 	return g, !g.Empty()
 }
 
