@@ -1,0 +1,389 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// t0 is the start of the window most cases count over: [t0, t0+1h).
+var t0 = time.Date(2026, 11, 28, 20, 0, 0, 0, time.UTC)
+
+// rec is a record of schema 1 with the fields the report reads; the others
+// are fixed. It is marshalled by recJSON.
+type rec struct {
+	id     int    // event_id is made from it
+	at     string // ts as an offset from t0, e.g. "10m", "-1us"
+	kind   string // "page" (default) or "beacon"
+	host   string // default www.b2s.com
+	cookie string // cookie_id; "" for none
+	url    string
+	event  string
+}
+
+func eventID(n int) string { return fmt.Sprintf("019ac5a1-2b00-7000-8000-%012x", n) }
+
+func cookieID(name string) string { return fmt.Sprintf("%032x", name) }
+
+func (r rec) json(t testing.TB) string {
+	t.Helper()
+	d := time.Duration(0)
+	if r.at != "" {
+		var err error
+		if d, err = time.ParseDuration(r.at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := map[string]any{
+		"schema": 1, "event_id": eventID(r.id), "ts": t0.Add(d).Format("2006-01-02T15:04:05.000000Z"),
+		"kind": "page", "host": "www.b2s.com", "ip": "203.0.113.7", "method": "GET",
+		"url": "https://www.b2s.com/", "referrer": "", "user_agent": "test", "status": 200, "bytes": 100,
+	}
+	if r.kind != "" {
+		m["kind"] = r.kind
+	}
+	if r.kind == "beacon" {
+		m["params"] = map[string]string{}
+		m["bytes"] = 43
+	}
+	if r.host != "" {
+		m["host"] = r.host
+	}
+	if r.cookie != "" {
+		m["cookie_id"], m["cookie_state"] = cookieID(r.cookie), "returning"
+	}
+	if r.url != "" {
+		m["url"] = r.url
+	}
+	if r.event != "" {
+		m["event"] = r.event
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// view is a pageview beacon of visitor cookie on url.
+func view(id int, at, cookie, url string) rec {
+	return rec{id: id, at: at, kind: "beacon", cookie: cookie, url: url, event: "pageview"}
+}
+
+func TestCounter(t *testing.T) {
+	window := Config{Since: t0, Until: t0.Add(time.Hour), Top: 10, DedupeWindow: time.Hour, DedupeMax: 1000}
+	tests := []struct {
+		scenario string
+		cfg      Config
+		records  []rec
+		raw      []string // added after records
+		want     Report
+		outcomes []Outcome // of records then raw, when checked
+	}{
+		{
+			scenario: "a record delivered twice is counted once",
+			records: []rec{
+				view(1, "1m", "ann", "https://www.b2s.com/products"),
+				view(1, "1m", "ann", "https://www.b2s.com/products"),
+				view(2, "2m", "ann", "https://www.b2s.com/products"),
+				view(1, "1m", "ann", "https://www.b2s.com/products"),
+			},
+			outcomes: []Outcome{Counted, Duplicate, Counted, Duplicate},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/products", 2}}}},
+				Read:    4,
+				Counted: 2,
+				Skipped: Skipped{Duplicates: 2},
+			},
+		},
+		{
+			scenario: "since is included and until excluded",
+			records: []rec{
+				view(1, "-1us", "ann", "/before"),
+				view(2, "0s", "ann", "/first"),
+				view(3, "59m59.999999s", "ann", "/last"),
+				view(4, "1h", "ann", "/until"),
+				view(5, "-240h", "ann", "/long-before"),
+			},
+			outcomes: []Outcome{OutsideWindow, Counted, Counted, OutsideWindow, OutsideWindow},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/first", 1}, {"/last", 1}}}},
+				Read:    5,
+				Counted: 2,
+				Skipped: Skipped{OutsideWindow: 3},
+			},
+		},
+		{
+			scenario: "an open window counts records however early or late",
+			cfg:      Config{Top: 10, DedupeWindow: time.Hour, DedupeMax: 1000},
+			records:  []rec{view(1, "-8760h", "ann", "/old"), view(2, "8760h", "ann", "/new")},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/new", 1}, {"/old", 1}}}},
+				Read:    2,
+				Counted: 2,
+			},
+		},
+		{
+			scenario: "a duplicate outside the window is skipped as outside the window",
+			records:  []rec{view(1, "2h", "ann", "/"), view(1, "2h", "ann", "/")},
+			want:     Report{Sites: []Site{}, Read: 2, Skipped: Skipped{OutsideWindow: 2}},
+		},
+		{
+			scenario: "visitors are distinct cookie ids per site, and a record without one counts for none",
+			records: []rec{
+				{id: 1, cookie: "ann"},
+				{id: 2, cookie: "ann", url: "https://www.b2s.com/style.css"},
+				{id: 3, cookie: "bob"},
+				{id: 4},
+				{id: 5, host: "suppliers.b2s.com", cookie: "ann"},
+				{id: 6, host: "suppliers.b2s.com"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: "suppliers.b2s.com", Records: 2, Visitors: 1, TopPages: []Page{}},
+					{Host: "www.b2s.com", Records: 4, Visitors: 2, TopPages: []Page{}},
+				},
+				Read:    6,
+				Counted: 6,
+			},
+		},
+		{
+			scenario: "page views are pageview beacons, not page records or other events",
+			records: []rec{
+				{id: 1, cookie: "ann", url: "https://www.b2s.com/products"},
+				{id: 2, cookie: "ann", url: "https://www.b2s.com/style.css"},
+				view(3, "", "ann", "https://www.b2s.com/products"),
+				{id: 4, kind: "beacon", cookie: "ann", url: "https://www.b2s.com/products", event: "enquiry"},
+				{id: 5, kind: "beacon", cookie: "ann", url: "https://www.b2s.com/products"},
+				{id: 6, kind: "beacon", cookie: "ann", url: "https://www.b2s.com/products", event: "PageView"},
+			},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 1, Visitors: 1, TopPages: []Page{{"/products", 1}}}},
+				Read:    6,
+				Counted: 6,
+			},
+		},
+		{
+			scenario: "top pages are ordered by views then path, and cut at top",
+			cfg:      Config{Since: t0, Until: t0.Add(time.Hour), Top: 3, DedupeWindow: time.Hour, DedupeMax: 1000},
+			records: []rec{
+				view(1, "", "ann", "/c"), view(2, "", "ann", "/c"),
+				view(3, "", "ann", "/b"), view(4, "", "bob", "/b"),
+				view(5, "", "ann", "/a"),
+				view(6, "", "ann", "/z"), view(7, "", "ann", "/z"), view(8, "", "bob", "/z"),
+				view(9, "", "ann", "/d"),
+			},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 9, PageViews: 9, Visitors: 2, TopPages: []Page{{"/z", 3}, {"/b", 2}, {"/c", 2}}}},
+				Read:    9,
+				Counted: 9,
+			},
+		},
+		{
+			scenario: "a page is its path without query or fragment",
+			records: []rec{
+				view(1, "", "ann", "https://www.b2s.com/p?utm_source=x"),
+				view(2, "", "ann", "https://www.b2s.com/p#top"),
+				view(3, "", "ann", "/p"),
+				view(4, "", "ann", "https://www.b2s.com"),
+				view(5, "", "ann", "https://www.b2s.com/?q=1"),
+				view(6, "", "ann", "%zz/bad?x"),
+			},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 6, Visitors: 1, TopPages: []Page{{"/p", 3}, {"/", 2}, {"%zz/bad", 1}}}},
+				Read:    6,
+				Counted: 6,
+			},
+		},
+		{
+			scenario: "top 0 lists no pages",
+			cfg:      Config{Top: 0, DedupeWindow: time.Hour, DedupeMax: 1000},
+			records:  []rec{view(1, "", "ann", "/")},
+			want:     Report{Sites: []Site{{Host: "www.b2s.com", Records: 1, PageViews: 1, Visitors: 1, TopPages: []Page{}}}, Read: 1, Counted: 1},
+		},
+		{
+			scenario: "malformed records are skipped and counted",
+			raw: []string{
+				``,
+				`not json`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001"`,
+				`null`,
+				`[1,2]`,
+				`{}`,
+				`{"schema":"1"}`,
+				`{"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h"}`,
+				`{"schema":0,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h"}`,
+				`{"schema":1,"ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h"}`,
+				`{"schema":1,"event_id":"not-a-uuid-at-all-but-36-chars-long!","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"yesterday","kind":"page","host":"h"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"click","host":"h"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":""}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"xyz"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","url":42}`,
+			},
+			want: Report{Sites: []Site{}, Read: 16, Skipped: Skipped{Malformed: 16}},
+		},
+		{
+			scenario: "a newer schema is counted apart, even when a field changed type",
+			raw: []string{
+				`{"schema":2,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"beacon","host":"h","event":"pageview"}`,
+				`{"schema":3,"event_id":{"v":1},"ts":1764360000,"kind":["page"],"host":"h"}`,
+				`{"kind":["page"],"schema":3}`,
+			},
+			outcomes: []Outcome{UnknownSchema, UnknownSchema, UnknownSchema},
+			want:     Report{Sites: []Site{}, Read: 3, Skipped: Skipped{UnknownSchema: 3}},
+		},
+		{
+			scenario: "fields the report does not know are ignored",
+			raw: []string{
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.5Z","kind":"beacon","host":"h","url":"/x","event":"pageview","new_field":{"a":[1,2]},"cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
+			},
+			want: Report{Sites: []Site{{Host: "h", Records: 1, PageViews: 1, Visitors: 1, TopPages: []Page{{"/x", 1}}}}, Read: 1, Counted: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			cfg := tt.cfg
+			if cfg.DedupeMax == 0 {
+				cfg = window
+			}
+			c := NewCounter(cfg)
+			var got []Outcome
+			add := func(v string) {
+				o, err := c.Add([]byte(v))
+				if (err != nil) != (o == Malformed || o == UnknownSchema) {
+					t.Errorf("Add(%s) = %v, error %v: an error goes with exactly the skipped-as-invalid outcomes", v, o, err)
+				}
+				got = append(got, o)
+			}
+			for _, r := range tt.records {
+				add(r.json(t))
+			}
+			for _, v := range tt.raw {
+				add(v)
+			}
+			if tt.outcomes != nil && !reflect.DeepEqual(got, tt.outcomes) {
+				t.Errorf("outcomes = %v, want %v", got, tt.outcomes)
+			}
+			rep := c.Report()
+			want := tt.want
+			want.Since, want.Until = cfg.Since, cfg.Until
+			if !reflect.DeepEqual(rep, want) {
+				t.Errorf("report:\n got  %+v\n want %+v", rep, want)
+			}
+			sk := rep.Skipped
+			if sum := rep.Counted + sk.Duplicates + sk.OutsideWindow + sk.Malformed + sk.UnknownSchema; sum != rep.Read {
+				t.Errorf("counted and skipped add up to %d, read %d", sum, rep.Read)
+			}
+		})
+	}
+}
+
+func TestMalformedRecordsSayWhy(t *testing.T) {
+	tests := []struct{ value, want string }{
+		{`not json`, "not JSON"},
+		{`{"schema":1,"event_id":"x","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h"}`, `event_id "x" is not a UUID`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28 20:00","kind":"page","host":"h"}`, "ts"},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"ABC"}`, "cookie_id"},
+		{`{"schema":7}`, "schema 7 is newer than 1"},
+	}
+	for _, tt := range tests {
+		_, err := NewCounter(Config{DedupeWindow: time.Hour, DedupeMax: 10}).Add([]byte(tt.value))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Add(%s) error = %v, want it to mention %q", tt.value, err, tt.want)
+		}
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	id := func(n byte) [16]byte { return [16]byte{15: n} }
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type step struct {
+		id   byte
+		at   time.Duration
+		want seenResult
+	}
+	tests := []struct {
+		scenario string
+		window   time.Duration
+		max      int
+		steps    []step
+	}{
+		{
+			scenario: "a copy is caught however far apart in the stream, within the window",
+			window:   time.Hour, max: 100,
+			steps: []step{
+				{1, 0, firstSeen}, {2, 30 * time.Minute, firstSeen}, {3, time.Hour, firstSeen},
+				{1, 0, seenBefore}, {2, 30 * time.Minute, seenBefore}, {3, time.Hour, seenBefore},
+			},
+		},
+		{
+			scenario: "a record further behind the newest than the window is not checked",
+			window:   time.Hour, max: 100,
+			steps: []step{
+				{1, 0, firstSeen},
+				{2, 2 * time.Hour, firstSeen},
+				{1, 0, tooOld},
+				{3, 0, tooOld},
+				{4, 2*time.Hour - 59*time.Minute, firstSeen},
+				{4, 2*time.Hour - 59*time.Minute, seenBefore},
+			},
+		},
+		{
+			scenario: "records arriving out of ts order within the window are all checked",
+			window:   time.Hour, max: 100,
+			steps: []step{
+				{1, time.Hour, firstSeen}, {2, 10 * time.Minute, firstSeen}, {3, 50 * time.Minute, firstSeen},
+				{2, 10 * time.Minute, seenBefore}, {1, time.Hour, seenBefore},
+			},
+		},
+		{
+			scenario: "past the cap the oldest part of the window is forgotten first",
+			window:   time.Hour, max: 3,
+			steps: []step{
+				{1, 0, firstSeen}, {2, 30 * time.Minute, firstSeen}, {3, 40 * time.Minute, firstSeen},
+				{4, 50 * time.Minute, firstSeen}, // over the cap: the bucket of 1 goes
+				{1, 0, tooOld},
+				{2, 30 * time.Minute, seenBefore},
+				{4, 50 * time.Minute, seenBefore},
+			},
+		},
+		{
+			scenario: "times before 1970 fall in their own buckets",
+			window:   time.Hour, max: 100,
+			steps: []step{
+				{1, -time.Duration(t0.UnixNano()) - time.Nanosecond, firstSeen},
+				{2, -time.Duration(t0.UnixNano()), firstSeen},
+				{1, -time.Duration(t0.UnixNano()) - time.Nanosecond, seenBefore},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			d := newDedupe(tt.window, tt.max)
+			for i, s := range tt.steps {
+				if got := d.add(id(s.id), at(s.at)); got != s.want {
+					t.Fatalf("step %d: add(%d, t0%+v) = %v, want %v", i, s.id, s.at, got, s.want)
+				}
+				if d.size > tt.max {
+					t.Fatalf("step %d: %d ids held, cap %d", i, d.size, tt.max)
+				}
+			}
+		})
+	}
+}
+
+func TestRecordsTooOldToCheckAreCountedAndReported(t *testing.T) {
+	c := NewCounter(Config{Top: 10, DedupeWindow: time.Minute, DedupeMax: 100})
+	for _, r := range []rec{view(1, "0s", "ann", "/"), view(2, "10m", "ann", "/"), view(1, "0s", "ann", "/")} {
+		if o, err := c.Add([]byte(r.json(t))); o != Counted || err != nil {
+			t.Fatalf("Add = %v, %v; want counted", o, err)
+		}
+	}
+	if rep := c.Report(); rep.Counted != 3 || rep.NotDeduplicated != 1 {
+		t.Fatalf("counted %d, not deduplicated %d; want 3 and 1", rep.Counted, rep.NotDeduplicated)
+	}
+}
