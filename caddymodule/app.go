@@ -138,6 +138,61 @@ type KafkaConfig struct {
 	// reach Kafka; what is left stays in the spool for the next start.
 	// Default 5s.
 	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
+
+	// TLS, when present, connects to the brokers over TLS (Kafka's SSL
+	// and SASL_SSL listeners). Present but empty, it verifies the brokers'
+	// certificates against the system's trusted roots. Default: plaintext.
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// SASL, when present, logs in to the brokers on every connection
+	// (Kafka's SASL_PLAINTEXT and SASL_SSL listeners). Default: none.
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+}
+
+// KafkaTLS configures TLS to the brokers. Placeholders in its values are
+// replaced at load, and the files are read and checked at load: a missing
+// or invalid file fails it, and a reload after a file was replaced (a
+// renewed certificate) connects anew with the new one.
+type KafkaTLS struct {
+	// CA is a PEM file of the certificate authorities that sign the
+	// brokers' certificates, trusted instead of the system's roots.
+	// Default: the system's roots.
+	CA string `json:"ca,omitempty"`
+
+	// Cert is a PEM file of the client certificate (and any intermediate
+	// certificates) shown to brokers that require one, i.e. mutual TLS
+	// (ssl.client.auth=required). Requires Key. Default: none.
+	Cert string `json:"cert,omitempty"`
+
+	// Key is the PEM file of Cert's private key. Requires Cert.
+	Key string `json:"key,omitempty"`
+
+	// ServerName is the name the brokers' certificates must be valid for,
+	// also sent in SNI. Default: each broker's host, as given in brokers
+	// and as the brokers advertise themselves.
+	ServerName string `json:"server_name,omitempty"`
+
+	// InsecureSkipVerify accepts any certificate from the brokers. For
+	// tests only: anyone on the path can then read and alter the records
+	// and take the SASL password. A warning is logged at each load.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// KafkaSASL is the SASL login sent on every connection to a broker.
+// Placeholders in its values are replaced at load; a username or password
+// that is empty after that fails the load.
+type KafkaSASL struct {
+	// Mechanism is plain, scram-sha-256 or scram-sha-512, in any case.
+	// PLAIN sends the password itself: use it with tls. Required.
+	Mechanism string `json:"mechanism,omitempty"`
+
+	// Username is the Kafka user. Required.
+	Username string `json:"username,omitempty"`
+
+	// Password is the user's password. Required. Give it as a placeholder,
+	// {env.KAFKA_PASSWORD} or {file./run/secrets/kafka_password}, to keep
+	// it out of the config file and of the config Caddy saves.
+	Password string `json:"password,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -200,8 +255,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Kafka == nil {
 		return fmt.Errorf("b2s: kafka: missing; add a kafka block with brokers to the global b2s options")
 	}
-	kc := a.shipperConfig(repl)
-	if err := kc.Validate(); err != nil {
+	kc, err := a.shipperConfig(repl)
+	if err != nil {
+		return err
+	}
+	if err := kc.cfg.Validate(); err != nil {
 		return fmt.Errorf("b2s: kafka: %v", err)
 	}
 	sc, err := a.spoolConfig(repl)
@@ -213,8 +271,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("b2s: spool: %v; point the spool option at a directory this process alone can write", err)
 	}
 	a.sink = k
+	sasl := "none"
+	if kc.cfg.SASL != nil {
+		sasl = kc.cfg.SASL.Mechanism
+	}
 	a.logger.Info("spool ready", zap.String("dir", sc.Dir), zap.Int64("bytes", k.spool.Size()),
-		zap.String("topic", kc.WithDefaults().Topic))
+		zap.String("topic", kc.cfg.WithDefaults().Topic), zap.Bool("tls", kc.cfg.TLS != nil), zap.String("sasl", sasl))
 	return nil
 }
 
@@ -281,7 +343,9 @@ func (a *App) checkSecrets() error {
 	return nil
 }
 
-func (a *App) shipperConfig(repl *caddy.Replacer) logship.Config {
+// shipperConfig resolves the kafka options: placeholders replaced, TLS
+// files read.
+func (a *App) shipperConfig(repl *caddy.Replacer) (kafkaSettings, error) {
 	k := a.Kafka
 	brokers := make([]string, 0, len(k.Brokers))
 	for _, b := range k.Brokers {
@@ -289,16 +353,22 @@ func (a *App) shipperConfig(repl *caddy.Replacer) logship.Config {
 			brokers = append(brokers, f)
 		}
 	}
-	return logship.Config{
+	sec, err := k.resolveSecurity(repl, a.logger)
+	if err != nil {
+		return kafkaSettings{}, err
+	}
+	return kafkaSettings{security: sec.key, cfg: logship.Config{
 		Brokers:      brokers,
 		Topic:        k.Topic,
 		Compression:  k.Compression,
 		BatchSize:    k.BatchSize,
 		BatchTimeout: time.Duration(k.BatchTimeout),
 		WriteTimeout: time.Duration(k.WriteTimeout),
+		TLS:          sec.tls,
+		SASL:         sec.sasl,
 		Logger:       a.logger.Named("kafka"),
 		Stats:        stats,
-	}
+	}}, nil
 }
 
 // Validate checks the configuration.
@@ -318,6 +388,9 @@ func (a *App) Validate() error {
 	if k := a.Kafka; k != nil {
 		if k.BatchSize < 0 || k.BatchTimeout < 0 || k.WriteTimeout < 0 || k.FlushTimeout < 0 {
 			return fmt.Errorf("b2s: kafka: batch_size and the timeouts must not be negative")
+		}
+		if err := k.checkSecurity(); err != nil {
+			return err
 		}
 	}
 	return nil

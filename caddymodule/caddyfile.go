@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/b2scom/b2s-edge/logship"
 )
 
 func init() {
@@ -46,6 +48,14 @@ func init() {
 //			batch_timeout <duration>
 //			write_timeout <duration>
 //			flush_timeout <duration>
+//			tls {
+//				ca <pem file>
+//				cert <pem file>
+//				key <pem file>
+//				server_name <name>
+//				insecure_skip_verify
+//			}
+//			sasl plain|scram-sha-256|scram-sha-512 <username> <password>
 //		}
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -191,9 +201,63 @@ func (k *KafkaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				k.FlushTimeout = caddy.Duration(dur)
 			}
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if k.TLS == nil {
+				k.TLS = new(KafkaTLS)
+			}
+			if err := k.TLS.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "sasl":
+			// Not ArgErr: it would quote a token, maybe the password.
+			args := d.RemainingArgs()
+			if len(args) != 3 {
+				return d.Err("b2s: kafka: sasl needs a mechanism, a username and a password, e.g. sasl scram-sha-512 {env.KAFKA_USERNAME} {env.KAFKA_PASSWORD}")
+			}
+			if _, err := logship.ParseSASLMechanism(args[0]); err != nil {
+				return d.Errf("b2s: kafka: %v", err)
+			}
+			k.SASL = &KafkaSASL{Mechanism: args[0], Username: args[1], Password: args[2]}
 		default:
 			return d.Errf("b2s: kafka: unrecognized option %q; see the kafka block in the README", opt)
 		}
+	}
+	return nil
+}
+
+func (t *KafkaTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "ca":
+			if !d.AllArgs(&t.CA) {
+				return d.ArgErr()
+			}
+		case "cert":
+			if !d.AllArgs(&t.Cert) {
+				return d.ArgErr()
+			}
+		case "key":
+			if !d.AllArgs(&t.Key) {
+				return d.ArgErr()
+			}
+		case "server_name":
+			if !d.AllArgs(&t.ServerName) {
+				return d.ArgErr()
+			}
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			t.InsecureSkipVerify = true
+		default:
+			return d.Errf("b2s: kafka: tls: unrecognized option %q; want ca, cert, key, server_name or insecure_skip_verify", opt)
+		}
+	}
+	if err := t.check(); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

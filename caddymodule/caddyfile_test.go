@@ -195,6 +195,117 @@ func TestCaddyfileErrors(t *testing.T) {
 			want: []string{"kafka", `unrecognized option "queue_size"`, "Caddyfile:4"},
 		},
 		{
+			name: "an unknown sasl mechanism lists the known ones",
+			caddyfile: `{
+	b2s {
+		kafka {
+			brokers 127.0.0.1:9092
+			sasl gssapi edge {env.KAFKA_PASSWORD}
+		}
+	}
+}`,
+			want: []string{"kafka", `unknown sasl mechanism "gssapi"`, "plain, scram-sha-256 or scram-sha-512", "Caddyfile:5"},
+		},
+		{
+			name: "a sasl without a password says what it needs",
+			caddyfile: `{
+	b2s {
+		kafka {
+			sasl scram-sha-512 {env.KAFKA_USERNAME}
+		}
+	}
+}`,
+			want: []string{"kafka: sasl needs a mechanism, a username and a password", "sasl scram-sha-512 {env.KAFKA_USERNAME} {env.KAFKA_PASSWORD}", "Caddyfile:4"},
+		},
+		{
+			name: "a sasl with a token too many does not quote the password",
+			caddyfile: `{
+	b2s {
+		kafka {
+			sasl plain edge hunter2 hunter3
+		}
+	}
+}`,
+			want: []string{"kafka: sasl needs a mechanism, a username and a password", "Caddyfile:4"},
+		},
+		{
+			name: "a tls cert without a key says to add it",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls {
+				cert /etc/b2s/client.pem
+			}
+		}
+	}
+}`,
+			want: []string{"kafka: tls cert needs key", "Caddyfile:6"},
+		},
+		{
+			name: "a tls key without a cert says to add it",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls {
+				key /etc/b2s/client.key
+			}
+		}
+	}
+}`,
+			want: []string{"kafka: tls key needs cert", "Caddyfile:6"},
+		},
+		{
+			name: "an unknown tls option lists the known ones",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls {
+				ca /etc/b2s/ca.pem
+				verify off
+			}
+		}
+	}
+}`,
+			want: []string{"kafka: tls", `unrecognized option "verify"`, "want ca, cert, key, server_name or insecure_skip_verify", "Caddyfile:6"},
+		},
+		{
+			name: "an argument after tls is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls on
+		}
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "'on'", "Caddyfile:4"},
+		},
+		{
+			name: "an argument after insecure_skip_verify is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls {
+				insecure_skip_verify true
+			}
+		}
+	}
+}`,
+			want: []string{"wrong argument count", "Caddyfile:5"},
+		},
+		{
+			name: "a tls ca without a file is refused",
+			caddyfile: `{
+	b2s {
+		kafka {
+			tls {
+				ca
+			}
+		}
+	}
+}`,
+			want: []string{"wrong argument count", "Caddyfile:5"},
+		},
+		{
 			name: "a spool_max_size that is not a size names the option and an example",
 			caddyfile: `{
 	b2s {
@@ -372,6 +483,9 @@ func TestCaddyfileErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("adapting succeeded; want an error containing %q", tc.want)
 			}
+			if strings.Contains(err.Error(), "hunter") {
+				t.Errorf("error %q quotes a password", err)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
@@ -418,6 +532,24 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}
 		if got, want := strings.Join(a.Kafka.Brokers, " "), "a:1 b:2 c:3"; got != want {
 			t.Errorf("brokers = %q, want %q", got, want)
+		}
+	})
+	t.Run("a tls option alone turns TLS on with the system's roots", func(t *testing.T) {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s {\n\tkafka {\n\t\ttls\n\t}\n}")); err != nil {
+			t.Fatal(err)
+		}
+		if a.Kafka == nil || a.Kafka.TLS == nil || *a.Kafka.TLS != (KafkaTLS{}) {
+			t.Errorf("kafka = %+v, want TLS on with every tls option at its default", a.Kafka)
+		}
+	})
+	t.Run("a sasl line keeps the mechanism as written and the placeholders unreplaced", func(t *testing.T) {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("b2s {\n\tkafka {\n\t\tsasl SCRAM-SHA-256 {env.U} {env.P}\n\t}\n}")); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := *a.Kafka.SASL, (KafkaSASL{Mechanism: "SCRAM-SHA-256", Username: "{env.U}", Password: "{env.P}"}); got != want {
+			t.Errorf("sasl = %+v, want %+v", got, want)
 		}
 	})
 	t.Run("two secret lines keep both keys, the first line signing", func(t *testing.T) {

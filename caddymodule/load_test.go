@@ -117,6 +117,25 @@ func TestLoadErrors(t *testing.T) {
 	}
 	const collect = `{"handler":"b2s_collect"}`
 
+	pki := writePKI(t)
+	missingPEM := missingFile(t)
+	t.Setenv("B2S_TEST_KAFKA_PASSWORD", "a password")
+	t.Setenv("B2S_TEST_KAFKA_CA", pki.ca)
+	tlsOpts := func(opts map[string]any) map[string]any {
+		m := map[string]any{"ca": pki.ca, "cert": pki.cert, "key": pki.key}
+		for k, v := range opts {
+			if v == nil {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	sasl := func(mechanism, username, password string) map[string]any {
+		return map[string]any{"mechanism": mechanism, "username": username, "password": password}
+	}
+
 	for _, tc := range []struct {
 		name    string
 		b2s     string
@@ -212,6 +231,94 @@ func TestLoadErrors(t *testing.T) {
 			name: "an unknown compression lists the known codecs",
 			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"compression": "brotli"})}),
 			want: []string{"b2s: kafka", `unknown compression "brotli"`, "none, gzip, snappy, lz4 or zstd"},
+		},
+		{
+			name: "tls with a CA, a client certificate and SCRAM from the environment loads",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"ca": "{env.B2S_TEST_KAFKA_CA}", "server_name": "kafka.internal"}), "sasl": sasl("SCRAM-SHA-512", "edge", "{env.B2S_TEST_KAFKA_PASSWORD}")})}),
+		},
+		{
+			name: "an empty tls block (the system's roots) with sasl plain loads",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": map[string]any{}, "sasl": sasl("plain", "edge", "{env.B2S_TEST_KAFKA_PASSWORD}")})}),
+		},
+		{
+			name: "a missing tls ca file names the option and the file",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"ca": missingPEM})})}),
+			want: []string{"b2s: kafka: tls ca", missingPEM, "no such file or directory", "point ca at a readable PEM file"},
+		},
+		{
+			name: "a tls ca file that is not PEM names the option and the file",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"ca": pki.garbage})})}),
+			want: []string{"b2s: kafka: tls ca", pki.garbage, "no PEM certificate in the file", "CA certificates that sign the brokers' certificates"},
+		},
+		{
+			name: "a tls ca file holding a private key is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"ca": pki.keyAsCA})})}),
+			want: []string{"b2s: kafka: tls ca", pki.keyAsCA, "PRIVATE KEY PEM block where only certificates belong"},
+		},
+		{
+			name: "a tls cert file that is not PEM names the option and the file",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"cert": pki.garbage})})}),
+			want: []string{"b2s: kafka: tls cert", pki.garbage, "no PEM certificate", "client certificate"},
+		},
+		{
+			name: "a missing tls key file names the option and the file",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"key": missingPEM})})}),
+			want: []string{"b2s: kafka: tls key", missingPEM, "no such file or directory"},
+		},
+		{
+			name: "a tls key that is not the certificate's names both files",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"key": pki.otherKey})})}),
+			want: []string{"b2s: kafka: tls key", pki.otherKey, "private key does not match public key", pki.cert},
+		},
+		{
+			name: "a tls cert without a key is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"key": nil})})}),
+			want: []string{"b2s: kafka: tls cert needs key"},
+		},
+		{
+			name: "a tls key without a cert is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"cert": nil})})}),
+			want: []string{"b2s: kafka: tls key needs cert"},
+		},
+		{
+			name: "a tls ca placeholder that resolves to nothing names the option and the variable",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": tlsOpts(map[string]any{"ca": "{env." + unset + "}"})})}),
+			want: []string{"b2s: kafka: tls ca", "{env." + unset + "}", "empty after placeholders were replaced", "set the environment variable " + unset},
+		},
+		{
+			name: "an unknown tls option is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"tls": map[string]any{"verify": false}})}),
+			want: []string{`unknown field "verify"`},
+		},
+		{
+			name: "an unknown sasl mechanism lists the known ones",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": sasl("gssapi", "edge", "p")})}),
+			want: []string{"b2s: kafka", `unknown sasl mechanism "gssapi"`, "plain, scram-sha-256 or scram-sha-512"},
+		},
+		{
+			name: "a sasl password placeholder that resolves to nothing names the option and the variable",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": sasl("scram-sha-256", "edge", "{env."+unset+"}")})}),
+			want: []string{"b2s: kafka: sasl password", "{env." + unset + "}", "empty after placeholders were replaced", "set the environment variable " + unset},
+		},
+		{
+			name: "a sasl username placeholder that resolves to nothing names the option and the variable",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": sasl("plain", "{env."+unset+"}", "p")})}),
+			want: []string{"b2s: kafka: sasl username", "set the environment variable " + unset},
+		},
+		{
+			name: "a sasl password from a file that does not exist names the option and the file",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": sasl("plain", "edge", "{file."+missingPEM+"}")})}),
+			want: []string{"b2s: kafka: sasl password", "put the value in the file " + missingPEM},
+		},
+		{
+			name: "a sasl without a password is refused",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": map[string]any{"mechanism": "plain", "username": "edge"}})}),
+			want: []string{"b2s: kafka: sasl password is empty"},
+		},
+		{
+			name: "a SCRAM password SASLprep refuses is refused without being quoted",
+			b2s:  app(map[string]any{"kafka": kafka(map[string]any{"sasl": sasl("scram-sha-256", "edge", "bell\u0007-in-password")})}),
+			want: []string{"b2s: kafka: sasl scram-sha-256", "not valid SASLprep text"},
 		},
 		{
 			name: "a cookie_name with a space is refused with the allowed characters",
@@ -369,6 +476,9 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("loading succeeded; want an error containing %q", tc.want)
 			}
 			t.Logf("error: %v", err)
+			if strings.Contains(err.Error(), "-in-password") {
+				t.Errorf("error %q quotes a password", err)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)

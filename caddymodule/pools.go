@@ -36,16 +36,25 @@ type sink struct {
 	ship   *logship.Shipper
 	logger *zap.Logger
 
-	mu      sync.Mutex
-	holders []sinkHolder
-	flush   time.Duration // flush timeout of the settings in force
+	mu       sync.Mutex
+	holders  []sinkHolder
+	flush    time.Duration // flush timeout of the settings in force
+	security string        // kafkaSettings.security of the settings in force
 }
 
 type sinkHolder struct {
 	app   *App
-	kafka logship.Config
+	kafka kafkaSettings
 	flush time.Duration
 	max   int64
+}
+
+// kafkaSettings are the settings that make a producer: logship's Config,
+// and the identity of its TLS and SASL settings, which the Config holds as
+// a *tls.Config and a password that sameKafka does not compare.
+type kafkaSettings struct {
+	cfg      logship.Config
+	security string // kafkaSecurity.key
 }
 
 // Destruct delivers what it can within the flush timeout, then closes the
@@ -67,18 +76,18 @@ func (k *sink) Destruct() error {
 // loadSink returns the sink for spoolCfg.Dir, opening the spool and starting
 // its shipper, with a's Kafka settings, on first use. When the sink exists
 // already, a's settings take effect when a starts (see activate).
-func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka logship.Config, flush time.Duration) (*sink, error) {
+func loadSink(a *App, spoolCfg logship.SpoolConfig, kafka kafkaSettings, flush time.Duration) (*sink, error) {
 	v, loaded, err := sinks.LoadOrNew(spoolCfg.Dir, func() (caddy.Destructor, error) {
 		sp, err := logship.OpenSpool(spoolCfg)
 		if err != nil {
 			return nil, err
 		}
-		sh, err := logship.NewShipper(sp, kafka)
+		sh, err := logship.NewShipper(sp, kafka.cfg)
 		if err != nil {
 			sp.Close()
 			return nil, err
 		}
-		return &sink{spool: sp, ship: sh, logger: a.logger, flush: flush}, nil
+		return &sink{spool: sp, ship: sh, logger: a.logger, flush: flush, security: kafka.security}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -138,26 +147,35 @@ func (k *sink) release(a *App) {
 }
 
 // apply puts Kafka settings and the spool's size in force, switching
-// producers only when a setting changed.
-func (k *sink) apply(kafka logship.Config, max int64) error {
+// producers only when a setting changed. k.mu is held.
+func (k *sink) apply(kafka kafkaSettings, max int64) error {
 	k.spool.SetMaxSize(max)
-	if sameKafka(k.ship.Config(), kafka) {
+	if sameKafka(kafkaSettings{cfg: k.ship.Config(), security: k.security}, kafka) {
 		return nil
 	}
-	return k.ship.Reconfigure(kafka)
+	if err := k.ship.Reconfigure(kafka.cfg); err != nil {
+		return err
+	}
+	k.security = kafka.security
+	return nil
 }
 
 func (k *sink) spoolFsync() time.Duration { return k.spool.Fsync() }
 
-// sameKafka compares the settings that make a producer.
-func sameKafka(a, b logship.Config) bool {
-	key := func(c logship.Config) string {
-		c = c.WithDefaults()
-		c.Logger, c.Stats, c.Transport = nil, nil, nil
-		j, _ := json.Marshal(c)
-		return string(j)
+// sameKafka compares the settings that make a producer. TLS and SASL are
+// compared as the options that made them (file paths and contents,
+// mechanism, username, a hash of the password), not as the *tls.Config
+// and login built from them.
+func sameKafka(a, b kafkaSettings) bool {
+	key := func(s kafkaSettings) (string, error) {
+		c := s.cfg.WithDefaults()
+		c.Logger, c.Stats, c.Transport, c.TLS, c.SASL = nil, nil, nil, nil, nil
+		j, err := json.Marshal(c)
+		return string(j) + " " + s.security, err
 	}
-	return key(a) == key(b)
+	ka, errA := key(a)
+	kb, errB := key(b)
+	return errA == nil && errB == nil && ka == kb
 }
 
 type pooledGeo struct{ *geo.Reloading }

@@ -2,6 +2,7 @@ package logship
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -51,7 +52,16 @@ type Config struct {
 	LogInterval time.Duration
 	// Stats receives the counters. Default: a private Stats.
 	Stats *Stats
-	// Transport overrides kafka-go's transport (TLS, SASL, dialer).
+	// TLS, when set, connects to the brokers over TLS with this
+	// configuration; when its ServerName is empty, each broker's host name
+	// is verified. Default: plaintext.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection to a broker.
+	// Default: none.
+	SASL *SASL
+	// Transport replaces the transport the shipper builds for itself. TLS
+	// and SASL are then the Transport's business, and setting them here
+	// too is an error.
 	Transport kafka.RoundTripper
 }
 
@@ -131,6 +141,14 @@ func (c Config) Validate() error {
 	if _, err := ParseCompression(c.Compression); err != nil {
 		return err
 	}
+	if c.SASL != nil {
+		if _, err := c.SASL.mechanism(); err != nil {
+			return err
+		}
+	}
+	if c.Transport != nil && (c.TLS != nil || c.SASL != nil) {
+		return errors.New("TLS and SASL are set on a Transport of the caller's own, not beside it")
+	}
 	return nil
 }
 
@@ -195,9 +213,15 @@ func newProducer(cfg Config) (*producer, error) {
 	if transport == nil {
 		// Metadata refreshed every second rather than kafka-go's 6s, so
 		// shipping resumes within a second of a broker coming back. Its
-		// own transport, so that a reload to other brokers closes the
-		// connections to the old ones.
+		// own transport, so that a reload to other brokers or other
+		// credentials closes the connections made with the old ones.
 		own = &kafka.Transport{MetadataTTL: time.Second}
+		if cfg.TLS != nil {
+			own.TLS = cfg.TLS.Clone()
+		}
+		if cfg.SASL != nil {
+			own.SASL, _ = cfg.SASL.mechanism() // checked by Validate
+		}
 		transport = own
 	}
 	return &producer{cfg: cfg, own: own, w: &kafka.Writer{

@@ -33,9 +33,11 @@ func consume(t *testing.T, addrs []string, want int) []*kgo.Record {
 	return consumeTopic(t, addrs, topic, want)
 }
 
-func consumeTopic(t *testing.T, addrs []string, topic string, want int) []*kgo.Record {
+// consumeTopic reads as consume does; opts add to the client's options
+// (TLS, SASL).
+func consumeTopic(t *testing.T, addrs []string, topic string, want int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
