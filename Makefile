@@ -17,12 +17,16 @@ build:
 run: build deps
 	./scripts/run-demo.sh
 
-## deps: what the tests and the demo need from the system (kcat)
+## deps: what the tests and the demo need from the system (kcat, promtool)
 deps:
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat (Debian package) to read records back from Kafka"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
 		else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else echo "promtool is missing: run 'sudo apt-get install prometheus'" >&2; exit 1; fi; }
 
 vet:
 	$(GO) vet ./...

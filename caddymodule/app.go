@@ -45,7 +45,11 @@ type App struct {
 	// a key is rotated by putting a new one first and keeping the old one
 	// until its cookies have been re-signed (each is re-signed on the
 	// visitor's next request). Placeholders such as {env.B2S_SECRET} are
-	// replaced at load. Required. Anyone holding a key can forge IDs.
+	// replaced at load; an older key whose placeholder resolves to nothing
+	// is skipped, so {env.B2S_SECRET_OLD} can stay in the config between
+	// rotations. Environment variables are read from the process's
+	// environment: a new key takes a restart, not a reload. Required.
+	// Anyone holding a key can forge IDs.
 	Secrets []string `json:"secrets,omitempty"`
 
 	// CookieName is the name of the first-party cookie. Default "b2sid".
@@ -226,7 +230,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.checkSecrets(); err != nil {
 		return err
 	}
-	signer, err := beacon.NewSigner(a.secrets...)
+	keys := a.secrets[:1:1]
+	for _, k := range a.secrets[1:] {
+		if len(k) > 0 { // older keys left unset (no rotation under way) are skipped
+			keys = append(keys, k)
+		}
+	}
+	signer, err := beacon.NewSigner(keys...)
 	if err != nil {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
@@ -333,6 +343,9 @@ func (a *App) checkSecrets() error {
 		return fmt.Errorf("b2s: secret: missing; set at least one key of %d or more bytes, e.g. secret {env.B2S_SECRET} with B2S_SECRET=$(openssl rand -base64 48)", beacon.MinKeyLen)
 	}
 	for i, k := range a.secrets {
+		if len(k) == 0 && i > 0 {
+			continue // an older key left unset: no rotation under way
+		}
 		if len(k) == 0 {
 			return fmt.Errorf("b2s: secret %d (%q) is empty after placeholders were replaced; set the environment variable it names", i+1, a.Secrets[i])
 		}

@@ -149,6 +149,10 @@ func TestLoadErrors(t *testing.T) {
 			handler: `{"handler":"b2s_collect","beacon":"/t.gif","cookie_domain":".B2S.com"}`,
 		},
 		{
+			name: "an older key whose placeholder resolves to nothing is skipped (no rotation under way)",
+			b2s:  app(map[string]any{"secrets": []string{testKey1, "{env." + unset + "}"}}),
+		},
+		{
 			name: "a geoip placeholder that resolves to nothing turns GeoIP off",
 			b2s:  app(map[string]any{"geoip": "{env." + unset + "}"}),
 		},
