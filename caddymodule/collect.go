@@ -112,6 +112,8 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
+	// Bots are flagged, never dropped: analysts choose what to count.
+	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
 	isBeacon := r.URL.Path == c.Beacon
 	if isBeacon && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -284,6 +286,10 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beaco
 	rec.URL, rec.Referrer, rec.Event, rec.Params = q.URL, q.Referrer, q.Event, q.Params
 	if rec.URL == "" {
 		rec.URL = r.Header.Get("Referer")
+	}
+	if rec.URL == "" && rec.Bot == "" {
+		// A browser running the tag on a page sends u or a Referer.
+		rec.Bot = beacon.BotBeaconWithoutPage
 	}
 	h := w.Header()
 	h["Content-Type"] = hdrGIF

@@ -268,6 +268,9 @@ func TestCollect(t *testing.T) {
 			header     map[string]string
 			withCookie bool
 			wantStatus int
+			// wantBot is the record's bot flag; without a User-Agent
+			// header the client sends Go's own, an http_client.
+			wantBot string
 			// wantRecord checks the beacon record; nil when none is made.
 			wantRecord func(t *testing.T, rec edgeRecord, probe string)
 		}{
@@ -301,6 +304,7 @@ func TestCollect(t *testing.T) {
 				header:     map[string]string{"Referer": "https://shop.example/from-referer"},
 				withCookie: true,
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.URL != "https://shop.example/from-referer" || rec.Referrer != "" {
 						t.Errorf("url, referrer = %q, %q; want the Referer header and nothing", rec.URL, rec.Referrer)
@@ -313,6 +317,7 @@ func TestCollect(t *testing.T) {
 				query:      func(p string) string { return "probe=" + p },
 				withCookie: true,
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.Method != "HEAD" || rec.Bytes != 0 {
 						t.Errorf("method, bytes = %q, %d; want HEAD, 0", rec.Method, rec.Bytes)
@@ -324,11 +329,35 @@ func TestCollect(t *testing.T) {
 				method:     http.MethodGet,
 				query:      func(p string) string { return "probe=" + p },
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.CookieState != "new" {
 						t.Errorf("cookie_state = %q, want new", rec.CookieState)
 					}
 				},
+			},
+			{
+				name:       "a crawler is recorded with its flag and still gets its cookie and pixel",
+				method:     http.MethodGet,
+				query:      func(p string) string { return "e=pageview&probe=" + p },
+				header:     map[string]string{"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Referer": "https://shop.example/p"},
+				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotCrawler,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.CookieState != "new" || rec.Event != "pageview" || rec.URL != "https://shop.example/p" {
+						t.Errorf("cookie_state, event, url = %q, %q, %q; want new, pageview, https://shop.example/p", rec.CookieState, rec.Event, rec.URL)
+					}
+				},
+			},
+			{
+				name:       "a browser's beacon that names no page is flagged",
+				method:     http.MethodGet,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
+				withCookie: true,
+				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotBeaconWithoutPage,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {},
 			},
 			{
 				name:       "a POST is refused with 405 and not recorded",
@@ -383,6 +412,9 @@ func TestCollect(t *testing.T) {
 				}
 				if tc.withCookie && (rec.CookieID != sentID || rec.CookieState != "returning") {
 					t.Errorf("cookie_id, cookie_state = %s, %s; want %s, returning", rec.CookieID, rec.CookieState, sentID)
+				}
+				if rec.Bot != tc.wantBot {
+					t.Errorf("bot = %q, want %q", rec.Bot, tc.wantBot)
 				}
 				tc.wantRecord(t, rec, p)
 				checkDelta(t, before, wantDelta{beacon: 1, setReason: setReason})
@@ -569,6 +601,10 @@ func TestCollect(t *testing.T) {
 				checkKafkaMessage(t, c)
 				if tc.withCookie && c.rec.CookieState != "returning" {
 					t.Errorf("cookie_state = %q, want returning", c.rec.CookieState)
+				}
+				// Go's client sends its own User-Agent: an http_client.
+				if c.rec.Bot != beacon.BotHTTPClient {
+					t.Errorf("bot = %q, want %q", c.rec.Bot, beacon.BotHTTPClient)
 				}
 				tc.wantRecord(t, c.rec)
 				checkDelta(t, before, wantDelta{page: 1, setReason: setReason})
