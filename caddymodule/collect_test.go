@@ -268,6 +268,10 @@ func TestCollect(t *testing.T) {
 			header     map[string]string
 			withCookie bool
 			wantStatus int
+			// body and ctype are a POST's body and Content-Type.
+			body, ctype string
+			// wantHeader holds response headers to check; "" means absent.
+			wantHeader map[string]string
 			// wantBot is the record's bot flag; without a User-Agent
 			// header the client sends Go's own, an http_client.
 			wantBot string
@@ -360,17 +364,118 @@ func TestCollect(t *testing.T) {
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {},
 			},
 			{
-				name:       "a POST is refused with 405 and not recorded",
+				name:   "a sendBeacon POST of JSON as text/plain from the same site is recorded and answered 204 with CORS",
+				method: http.MethodPost,
+				query:  func(p string) string { return "probe=" + p + "&e=from-query" },
+				ctype:  "text/plain;charset=UTF-8",
+				body: `{"u":"https://shop.example/p?id=1","r":"https://search.example/","e":"pageview","qty":2,"gift":true,` +
+					`"nested":{"x":1}}`,
+				header:     map[string]string{"Origin": "http://" + host, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{
+					"Cache-Control": "no-store", "Vary": "Origin",
+					"Access-Control-Allow-Origin": "http://" + host, "Access-Control-Allow-Credentials": "true",
+				},
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.URL != "https://shop.example/p?id=1" || rec.Referrer != "https://search.example/" || rec.Event != "pageview" {
+						t.Errorf("url, referrer, event = %q, %q, %q; want the body's u, r and e", rec.URL, rec.Referrer, rec.Event)
+					}
+					want := map[string]string{"qty": "2", "gift": "true", "probe": p}
+					if fmt.Sprint(rec.Params) != fmt.Sprint(want) {
+						t.Errorf("params = %v, want %v", rec.Params, want)
+					}
+					if rec.Method != "POST" || rec.Status != 204 || rec.Bytes != 0 {
+						t.Errorf("method, status, bytes = %q, %d, %d; want POST, 204, 0", rec.Method, rec.Status, rec.Bytes)
+					}
+				},
+			},
+			{
+				name:       "a form POST from a new visitor gets a cookie, and the Referer is the page",
 				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "application/x-www-form-urlencoded",
+				body:       "e=add+to+cart&sku=A%2B1",
+				header:     map[string]string{"Referer": "https://shop.example/cart"},
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Cache-Control": "no-store", "Access-Control-Allow-Origin": ""},
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.URL != "https://shop.example/cart" || rec.Event != "add to cart" || rec.Params["sku"] != "A+1" {
+						t.Errorf("url, event, params = %q, %q, %v; want the Referer, add to cart, sku A+1", rec.URL, rec.Event, rec.Params)
+					}
+				},
+			},
+			{
+				name:       "a POST with a malformed body is still answered 204 and recorded with what could be read",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "application/json",
+				body:       `{"e":"kept","u":"https://shop.example/p","broken":`,
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.Event != "kept" || rec.URL != "https://shop.example/p" {
+						t.Errorf("event, url = %q, %q; want kept, https://shop.example/p", rec.Event, rec.URL)
+					}
+				},
+			},
+			{
+				name:       "a POST from another site is recorded but not shown the answer",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p + "&u=https%3A%2F%2Fother.example%2F" },
+				ctype:      "text/plain",
+				body:       `{"e":"x"}`,
+				header:     map[string]string{"Origin": "https://other.example"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Vary": "Origin", "Access-Control-Allow-Origin": "", "Access-Control-Allow-Credentials": ""},
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {},
+			},
+			{
+				name:       "a POST body larger than 16 KiB is refused with 413, no cookie, no record",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "text/plain",
+				body:       `{"e":"` + strings.Repeat("x", beacon.MaxBodyLen) + `"}`,
+				wantStatus: http.StatusRequestEntityTooLarge,
+			},
+			{
+				name:       "a same-site CORS preflight is allowed, without cookie or record",
+				method:     http.MethodOptions,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"Origin": "http://" + host, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{
+					"Access-Control-Allow-Origin": "http://" + host, "Access-Control-Allow-Credentials": "true",
+					"Access-Control-Allow-Methods": "POST, GET, HEAD", "Access-Control-Allow-Headers": "Content-Type", "Vary": "Origin",
+				},
+			},
+			{
+				name:       "a CORS preflight from another site is not allowed",
+				method:     http.MethodOptions,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Access-Control-Allow-Origin": "", "Access-Control-Allow-Methods": ""},
+			},
+			{
+				name:       "a PUT is refused with 405 and not recorded",
+				method:     http.MethodPut,
 				query:      func(p string) string { return "probe=" + p },
 				withCookie: true,
 				wantStatus: http.StatusMethodNotAllowed,
+				wantHeader: map[string]string{"Allow": "GET, HEAD, POST, OPTIONS"},
 			},
 			{
-				name:       "a POST from a new visitor is refused before a cookie is issued",
-				method:     http.MethodPost,
+				name:       "a DELETE from a new visitor is refused before a cookie is issued",
+				method:     http.MethodDelete,
 				query:      func(p string) string { return "probe=" + p },
 				wantStatus: http.StatusMethodNotAllowed,
+				wantHeader: map[string]string{"Allow": "GET, HEAD, POST, OPTIONS"},
 			},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -384,12 +489,22 @@ func TestCollect(t *testing.T) {
 					hdr["Cookie"], sentID = valid()
 				}
 				before := readCounters(t)
-				resp := e.do(t, newRequest(t, tc.method, e.base+"/b.gif?"+tc.query(p), hdr))
+				req := newRequest(t, tc.method, e.base+"/b.gif?"+tc.query(p), hdr)
+				if tc.body != "" {
+					req.Body, req.ContentLength = io.NopCloser(strings.NewReader(tc.body)), int64(len(tc.body))
+					req.Header.Set("Content-Type", tc.ctype)
+				}
+				resp := e.do(t, req)
 				if resp.status != tc.wantStatus {
 					t.Fatalf("status = %d, want %d", resp.status, tc.wantStatus)
 				}
+				for k, v := range tc.wantHeader {
+					if got := strings.Join(resp.header.Values(k), ", "); got != v {
+						t.Errorf("%s = %q, want %q", k, got, v)
+					}
+				}
 				setReason := ""
-				if !tc.withCookie && tc.wantStatus == http.StatusOK {
+				if !tc.withCookie && tc.wantRecord != nil {
 					setReason = "new"
 					checkSetCookie(t, resp.header, hostOnly)
 				} else if sc := resp.header.Values("Set-Cookie"); len(sc) != 0 {
@@ -397,18 +512,21 @@ func TestCollect(t *testing.T) {
 				}
 				if tc.wantRecord == nil {
 					unrecorded++
-					if got := resp.header.Get("Allow"); tc.wantStatus == http.StatusMethodNotAllowed && got != "GET, HEAD" {
-						t.Errorf("Allow = %q, want GET, HEAD", got)
-					}
 					checkDelta(t, before, wantDelta{setReason: setReason})
 					return
 				}
-				checkPixel(t, tc.method, resp)
+				if tc.method == http.MethodPost {
+					if len(resp.body) != 0 {
+						t.Errorf("body = %d bytes, want none", len(resp.body))
+					}
+				} else {
+					checkPixel(t, tc.method, resp)
+				}
 				c := e.records.find(t, p)
 				checkKafkaMessage(t, c)
 				rec := c.rec
-				if rec.Kind != "beacon" || rec.Status != 200 || rec.Host != host || rec.IP != "127.0.0.1" {
-					t.Errorf("kind, status, host, ip = %q, %d, %q, %q; want beacon, 200, %q, 127.0.0.1", rec.Kind, rec.Status, rec.Host, rec.IP, host)
+				if rec.Kind != "beacon" || rec.Status != tc.wantStatus || rec.Host != host || rec.IP != "127.0.0.1" {
+					t.Errorf("kind, status, host, ip = %q, %d, %q, %q; want beacon, %d, %q, 127.0.0.1", rec.Kind, rec.Status, rec.Host, rec.IP, tc.wantStatus, host)
 				}
 				if tc.withCookie && (rec.CookieID != sentID || rec.CookieState != "returning") {
 					t.Errorf("cookie_id, cookie_state = %s, %s; want %s, returning", rec.CookieID, rec.CookieState, sentID)
