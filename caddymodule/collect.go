@@ -49,6 +49,13 @@ type Collect struct {
 	// Beacon is the path of the 1x1 beacon. Default "/b.gif".
 	Beacon string `json:"beacon,omitempty"`
 
+	// Script is the path of the JavaScript tag, which sends a pageview
+	// with sendBeacon on load and on single-page-app navigations. Default:
+	// the beacon path with its extension replaced by .js, e.g. "/b.js". It
+	// is served to everyone alike (cacheable for an hour, with an ETag),
+	// without a cookie or a record.
+	Script string `json:"script,omitempty"`
+
 	// CookieDomain is the cookie's Domain attribute, so that the cookie is
 	// sent to every subdomain, e.g. "b2s.com". Default: none, a host-only
 	// cookie. It must be the site's host or a parent of it, or browsers
@@ -59,6 +66,8 @@ type Collect struct {
 	logger       *zap.Logger
 	cookieTail   string // attributes after the value, without Secure
 	cookiePrefix string // "name="
+	script       []byte // the JavaScript tag
+	scriptETag   string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -80,6 +89,10 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 	if c.Beacon == "" {
 		c.Beacon = DefaultBeaconPath
 	}
+	if c.Script == "" {
+		c.Script = defaultScriptPath(c.Beacon)
+	}
+	c.script, c.scriptETag = buildTag(c.Beacon)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
 	c.cookiePrefix = app.CookieName + "="
 	tail := "; Path=/"
@@ -96,6 +109,9 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 func (c *Collect) Validate() error {
 	if !strings.HasPrefix(c.Beacon, "/") {
 		return fmt.Errorf("b2s_collect: beacon path %q must start with /", c.Beacon)
+	}
+	if !strings.HasPrefix(c.Script, "/") || c.Script == c.Beacon {
+		return fmt.Errorf("b2s_collect: script path %q must start with / and differ from the beacon path %q", c.Script, c.Beacon)
 	}
 	if c.CookieDomain != "" && !validDomain(c.CookieDomain) {
 		return fmt.Errorf("b2s_collect: cookie_domain %q is not a domain name; use the registrable domain, e.g. b2s.com, or leave it out for a host-only cookie", c.CookieDomain)
@@ -116,6 +132,14 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// Bots are flagged, never dropped: analysts choose what to count.
 	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
+	if r.URL.Path == c.Script {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: script accepts GET and HEAD only"))
+		}
+		c.serveScript(w, r)
+		return nil
+	}
 	isBeacon := r.URL.Path == c.Beacon
 	var body *[]byte // a POST beacon's body
 	if isBeacon {

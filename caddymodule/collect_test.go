@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -730,6 +733,42 @@ func TestCollect(t *testing.T) {
 		}
 	})
 
+	t.Run("the JavaScript tag is served cacheable, without a cookie or a record", func(t *testing.T) {
+		p := probe()
+		unrecorded++
+		before := readCounters(t)
+		resp := e.do(t, newRequest(t, http.MethodGet, e.base+"/b.js?probe="+p, nil))
+		if resp.status != http.StatusOK {
+			t.Fatalf("status = %d, want 200", resp.status)
+		}
+		for k, want := range map[string]string{
+			"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "public, max-age=3600",
+			"X-Content-Type-Options": "nosniff", "Set-Cookie": "",
+		} {
+			if got := strings.Join(resp.header.Values(k), ", "); got != want {
+				t.Errorf("%s = %q, want %q", k, got, want)
+			}
+		}
+		etag := resp.header.Get("ETag")
+		if !regexp.MustCompile(`^"[A-Za-z0-9_-]+"$`).MatchString(etag) {
+			t.Errorf("ETag = %q, want a strong quoted tag", etag)
+		}
+		if n := len(resp.body); n == 0 || n > 1024 {
+			t.Errorf("script is %d bytes, want a few hundred", n)
+		}
+		checkTag(t, resp.body, "/b.gif")
+
+		again := e.do(t, newRequest(t, http.MethodGet, e.base+"/b.js", map[string]string{"If-None-Match": etag}))
+		if again.status != http.StatusNotModified || len(again.body) != 0 {
+			t.Errorf("revalidation: status %d with %d bytes, want 304 and none", again.status, len(again.body))
+		}
+		post := e.do(t, newRequest(t, http.MethodPost, e.base+"/b.js", nil))
+		if post.status != http.StatusMethodNotAllowed || post.header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("POST: status %d, Allow %q; want 405, GET, HEAD", post.status, post.header.Get("Allow"))
+		}
+		checkDelta(t, before, wantDelta{})
+	})
+
 	for _, tc := range []struct {
 		name       string
 		withCookie bool
@@ -950,3 +989,78 @@ func TestCollect(t *testing.T) {
 		}
 	})
 }
+
+// checkTag checks the served JavaScript tag with Node, when it is
+// installed: that it parses, sends one pageview to beaconPath on load with
+// sendBeacon, another on a pushState to a new URL, none on a replaceState
+// to the same URL, falls back to a pixel without sendBeacon, and sends
+// nothing under Global Privacy Control or data-optout.
+func checkTag(t *testing.T, js []byte, beaconPath string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the tag's JavaScript is not checked")
+	}
+	dir := t.TempDir()
+	tag := filepath.Join(dir, "tag.js")
+	if err := os.WriteFile(tag, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(node, "--check", tag).CombinedOutput(); err != nil {
+		t.Fatalf("node --check: %v\n%s", err, out)
+	}
+	run := filepath.Join(dir, "run.js")
+	if err := os.WriteFile(run, []byte(tagHarness), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(node, run, tag).CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the tag: %v\n%s", err, out)
+	}
+	want := strings.Join([]string{
+		`load: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/a","r":"https://search.example/","e":"pageview"}`,
+		`pushState: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/b","r":"https://www.b2s.com/a","e":"pageview"}`,
+		`replaceState to the same URL:`,
+		`popstate: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/a","r":"https://www.b2s.com/b","e":"pageview"}`,
+		`no sendBeacon: image ` + beaconPath + `?e=pageview&u=https%3A%2F%2Fwww.b2s.com%2Fa&r=https%3A%2F%2Fsearch.example%2F`,
+		`globalPrivacyControl:`,
+		`data-optout:`,
+	}, "\n") + "\n"
+	if string(out) != want {
+		t.Errorf("the tag sent\n%s\nwant\n%s", out, want)
+	}
+}
+
+// tagHarness runs the tag (argv[2]) in fake browsers and prints what it
+// sends.
+const tagHarness = `
+const fs = require("fs"), vm = require("vm");
+const js = fs.readFileSync(process.argv[2], "utf8");
+function browser(opts) {
+	const sent = [], listeners = {};
+	const ctx = {
+		location: {href: "https://www.b2s.com/a"},
+		document: {referrer: "https://search.example/", currentScript: {hasAttribute: a => !!opts.optout && a === "data-optout"},
+			documentElement: {hasAttribute: () => false}},
+		navigator: opts.noBeacon ? {} : {globalPrivacyControl: !!opts.gpc, sendBeacon: (p, b) => { sent.push("beacon " + p + " " + b); return true; }},
+		Image: function () { Object.defineProperty(this, "src", {set: v => sent.push("image " + v)}); },
+		JSON, encodeURIComponent,
+	};
+	ctx.window = {history: {pushState() {}, replaceState() {}}, addEventListener: (e, f) => { listeners[e] = f; }};
+	vm.runInNewContext(js, ctx);
+	return {ctx, sent, listeners, take() { const s = sent.join("; "); sent.length = 0; return s; }};
+}
+const out = [];
+let b = browser({});
+out.push("load: " + b.take());
+b.ctx.location.href = "https://www.b2s.com/b"; b.ctx.window.history.pushState({}, "", "/b");
+out.push("pushState: " + b.take());
+b.ctx.window.history.replaceState({}, "", "/b");
+out.push("replaceState to the same URL: " + b.take());
+b.ctx.location.href = "https://www.b2s.com/a"; b.listeners.popstate();
+out.push("popstate: " + b.take());
+out.push("no sendBeacon: " + browser({noBeacon: true}).take());
+out.push("globalPrivacyControl: " + browser({gpc: true}).take());
+out.push("data-optout: " + browser({optout: true}).take());
+console.log(out.join("\n").replace(/: \n/g, ":\n").replace(/ +$/gm, ""));
+`
