@@ -130,8 +130,6 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
-	// Bots are flagged, never dropped: analysts choose what to count.
-	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
 	if r.URL.Path == c.Script {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -140,6 +138,8 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c.serveScript(w, r)
 		return nil
 	}
+	// Bots are flagged, never dropped: analysts choose what to count.
+	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
 	isBeacon := r.URL.Path == c.Beacon
 	var body *[]byte // a POST beacon's body
 	if isBeacon {
@@ -147,7 +147,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		case http.MethodGet, http.MethodHead:
 		case http.MethodPost:
 			var err error
-			if body, err = readBeaconBody(w, r); err != nil {
+			if body, err = readBeaconBody(r); err != nil {
 				return err
 			}
 			defer putBody(body)
@@ -364,7 +364,7 @@ var (
 // larger one is refused with 413 before any cookie or record. A body cut
 // short by the client is kept as far as it came: bad input never breaks
 // the beacon.
-func readBeaconBody(w http.ResponseWriter, r *http.Request) (*[]byte, error) {
+func readBeaconBody(r *http.Request) (*[]byte, error) {
 	tooLarge := func() error {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
 			fmt.Errorf("b2s_collect: beacon body is larger than %d bytes", beacon.MaxBodyLen))
