@@ -37,10 +37,18 @@ type Query struct {
 // Params is appended to, so a caller may pass a Query whose Params has
 // spare capacity.
 func ParseQuery(raw string, q *Query) {
+	var s seen
+	parseQuery(raw, q, &s)
+}
+
+// seen records which of u, r and e a Query already holds, so that the
+// first occurrence wins across a beacon's body and query string.
+type seen struct{ u, r, e bool }
+
+func parseQuery(raw string, q *Query, s *seen) {
 	if len(raw) > MaxQueryLen {
 		raw = raw[:MaxQueryLen]
 	}
-	var haveU, haveR, haveE bool
 	for len(raw) > 0 {
 		var pair string
 		if i := indexByte(raw, '&'); i >= 0 {
@@ -55,35 +63,44 @@ func ParseQuery(raw string, q *Query) {
 		if i := indexByte(pair, '='); i >= 0 {
 			k, v = pair[:i], pair[i+1:]
 		}
-		k = unescape(k)
-		if k == "" {
-			continue
+		q.add(unescape(k), v, true, s)
+	}
+}
+
+// add sets parameter k (already decoded) to v, decoding v first when
+// escaped is set and the value is kept: unwanted values cost nothing.
+func (q *Query) add(k, v string, escaped bool, s *seen) {
+	dec := func(v string) string {
+		if escaped {
+			return unescape(v)
 		}
-		switch {
-		case k == "u":
-			if !haveU {
-				q.URL, haveU = unescape(v), true
-			}
-		case k == "r":
-			if !haveR {
-				q.Referrer, haveR = unescape(v), true
-			}
-		case k == "e":
-			if !haveE {
-				q.Event, haveE = unescape(v), true
-			}
-		default:
-			if len(q.Params) >= MaxParams {
-				continue
-			}
-			// Bound the key as the record will, so that two keys the
-			// record would write alike are one key here.
-			k = Bound(k, MaxParamKeyLen)
-			if hasParam(q.Params, k) {
-				continue
-			}
-			q.Params = append(q.Params, Param{Key: k, Value: unescape(v)})
+		return v
+	}
+	switch {
+	case k == "":
+	case k == "u":
+		if !s.u {
+			q.URL, s.u = dec(v), true
 		}
+	case k == "r":
+		if !s.r {
+			q.Referrer, s.r = dec(v), true
+		}
+	case k == "e":
+		if !s.e {
+			q.Event, s.e = dec(v), true
+		}
+	default:
+		if len(q.Params) >= MaxParams {
+			return
+		}
+		// Bound the key as the record will, so that two keys the
+		// record would write alike are one key here.
+		k = Bound(k, MaxParamKeyLen)
+		if hasParam(q.Params, k) {
+			return
+		}
+		q.Params = append(q.Params, Param{Key: k, Value: dec(v)})
 	}
 }
 

@@ -26,6 +26,7 @@ const (
 	MaxParamKeyLen  = 64
 	MaxParamValLen  = 512
 	MaxGeoNameLen   = 128
+	MaxBotLen       = 32
 )
 
 // Record kinds.
@@ -70,8 +71,11 @@ type Record struct {
 	Status      int
 	Bytes       int64
 	Event       string
-	Geo         Geo
-	Params      []Param
+	// Bot is why the request looks automated (see ClassifyBot and the
+	// Bot constants), or "" for a browser.
+	Bot    string
+	Geo    Geo
+	Params []Param
 }
 
 // NewEventID returns a UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix
@@ -141,6 +145,10 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	if r.Event != "" {
 		b = append(b, `,"event":`...)
 		b = appendString(b, r.Event, MaxEventLen)
+	}
+	if r.Bot != "" {
+		b = append(b, `,"bot":`...)
+		b = appendString(b, r.Bot, MaxBotLen)
 	}
 	if !r.Geo.Empty() {
 		b = r.Geo.appendJSON(append(b, `,"geo":`...))

@@ -40,7 +40,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		EventID: "01a223f3-5444-7087-9173-23d24bee45ec", Time: ts, Kind: KindBeacon,
 		Host: "www.b2s.com", IP: "203.0.113.9", CookieID: "0123456789abcdef0123456789abcdef", CookieState: StateReset,
 		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
-		Status: 200, Bytes: 43, Event: "enquiry",
+		Status: 200, Bytes: 43, Event: "enquiry", Bot: BotCrawler,
 		Geo:    Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
 		Params: []Param{{"product", "42"}},
 	}
@@ -49,7 +49,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		"schema": 1.0, "event_id": r.EventID, "ts": "2026-11-28T04:30:45.123456Z", "kind": "beacon",
 		"host": "www.b2s.com", "ip": "203.0.113.9", "cookie_id": r.CookieID, "cookie_state": "reset",
 		"method": "GET", "url": r.URL, "referrer": r.Referrer, "user_agent": "Mozilla/5.0",
-		"status": 200.0, "bytes": 43.0, "event": "enquiry",
+		"status": 200.0, "bytes": 43.0, "event": "enquiry", "bot": "crawler",
 		"geo":    map[string]any{"country": "CN", "subdivision": "GD", "city": "Shenzhen", "lat": 22.5431, "lon": 114.0579},
 		"params": map[string]any{"product": "42"},
 	}
@@ -68,7 +68,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 func TestRecordOmitsWhatIsUnknown(t *testing.T) {
 	r := Record{EventID: testEventID, Kind: KindPage, Time: time.Unix(0, 0), Status: 404}
 	m := checkValidRecordJSON(t, r.AppendJSON(nil))
-	for _, k := range []string{"geo", "params", "event", "cookie_id", "cookie_state"} {
+	for _, k := range []string{"geo", "params", "event", "bot", "cookie_id", "cookie_state"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("a page record without %s carries it: %v", k, m)
 		}

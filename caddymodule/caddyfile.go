@@ -266,6 +266,7 @@ func (t *KafkaTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	b2s_collect [<matcher>] {
 //		beacon <path>
+//		script <path>
 //		cookie_domain <domain>
 //	}
 func parseCollect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -286,12 +287,16 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&c.Beacon) {
 				return d.ArgErr()
 			}
+		case "script":
+			if !d.AllArgs(&c.Script) {
+				return d.ArgErr()
+			}
 		case "cookie_domain":
 			if !d.AllArgs(&c.CookieDomain) {
 				return d.ArgErr()
 			}
 		default:
-			return d.Errf("b2s_collect: unrecognized option %q; want beacon or cookie_domain", d.Val())
+			return d.Errf("b2s_collect: unrecognized option %q; want beacon, script or cookie_domain", d.Val())
 		}
 	}
 	return nil

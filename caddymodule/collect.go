@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,14 +39,22 @@ const (
 // Collect is the `b2s_collect` handler. On every request it reads the
 // visitor's signed cookie, issuing or replacing it when it is missing or
 // does not verify, and records the request. On the beacon path it answers
-// GET and HEAD itself with a 1x1 transparent GIF, after the record is in
-// the spool; everything else goes on to the next handler and is recorded,
+// GET and HEAD itself with a 1x1 transparent GIF and POST (sendBeacon)
+// with 204, after the record is in the spool, and answers CORS preflights;
+// everything else goes on to the next handler and is recorded,
 // when the response is done, as a page with the response's status and
 // size. Records go to the b2s app's spool, and from there to Kafka: a
 // request never waits on Kafka.
 type Collect struct {
 	// Beacon is the path of the 1x1 beacon. Default "/b.gif".
 	Beacon string `json:"beacon,omitempty"`
+
+	// Script is the path of the JavaScript tag, which sends a pageview
+	// with sendBeacon on load and on single-page-app navigations. Default:
+	// the beacon path with its extension replaced by .js, e.g. "/b.js". It
+	// is served to everyone alike (cacheable for an hour, with an ETag),
+	// without a cookie or a record.
+	Script string `json:"script,omitempty"`
 
 	// CookieDomain is the cookie's Domain attribute, so that the cookie is
 	// sent to every subdomain, e.g. "b2s.com". Default: none, a host-only
@@ -57,6 +66,8 @@ type Collect struct {
 	logger       *zap.Logger
 	cookieTail   string // attributes after the value, without Secure
 	cookiePrefix string // "name="
+	script       []byte // the JavaScript tag
+	scriptETag   string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,6 +89,10 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 	if c.Beacon == "" {
 		c.Beacon = DefaultBeaconPath
 	}
+	if c.Script == "" {
+		c.Script = defaultScriptPath(c.Beacon)
+	}
+	c.script, c.scriptETag = buildTag(c.Beacon)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
 	c.cookiePrefix = app.CookieName + "="
 	tail := "; Path=/"
@@ -94,6 +109,9 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 func (c *Collect) Validate() error {
 	if !strings.HasPrefix(c.Beacon, "/") {
 		return fmt.Errorf("b2s_collect: beacon path %q must start with /", c.Beacon)
+	}
+	if !strings.HasPrefix(c.Script, "/") || c.Script == c.Beacon {
+		return fmt.Errorf("b2s_collect: script path %q must start with / and differ from the beacon path %q", c.Script, c.Beacon)
 	}
 	if c.CookieDomain != "" && !validDomain(c.CookieDomain) {
 		return fmt.Errorf("b2s_collect: cookie_domain %q is not a domain name; use the registrable domain, e.g. b2s.com, or leave it out for a host-only cookie", c.CookieDomain)
@@ -112,10 +130,34 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
+	if r.URL.Path == c.Script {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: script accepts GET and HEAD only"))
+		}
+		c.serveScript(w, r)
+		return nil
+	}
+	// Bots are flagged, never dropped: analysts choose what to count.
+	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
 	isBeacon := r.URL.Path == c.Beacon
-	if isBeacon && r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET and HEAD only"))
+	var body *[]byte // a POST beacon's body
+	if isBeacon {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodPost:
+			var err error
+			if body, err = readBeaconBody(r); err != nil {
+				return err
+			}
+			defer putBody(body)
+		case http.MethodOptions:
+			c.servePreflight(w, r)
+			return nil
+		default:
+			w.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET, HEAD, POST and OPTIONS only"))
+		}
 	}
 	cookie := c.identify(r, now, &rec)
 
@@ -133,6 +175,10 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if isBeacon {
 		if cookie.value != "" {
 			cookie.addTo(w.Header())
+		}
+		if body != nil {
+			c.servePost(w, r, *body, &rec)
+			return nil
 		}
 		c.serveBeacon(w, r, &rec)
 		return nil
@@ -280,11 +326,7 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beaco
 	var params [8]beacon.Param // most beacons carry a few: no allocation
 	q := beacon.Query{Params: params[:0]}
 	beacon.ParseQuery(r.URL.RawQuery, &q)
-	rec.Kind = beacon.KindBeacon
-	rec.URL, rec.Referrer, rec.Event, rec.Params = q.URL, q.Referrer, q.Event, q.Params
-	if rec.URL == "" {
-		rec.URL = r.Header.Get("Referer")
-	}
+	c.fillBeacon(r, rec, &q)
 	h := w.Header()
 	h["Content-Type"] = hdrGIF
 	h["Content-Length"] = hdrPixelLen
@@ -305,6 +347,116 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beaco
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(beacon.Pixel)
+	}
+}
+
+// Headers of a POST beacon's answer and of the CORS preflight.
+var (
+	hdrNoStoreOnly   = []string{"no-store"}
+	hdrVaryOrigin    = []string{"Origin"}
+	hdrTrue          = []string{"true"}
+	hdrAllowMethods  = []string{"POST, GET, HEAD"}
+	hdrAllowHeaders  = []string{"Content-Type"}
+	hdrPreflightLife = []string{"600"}
+)
+
+// readBeaconBody reads a POST beacon's body, up to beacon.MaxBodyLen; a
+// larger one is refused with 413 before any cookie or record. A body cut
+// short by the client is kept as far as it came: bad input never breaks
+// the beacon.
+func readBeaconBody(r *http.Request) (*[]byte, error) {
+	tooLarge := func() error {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
+			fmt.Errorf("b2s_collect: beacon body is larger than %d bytes", beacon.MaxBodyLen))
+	}
+	if r.ContentLength > beacon.MaxBodyLen {
+		return nil, tooLarge()
+	}
+	bp := bodyBufs.Get().(*[]byte)
+	buf := (*bp)[:cap(*bp)]
+	n := 0
+	for r.Body != nil && n < len(buf) {
+		m, err := r.Body.Read(buf[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	if n > beacon.MaxBodyLen {
+		putBody(bp)
+		return nil, tooLarge()
+	}
+	*bp = buf[:n]
+	return bp, nil
+}
+
+// bodyBufs recycles POST beacon bodies: one byte more than allowed, to
+// tell a body of the limit from a larger one.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, beacon.MaxBodyLen+1); return &b }}
+
+func putBody(bp *[]byte) { bodyBufs.Put(bp) }
+
+// servePost answers a POST beacon (navigator.sendBeacon) with 204 after
+// recording what its body and query hold; a malformed body is recorded
+// with what could be read of it.
+func (c *Collect) servePost(w http.ResponseWriter, r *http.Request, body []byte, rec *beacon.Record) {
+	var params [8]beacon.Param
+	q := beacon.Query{Params: params[:0]}
+	beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), body, &q)
+	c.fillBeacon(r, rec, &q)
+	h := w.Header()
+	h["Cache-Control"] = hdrNoStoreOnly
+	c.addCORS(h, r)
+	rec.Status = http.StatusNoContent
+	c.emit(rec)
+	recordsBcn.Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// servePreflight answers a CORS preflight on the beacon path, needed when
+// sendBeacon sends a type other than text/plain or a form. It sets no
+// cookie and makes no record.
+func (c *Collect) servePreflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	if c.addCORS(h, r) {
+		h["Access-Control-Allow-Methods"] = hdrAllowMethods
+		h["Access-Control-Allow-Headers"] = hdrAllowHeaders
+		h["Access-Control-Max-Age"] = hdrPreflightLife
+	}
+	h["Cache-Control"] = hdrNoStoreOnly
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// addCORS allows the request's Origin to read the answer and send
+// credentials (the cookie) when it is the same site: its host is the
+// request's Host. Never "*", which forbids credentials. Other origins of
+// the b2s.com network are to be allowed by configuration in a later
+// change. It reports whether the origin was allowed.
+func (c *Collect) addCORS(h http.Header, r *http.Request) bool {
+	h["Vary"] = hdrVaryOrigin
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	h["Access-Control-Allow-Origin"] = []string{origin}
+	h["Access-Control-Allow-Credentials"] = hdrTrue
+	return true
+}
+
+// fillBeacon completes a beacon record from what it reports.
+func (c *Collect) fillBeacon(r *http.Request, rec *beacon.Record, q *beacon.Query) {
+	rec.Kind = beacon.KindBeacon
+	rec.URL, rec.Referrer, rec.Event, rec.Params = q.URL, q.Referrer, q.Event, q.Params
+	if rec.URL == "" {
+		rec.URL = r.Header.Get("Referer")
+	}
+	if rec.URL == "" && rec.Bot == "" {
+		// A browser running the tag on a page sends u or a Referer.
+		rec.Bot = beacon.BotBeaconWithoutPage
 	}
 }
 

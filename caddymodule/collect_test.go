@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -268,6 +271,13 @@ func TestCollect(t *testing.T) {
 			header     map[string]string
 			withCookie bool
 			wantStatus int
+			// body and ctype are a POST's body and Content-Type.
+			body, ctype string
+			// wantHeader holds response headers to check; "" means absent.
+			wantHeader map[string]string
+			// wantBot is the record's bot flag; without a User-Agent
+			// header the client sends Go's own, an http_client.
+			wantBot string
 			// wantRecord checks the beacon record; nil when none is made.
 			wantRecord func(t *testing.T, rec edgeRecord, probe string)
 		}{
@@ -301,6 +311,7 @@ func TestCollect(t *testing.T) {
 				header:     map[string]string{"Referer": "https://shop.example/from-referer"},
 				withCookie: true,
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.URL != "https://shop.example/from-referer" || rec.Referrer != "" {
 						t.Errorf("url, referrer = %q, %q; want the Referer header and nothing", rec.URL, rec.Referrer)
@@ -313,6 +324,7 @@ func TestCollect(t *testing.T) {
 				query:      func(p string) string { return "probe=" + p },
 				withCookie: true,
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.Method != "HEAD" || rec.Bytes != 0 {
 						t.Errorf("method, bytes = %q, %d; want HEAD, 0", rec.Method, rec.Bytes)
@@ -324,6 +336,7 @@ func TestCollect(t *testing.T) {
 				method:     http.MethodGet,
 				query:      func(p string) string { return "probe=" + p },
 				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotHTTPClient,
 				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
 					if rec.CookieState != "new" {
 						t.Errorf("cookie_state = %q, want new", rec.CookieState)
@@ -331,17 +344,141 @@ func TestCollect(t *testing.T) {
 				},
 			},
 			{
-				name:       "a POST is refused with 405 and not recorded",
+				name:       "a crawler is recorded with its flag and still gets its cookie and pixel",
+				method:     http.MethodGet,
+				query:      func(p string) string { return "e=pageview&probe=" + p },
+				header:     map[string]string{"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Referer": "https://shop.example/p"},
+				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotCrawler,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.CookieState != "new" || rec.Event != "pageview" || rec.URL != "https://shop.example/p" {
+						t.Errorf("cookie_state, event, url = %q, %q, %q; want new, pageview, https://shop.example/p", rec.CookieState, rec.Event, rec.URL)
+					}
+				},
+			},
+			{
+				name:       "a browser's beacon that names no page is flagged",
+				method:     http.MethodGet,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
+				withCookie: true,
+				wantStatus: http.StatusOK,
+				wantBot:    beacon.BotBeaconWithoutPage,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {},
+			},
+			{
+				name:   "a sendBeacon POST of JSON as text/plain from the same site is recorded and answered 204 with CORS",
+				method: http.MethodPost,
+				query:  func(p string) string { return "probe=" + p + "&e=from-query" },
+				ctype:  "text/plain;charset=UTF-8",
+				body: `{"u":"https://shop.example/p?id=1","r":"https://search.example/","e":"pageview","qty":2,"gift":true,` +
+					`"nested":{"x":1}}`,
+				header:     map[string]string{"Origin": "http://" + host, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{
+					"Cache-Control": "no-store", "Vary": "Origin",
+					"Access-Control-Allow-Origin": "http://" + host, "Access-Control-Allow-Credentials": "true",
+				},
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.URL != "https://shop.example/p?id=1" || rec.Referrer != "https://search.example/" || rec.Event != "pageview" {
+						t.Errorf("url, referrer, event = %q, %q, %q; want the body's u, r and e", rec.URL, rec.Referrer, rec.Event)
+					}
+					want := map[string]string{"qty": "2", "gift": "true", "probe": p}
+					if fmt.Sprint(rec.Params) != fmt.Sprint(want) {
+						t.Errorf("params = %v, want %v", rec.Params, want)
+					}
+					if rec.Method != "POST" || rec.Status != 204 || rec.Bytes != 0 {
+						t.Errorf("method, status, bytes = %q, %d, %d; want POST, 204, 0", rec.Method, rec.Status, rec.Bytes)
+					}
+				},
+			},
+			{
+				name:       "a form POST from a new visitor gets a cookie, and the Referer is the page",
 				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "application/x-www-form-urlencoded",
+				body:       "e=add+to+cart&sku=A%2B1",
+				header:     map[string]string{"Referer": "https://shop.example/cart"},
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Cache-Control": "no-store", "Access-Control-Allow-Origin": ""},
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.URL != "https://shop.example/cart" || rec.Event != "add to cart" || rec.Params["sku"] != "A+1" {
+						t.Errorf("url, event, params = %q, %q, %v; want the Referer, add to cart, sku A+1", rec.URL, rec.Event, rec.Params)
+					}
+				},
+			},
+			{
+				name:       "a POST with a malformed body is still answered 204 and recorded with what could be read",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "application/json",
+				body:       `{"e":"kept","u":"https://shop.example/p","broken":`,
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {
+					if rec.Event != "kept" || rec.URL != "https://shop.example/p" {
+						t.Errorf("event, url = %q, %q; want kept, https://shop.example/p", rec.Event, rec.URL)
+					}
+				},
+			},
+			{
+				name:       "a POST from another site is recorded but not shown the answer",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p + "&u=https%3A%2F%2Fother.example%2F" },
+				ctype:      "text/plain",
+				body:       `{"e":"x"}`,
+				header:     map[string]string{"Origin": "https://other.example"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Vary": "Origin", "Access-Control-Allow-Origin": "", "Access-Control-Allow-Credentials": ""},
+				wantBot:    beacon.BotHTTPClient,
+				wantRecord: func(t *testing.T, rec edgeRecord, p string) {},
+			},
+			{
+				name:       "a POST body larger than 16 KiB is refused with 413, no cookie, no record",
+				method:     http.MethodPost,
+				query:      func(p string) string { return "probe=" + p },
+				ctype:      "text/plain",
+				body:       `{"e":"` + strings.Repeat("x", beacon.MaxBodyLen) + `"}`,
+				wantStatus: http.StatusRequestEntityTooLarge,
+			},
+			{
+				name:       "a same-site CORS preflight is allowed, without cookie or record",
+				method:     http.MethodOptions,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"Origin": "http://" + host, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{
+					"Access-Control-Allow-Origin": "http://" + host, "Access-Control-Allow-Credentials": "true",
+					"Access-Control-Allow-Methods": "POST, GET, HEAD", "Access-Control-Allow-Headers": "Content-Type", "Vary": "Origin",
+				},
+			},
+			{
+				name:       "a CORS preflight from another site is not allowed",
+				method:     http.MethodOptions,
+				query:      func(p string) string { return "probe=" + p },
+				header:     map[string]string{"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+				withCookie: true,
+				wantStatus: http.StatusNoContent,
+				wantHeader: map[string]string{"Access-Control-Allow-Origin": "", "Access-Control-Allow-Methods": ""},
+			},
+			{
+				name:       "a PUT is refused with 405 and not recorded",
+				method:     http.MethodPut,
 				query:      func(p string) string { return "probe=" + p },
 				withCookie: true,
 				wantStatus: http.StatusMethodNotAllowed,
+				wantHeader: map[string]string{"Allow": "GET, HEAD, POST, OPTIONS"},
 			},
 			{
-				name:       "a POST from a new visitor is refused before a cookie is issued",
-				method:     http.MethodPost,
+				name:       "a DELETE from a new visitor is refused before a cookie is issued",
+				method:     http.MethodDelete,
 				query:      func(p string) string { return "probe=" + p },
 				wantStatus: http.StatusMethodNotAllowed,
+				wantHeader: map[string]string{"Allow": "GET, HEAD, POST, OPTIONS"},
 			},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -355,12 +492,22 @@ func TestCollect(t *testing.T) {
 					hdr["Cookie"], sentID = valid()
 				}
 				before := readCounters(t)
-				resp := e.do(t, newRequest(t, tc.method, e.base+"/b.gif?"+tc.query(p), hdr))
+				req := newRequest(t, tc.method, e.base+"/b.gif?"+tc.query(p), hdr)
+				if tc.body != "" {
+					req.Body, req.ContentLength = io.NopCloser(strings.NewReader(tc.body)), int64(len(tc.body))
+					req.Header.Set("Content-Type", tc.ctype)
+				}
+				resp := e.do(t, req)
 				if resp.status != tc.wantStatus {
 					t.Fatalf("status = %d, want %d", resp.status, tc.wantStatus)
 				}
+				for k, v := range tc.wantHeader {
+					if got := strings.Join(resp.header.Values(k), ", "); got != v {
+						t.Errorf("%s = %q, want %q", k, got, v)
+					}
+				}
 				setReason := ""
-				if !tc.withCookie && tc.wantStatus == http.StatusOK {
+				if !tc.withCookie && tc.wantRecord != nil {
 					setReason = "new"
 					checkSetCookie(t, resp.header, hostOnly)
 				} else if sc := resp.header.Values("Set-Cookie"); len(sc) != 0 {
@@ -368,21 +515,27 @@ func TestCollect(t *testing.T) {
 				}
 				if tc.wantRecord == nil {
 					unrecorded++
-					if got := resp.header.Get("Allow"); tc.wantStatus == http.StatusMethodNotAllowed && got != "GET, HEAD" {
-						t.Errorf("Allow = %q, want GET, HEAD", got)
-					}
 					checkDelta(t, before, wantDelta{setReason: setReason})
 					return
 				}
-				checkPixel(t, tc.method, resp)
+				if tc.method == http.MethodPost {
+					if len(resp.body) != 0 {
+						t.Errorf("body = %d bytes, want none", len(resp.body))
+					}
+				} else {
+					checkPixel(t, tc.method, resp)
+				}
 				c := e.records.find(t, p)
 				checkKafkaMessage(t, c)
 				rec := c.rec
-				if rec.Kind != "beacon" || rec.Status != 200 || rec.Host != host || rec.IP != "127.0.0.1" {
-					t.Errorf("kind, status, host, ip = %q, %d, %q, %q; want beacon, 200, %q, 127.0.0.1", rec.Kind, rec.Status, rec.Host, rec.IP, host)
+				if rec.Kind != "beacon" || rec.Status != tc.wantStatus || rec.Host != host || rec.IP != "127.0.0.1" {
+					t.Errorf("kind, status, host, ip = %q, %d, %q, %q; want beacon, %d, %q, 127.0.0.1", rec.Kind, rec.Status, rec.Host, rec.IP, tc.wantStatus, host)
 				}
 				if tc.withCookie && (rec.CookieID != sentID || rec.CookieState != "returning") {
 					t.Errorf("cookie_id, cookie_state = %s, %s; want %s, returning", rec.CookieID, rec.CookieState, sentID)
+				}
+				if rec.Bot != tc.wantBot {
+					t.Errorf("bot = %q, want %q", rec.Bot, tc.wantBot)
 				}
 				tc.wantRecord(t, rec, p)
 				checkDelta(t, before, wantDelta{beacon: 1, setReason: setReason})
@@ -570,10 +723,50 @@ func TestCollect(t *testing.T) {
 				if tc.withCookie && c.rec.CookieState != "returning" {
 					t.Errorf("cookie_state = %q, want returning", c.rec.CookieState)
 				}
+				// Go's client sends its own User-Agent: an http_client.
+				if c.rec.Bot != beacon.BotHTTPClient {
+					t.Errorf("bot = %q, want %q", c.rec.Bot, beacon.BotHTTPClient)
+				}
 				tc.wantRecord(t, c.rec)
 				checkDelta(t, before, wantDelta{page: 1, setReason: setReason})
 			})
 		}
+	})
+
+	t.Run("the JavaScript tag is served cacheable, without a cookie or a record", func(t *testing.T) {
+		p := probe()
+		unrecorded++
+		before := readCounters(t)
+		resp := e.do(t, newRequest(t, http.MethodGet, e.base+"/b.js?probe="+p, nil))
+		if resp.status != http.StatusOK {
+			t.Fatalf("status = %d, want 200", resp.status)
+		}
+		for k, want := range map[string]string{
+			"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "public, max-age=3600",
+			"X-Content-Type-Options": "nosniff", "Set-Cookie": "",
+		} {
+			if got := strings.Join(resp.header.Values(k), ", "); got != want {
+				t.Errorf("%s = %q, want %q", k, got, want)
+			}
+		}
+		etag := resp.header.Get("ETag")
+		if !regexp.MustCompile(`^"[A-Za-z0-9_-]+"$`).MatchString(etag) {
+			t.Errorf("ETag = %q, want a strong quoted tag", etag)
+		}
+		if n := len(resp.body); n == 0 || n > 1024 {
+			t.Errorf("script is %d bytes, want a few hundred", n)
+		}
+		checkTag(t, resp.body, "/b.gif")
+
+		again := e.do(t, newRequest(t, http.MethodGet, e.base+"/b.js", map[string]string{"If-None-Match": etag}))
+		if again.status != http.StatusNotModified || len(again.body) != 0 {
+			t.Errorf("revalidation: status %d with %d bytes, want 304 and none", again.status, len(again.body))
+		}
+		post := e.do(t, newRequest(t, http.MethodPost, e.base+"/b.js", nil))
+		if post.status != http.StatusMethodNotAllowed || post.header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("POST: status %d, Allow %q; want 405, GET, HEAD", post.status, post.header.Get("Allow"))
+		}
+		checkDelta(t, before, wantDelta{})
 	})
 
 	for _, tc := range []struct {
@@ -796,3 +989,78 @@ func TestCollect(t *testing.T) {
 		}
 	})
 }
+
+// checkTag checks the served JavaScript tag with Node, when it is
+// installed: that it parses, sends one pageview to beaconPath on load with
+// sendBeacon, another on a pushState to a new URL, none on a replaceState
+// to the same URL, falls back to a pixel without sendBeacon, and sends
+// nothing under Global Privacy Control or data-optout.
+func checkTag(t *testing.T, js []byte, beaconPath string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the tag's JavaScript is not checked")
+	}
+	dir := t.TempDir()
+	tag := filepath.Join(dir, "tag.js")
+	if err := os.WriteFile(tag, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(node, "--check", tag).CombinedOutput(); err != nil {
+		t.Fatalf("node --check: %v\n%s", err, out)
+	}
+	run := filepath.Join(dir, "run.js")
+	if err := os.WriteFile(run, []byte(tagHarness), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(node, run, tag).CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the tag: %v\n%s", err, out)
+	}
+	want := strings.Join([]string{
+		`load: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/a","r":"https://search.example/","e":"pageview"}`,
+		`pushState: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/b","r":"https://www.b2s.com/a","e":"pageview"}`,
+		`replaceState to the same URL:`,
+		`popstate: beacon ` + beaconPath + ` {"u":"https://www.b2s.com/a","r":"https://www.b2s.com/b","e":"pageview"}`,
+		`no sendBeacon: image ` + beaconPath + `?e=pageview&u=https%3A%2F%2Fwww.b2s.com%2Fa&r=https%3A%2F%2Fsearch.example%2F`,
+		`globalPrivacyControl:`,
+		`data-optout:`,
+	}, "\n") + "\n"
+	if string(out) != want {
+		t.Errorf("the tag sent\n%s\nwant\n%s", out, want)
+	}
+}
+
+// tagHarness runs the tag (argv[2]) in fake browsers and prints what it
+// sends.
+const tagHarness = `
+const fs = require("fs"), vm = require("vm");
+const js = fs.readFileSync(process.argv[2], "utf8");
+function browser(opts) {
+	const sent = [], listeners = {};
+	const ctx = {
+		location: {href: "https://www.b2s.com/a"},
+		document: {referrer: "https://search.example/", currentScript: {hasAttribute: a => !!opts.optout && a === "data-optout"},
+			documentElement: {hasAttribute: () => false}},
+		navigator: opts.noBeacon ? {} : {globalPrivacyControl: !!opts.gpc, sendBeacon: (p, b) => { sent.push("beacon " + p + " " + b); return true; }},
+		Image: function () { Object.defineProperty(this, "src", {set: v => sent.push("image " + v)}); },
+		JSON, encodeURIComponent,
+	};
+	ctx.window = {history: {pushState() {}, replaceState() {}}, addEventListener: (e, f) => { listeners[e] = f; }};
+	vm.runInNewContext(js, ctx);
+	return {ctx, sent, listeners, take() { const s = sent.join("; "); sent.length = 0; return s; }};
+}
+const out = [];
+let b = browser({});
+out.push("load: " + b.take());
+b.ctx.location.href = "https://www.b2s.com/b"; b.ctx.window.history.pushState({}, "", "/b");
+out.push("pushState: " + b.take());
+b.ctx.window.history.replaceState({}, "", "/b");
+out.push("replaceState to the same URL: " + b.take());
+b.ctx.location.href = "https://www.b2s.com/a"; b.listeners.popstate();
+out.push("popstate: " + b.take());
+out.push("no sendBeacon: " + browser({noBeacon: true}).take());
+out.push("globalPrivacyControl: " + browser({gpc: true}).take());
+out.push("data-optout: " + browser({optout: true}).take());
+console.log(out.join("\n").replace(/: \n/g, ":\n").replace(/ +$/gm, ""));
+`

@@ -341,6 +341,7 @@ type edgeRecord struct {
 	Status      int               `json:"status"`
 	Bytes       int64             `json:"bytes"`
 	Event       string            `json:"event"`
+	Bot         string            `json:"bot"`
 	Geo         *edgeGeo          `json:"geo"`
 	Params      map[string]string `json:"params"`
 }

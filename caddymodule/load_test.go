@@ -450,6 +450,18 @@ func TestLoadErrors(t *testing.T) {
 			want:    []string{`b2s_collect: beacon path "b.gif" must start with /`},
 		},
 		{
+			name:    "a script path without a leading slash is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","script":"b.js"}`,
+			want:    []string{`b2s_collect: script path "b.js" must start with / and differ from the beacon path "/b.gif"`},
+		},
+		{
+			name:    "a script path equal to the beacon path is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","beacon":"/t","script":"/t"}`,
+			want:    []string{`b2s_collect: script path "/t" must start with / and differ from the beacon path "/t"`},
+		},
+		{
 			name:    "a cookie_domain with a wildcard is refused with an example",
 			b2s:     app(nil),
 			handler: `{"handler":"b2s_collect","cookie_domain":"*.b2s.com"}`,

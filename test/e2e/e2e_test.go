@@ -246,14 +246,14 @@ func TestTheBeaconAlwaysAnswersAPixelAndRecordsBoundedFields(t *testing.T) {
 	lookalike := randomID()
 	lookalikeCookie := signCookie(currentKey, lookalike, time.Now())
 
-	// A POST is refused, first, so that its record, were there one, would
+	// A PUT is refused, first, so that its record, were there one, would
 	// be spooled before any of the others below and read with them.
-	r := e.request(t, "POST", beaconPath+"?t=b-post&e=post")
+	r := e.request(t, "PUT", beaconPath+"?t=b-put&e=put")
 	if r.status != http.StatusMethodNotAllowed {
-		t.Errorf("POST beacon status %d, want 405", r.status)
+		t.Errorf("PUT beacon status %d, want 405", r.status)
 	}
-	if a := r.header.Get("Allow"); a != "GET, HEAD" {
-		t.Errorf("POST beacon Allow %q, want GET, HEAD", a)
+	if a := r.header.Get("Allow"); a != "GET, HEAD, POST, OPTIONS" {
+		t.Errorf("PUT beacon Allow %q, want GET, HEAD, POST, OPTIONS", a)
 	}
 
 	var manyParams strings.Builder
@@ -699,7 +699,7 @@ func TestMetricsCountWhatTheEdgeRecordedAndShipped(t *testing.T) {
 	var markers []string
 	send := func(method, target string, opts ...reqOpt) {
 		e.request(t, method, target, opts...)
-		if m := strings.TrimPrefix(target[strings.Index(target, "?"):], "?t="); method != "POST" {
+		if m := strings.TrimPrefix(target[strings.Index(target, "?"):], "?t="); method != "PUT" {
 			markers = append(markers, m)
 		}
 	}
@@ -719,7 +719,7 @@ func TestMetricsCountWhatTheEdgeRecordedAndShipped(t *testing.T) {
 	for i := range 2 {
 		send("HEAD", fmt.Sprintf("%s?t=beacon-head-%d", beaconPath, i)) // new
 	}
-	send("POST", beaconPath+"?t=beacon-post") // refused before the cookie: no record, no cookie
+	send("PUT", beaconPath+"?t=beacon-put") // refused before the cookie: no record, no cookie
 	e.records(t, e.topic, markers...)
 
 	e.waitMetrics(t, map[string]float64{
@@ -1051,4 +1051,61 @@ func TestReloadsHandOverWithoutLosingOrDuplicatingRecords(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestSendBeaconPostsAreRecordedAndAnsweredWithNoContent(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const page = "https://www.b2s.com/products?id=42"
+	origin := "http://" + e.siteAddr
+	cases := []struct {
+		name, marker string
+		opts         []reqOpt
+		want         want
+	}{
+		{name: "a JSON string as text/plain, as sendBeacon sends it, from the same site", marker: "post-json",
+			opts: []reqOpt{withHeader("Origin", origin),
+				withBody("text/plain;charset=UTF-8", `{"u":"`+page+`","r":"https://search.example/","e":"pageview","product":42}`)},
+			want: want{url: page, referrer: "https://search.example/", event: "pageview",
+				params: map[string]string{"product": "42", "t": "post-json"}}},
+		{name: "a form whose e wins over the query's", marker: "post-form",
+			opts: []reqOpt{withHeader("Referer", page), withBody("application/x-www-form-urlencoded", "e=enquiry&e=second&lang=zh-CN")},
+			want: want{url: page, event: "enquiry", params: map[string]string{"lang": "zh-CN", "t": "post-form"}}},
+		{name: "a broken JSON body with what could be read, and the query's e", marker: "post-broken",
+			opts: []reqOpt{withHeader("Referer", page), withBody("application/json", `{"product":"42","e":`)},
+			want: want{url: page, event: "from-query", params: map[string]string{"product": "42", "t": "post-broken"}}},
+	}
+	replies := map[string]*reply{}
+	var markers []string
+	for _, c := range cases {
+		r := e.request(t, "POST", beaconPath+"?t="+c.marker+"&e=from-query", c.opts...)
+		if r.status != http.StatusNoContent || len(r.body) != 0 || r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: status %d, %d body bytes, Cache-Control %q; want 204, none, no-store", c.name, r.status, len(r.body), r.header.Get("Cache-Control"))
+		}
+		replies[c.marker] = r
+		markers = append(markers, c.marker)
+	}
+	if got := replies["post-json"].header.Get("Access-Control-Allow-Origin"); got != origin {
+		t.Errorf("Access-Control-Allow-Origin = %q for the same site, want %q", got, origin)
+	}
+	if got := replies["post-form"].header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("Access-Control-Allow-Origin = %q without an Origin, want none", got)
+	}
+	big := e.request(t, "POST", beaconPath+"?t=post-big", withBody("text/plain", strings.Repeat("x", 16<<10+1)))
+	if big.status != http.StatusRequestEntityTooLarge || big.header.Get("Set-Cookie") != "" {
+		t.Errorf("a 16 KiB + 1 body: status %d, Set-Cookie %q; want 413 and none", big.status, big.header.Get("Set-Cookie"))
+	}
+	recs := e.records(t, e.topic, markers...)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := replies[c.marker]
+			w := c.want
+			w.kind, w.method, w.status, w.bytes = "beacon", "POST", http.StatusNoContent, 0
+			_, w.cookieID, _ = issuedCookie(t, r)
+			w.cookieState = "new"
+			if w.cookieID == "" {
+				t.Errorf("no Set-Cookie on a new visitor's POST beacon")
+			}
+			e.expect(t, recs[c.marker], r, w)
+		})
+	}
 }
