@@ -1,6 +1,10 @@
 package beacon
 
-import "bytes"
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+)
 
 // Bot reasons: the record's "bot" field. Bot traffic is flagged, never
 // dropped, so analysts decide what to count and can audit the flag.
@@ -89,9 +93,33 @@ var botTokens = []struct {
 
 // ClassifyBot returns why userAgent is not a browser's, or "" for a
 // browser. It matches the case-insensitive tokens of botTokens in the
-// first MaxUserAgentLen bytes, which is what the record keeps, and does
-// not allocate: it runs on every request.
+// first MaxUserAgentLen bytes, which is what the record keeps. It runs on
+// every request: a few hundred User-Agent strings make most of a site's
+// traffic, so answers are remembered (a bounded cache, emptied when
+// full), and a miss does not allocate beyond its cache entry.
 func ClassifyBot(userAgent string) string {
+	if r, ok := botCache.Load(userAgent); ok {
+		return r.(string)
+	}
+	r := classifyBot(userAgent)
+	if botCacheLen.Add(1) > botCacheMax {
+		botCache.Clear()
+		botCacheLen.Store(0)
+	}
+	botCache.Store(userAgent, r)
+	return r
+}
+
+var (
+	botCache    sync.Map // User-Agent -> reason
+	botCacheLen atomic.Int64
+)
+
+// botCacheMax bounds the cache: at most this many User-Agent strings of
+// at most a few hundred bytes each.
+const botCacheMax = 4096
+
+func classifyBot(userAgent string) string {
 	var buf [MaxUserAgentLen]byte
 	n := 0
 	blank := true

@@ -114,6 +114,12 @@ func BenchmarkClassifyBot(b *testing.B) {
 				_ = ClassifyBot(c.ua)
 			}
 		})
+		b.Run(c.name+"/uncached", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = classifyBot(c.ua)
+			}
+		})
 	}
 }
 
