@@ -43,9 +43,22 @@ fuzz:
 	@for t in FuzzVerify FuzzCookieValue FuzzParseQuery FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
-## bench: Go benchmarks of the request path and shipping
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./beacon/... ./logship/... ./caddymodule/...
+## bench: load tests against bin/caddy and nginx (wrk, pinned cores), Go benchmarks, shipping to a broker
+## process and memory through an outage; writes docs/benchmarks.md, raw outputs in bench/results/
+BENCH_DURATION ?= 10s
+BENCH_WARMUP ?= 2s
+BENCH_CONNECTIONS ?= 64
+BENCH_HTTP_ROUNDS ?= 2
+BENCH_OUTAGE ?= 20s
+BENCH_RECORDS ?= 300000
+BENCH_SHIP_ROUNDS ?= 2
+BENCH_GOTIME ?= 1s
+BENCH_PROFILE ?= 5
+bench: build
+	GO=$(GO) BIN=$(BIN) BENCH_DURATION=$(BENCH_DURATION) BENCH_WARMUP=$(BENCH_WARMUP) \
+	BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) BENCH_HTTP_ROUNDS=$(BENCH_HTTP_ROUNDS) BENCH_OUTAGE=$(BENCH_OUTAGE) BENCH_RECORDS=$(BENCH_RECORDS) \
+	BENCH_SHIP_ROUNDS=$(BENCH_SHIP_ROUNDS) BENCH_GOTIME=$(BENCH_GOTIME) BENCH_PROFILE=$(BENCH_PROFILE) \
+	./bench/run.sh
 
 clean:
 	rm -rf $(BIN)

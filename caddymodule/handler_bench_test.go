@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/b2scom/b2s-edge/beacon"
+	"github.com/b2scom/b2s-edge/geo"
+	"github.com/b2scom/b2s-edge/internal/geotest"
 	"github.com/b2scom/b2s-edge/logship"
 )
 
@@ -54,13 +57,26 @@ func benchRequest(target, cookie string) *http.Request {
 }
 
 // BenchmarkBeaconHandler is the whole beacon path of the plugin: cookie
-// verify or issue, record build and encode, spool append, pixel.
+// verify or issue, GeoIP lookup (geo=on), record build and encode, spool
+// append, pixel.
 func BenchmarkBeaconHandler(b *testing.B) {
 	c := benchCollect(b)
 	valid := c.app.signer.Sign(beacon.NewID(), time.Now())
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	for _, bc := range []struct{ name, cookie string }{{"cookie=valid", valid}, {"cookie=none", ""}} {
+	path := filepath.Join(b.TempDir(), "city.mmdb")
+	if err := geotest.WriteCityDB(path, []geotest.City{{Network: "203.0.113.0/24", Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579}}); err != nil {
+		b.Fatal(err)
+	}
+	db, err := geo.OpenReloading(path, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name, cookie string
+		geo          *geo.Reloading
+	}{{"cookie=valid", valid, nil}, {"cookie=none", "", nil}, {"cookie=valid/geo=on", valid, db}, {"cookie=none/geo=on", "", db}} {
 		b.Run(bc.name, func(b *testing.B) {
+			c.app.geo = bc.geo
 			r := benchRequest("/b.gif?e=pageview&product=42", bc.cookie)
 			w := &discard{h: http.Header{}}
 			b.ReportAllocs()

@@ -170,7 +170,8 @@ type Spool struct {
 	cf     *os.File
 
 	maxSize   atomic.Int64
-	head      atomic.Int64 // append time (ns) of the oldest unacknowledged entry read, 0 if none
+	bg        sync.WaitGroup // segments being synced and closed after a roll
+	head      atomic.Int64   // append time (ns) of the oldest unacknowledged entry read, 0 if none
 	dropLog   rateLimitedLog
 	stopFsync chan struct{}
 	fsyncDone chan struct{}
@@ -386,8 +387,16 @@ func (s *Spool) newSegment(n uint64) error {
 			_ = f.Truncate(int64(len(segmentHeader)))
 		}
 	}
-	s.closeActive()
-	if s.cfg.Fsync != FsyncNever {
+	// Syncing the old segment can take milliseconds: do it off the append
+	// lock. Its entries are in the page cache already; the fsync policy's
+	// window is unchanged. Close waits for it.
+	if old, _ := s.detachActive(); old != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			_ = s.finish(old)
+		}()
+	} else if s.cfg.Fsync != FsyncNever {
 		syncDir(s.cfg.Dir)
 	}
 	s.active, s.activeN, s.mapped = f, n, mapped
@@ -400,21 +409,39 @@ func (s *Spool) newSegment(n uint64) error {
 // closeActive unmaps the active segment, trims it to its entries, syncs it
 // unless fsync is never, and closes it. Called with mu held.
 func (s *Spool) closeActive() error {
-	if s.active == nil {
-		return nil
+	f, err := s.detachActive()
+	if f == nil {
+		return err
+	}
+	return errors.Join(err, s.finish(f))
+}
+
+// detachActive unmaps the active segment and trims it to its entries.
+// Called with mu held; the caller finishes the file (finish).
+func (s *Spool) detachActive() (*os.File, error) {
+	f := s.active
+	if f == nil {
+		return nil, nil
 	}
 	var err error
 	if s.mapped != nil {
 		err = unix.Munmap(s.mapped)
 		s.mapped = nil
-		err = errors.Join(err, s.active.Truncate(s.writeEnd.Off))
+		err = errors.Join(err, f.Truncate(s.writeEnd.Off))
 	}
-	if s.cfg.Fsync != FsyncNever {
-		err = errors.Join(err, s.active.Sync())
-	}
-	err = errors.Join(err, s.active.Close())
 	s.active = nil
-	return err
+	return f, err
+}
+
+// finish syncs (unless fsync is never) and closes a segment that is no
+// longer written to, and syncs the directory, which a new segment changed.
+func (s *Spool) finish(f *os.File) error {
+	var err error
+	if s.cfg.Fsync != FsyncNever {
+		err = f.Sync()
+		syncDir(s.cfg.Dir)
+	}
+	return errors.Join(err, f.Close())
 }
 
 // Append writes one record. It returns ErrSpoolFull, without writing, when
@@ -775,6 +802,7 @@ func (s *Spool) closeFiles() error {
 	s.mu.Lock()
 	err := s.closeActive()
 	s.mu.Unlock()
+	s.bg.Wait()
 	if s.cf != nil {
 		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
 	}

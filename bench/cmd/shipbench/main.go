@@ -1,0 +1,458 @@
+// Command shipbench measures shipping records to a Kafka-protocol broker in
+// another process: from b2s-edge's durable spool through logship's Shipper,
+// against kafka-go writing the same records straight from memory with the
+// same Writer settings, and against franz-go's kgo as a reference client.
+//
+// It starts nothing: bench/run.sh starts a fresh broker (test/kbroker) for
+// each run, with the topic already created, and pins both processes. One
+// invocation is one path:
+//
+//	shipbench -brokers 127.0.0.1:19092 -topic t -path spool|kafkago|kgo-sync|kgo-async [-compression snappy] [-records 200000] [-batch-timeout 1ms]
+//	shipbench -brokers 127.0.0.1:19092 -topic t -count
+//
+// It prints one JSON object on stdout: records, seconds, records/s, CPU
+// microseconds per record (getrusage of this process, so the client's work
+// only), bytes the client wrote to the broker's sockets, and the records
+// the broker holds afterwards (the sum of its partitions' end offsets).
+// Records are typical ~600-byte beacon records keyed by 10,000 distinct
+// 32-hex cookie IDs, generated from a fixed seed so every path ships the
+// same bytes. With -count it only prints how many records the topic holds,
+// an independent check of what b2s-edge shipped.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/b2scom/b2s-edge/logship"
+)
+
+type result struct {
+	Path            string  `json:"path"`
+	Compression     string  `json:"compression"`
+	BatchTimeout    string  `json:"batch_timeout,omitempty"`
+	Topic           string  `json:"topic"`
+	Records         int     `json:"records"`
+	RecordBytes     float64 `json:"record_bytes_avg"`
+	Seconds         float64 `json:"seconds"`
+	RecordsPerSec   float64 `json:"records_per_s"`
+	CPUMicros       float64 `json:"cpu_us_per_record"`
+	WireBytes       int64   `json:"wire_bytes"`
+	WireBytesPerRec float64 `json:"wire_bytes_per_record"`
+	BrokerRecords   int64   `json:"broker_records"`
+	FillSeconds     float64 `json:"spool_fill_seconds,omitempty"`
+	FillPerSec      float64 `json:"spool_appends_per_s,omitempty"`
+	GOMAXPROCS      string  `json:"gomaxprocs"`
+	// CPUBusy is each CPU's busy fraction over the timed window
+	// (/proc/stat), to tell whether the client's or the broker's core
+	// was the limit.
+	CPUBusy []float64 `json:"cpu_busy"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "shipbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		brokers     = flag.String("brokers", "127.0.0.1:9092", "bootstrap `host:port` list, comma-separated")
+		topic       = flag.String("topic", "", "topic to write to; must exist (required)")
+		path        = flag.String("path", "spool", "what to time: spool (logship spool + Shipper), kafkago (kafka-go Writer from memory), kgo-sync (franz-go ProduceSync, 1000-record calls) or kgo-async (franz-go Produce all, then Flush)")
+		compression = flag.String("compression", "snappy", "batch compression: none, snappy, lz4 or zstd")
+		records     = flag.Int("records", 200_000, "records to ship")
+		dir         = flag.String("dir", "", "`directory` for the spool (default: a new temporary directory, removed at exit)")
+		timeout     = flag.Duration("timeout", 5*time.Minute, "give up after this long")
+		count       = flag.Bool("count", false, "only print the number of records the topic holds (sum of end offsets) and exit")
+		batchWait   = flag.Duration("batch-timeout", 0, "kafka-go BatchTimeout for the spool and kafkago paths (default: logship's, 1ms)")
+	)
+	flag.Parse()
+	if *topic == "" || flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	addrs := strings.Split(*brokers, ",")
+	if *count {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n, err := brokerRecords(ctx, addrs, *topic)
+		if err != nil {
+			return err
+		}
+		fmt.Println(n)
+		return nil
+	}
+	keys, values := makeRecords(*records)
+	var total int
+	for _, v := range values {
+		total += len(v)
+	}
+	res := result{Path: *path, Compression: *compression, BatchTimeout: batchWait.String(), Topic: *topic, Records: *records,
+		RecordBytes: float64(total) / float64(len(values)), GOMAXPROCS: os.Getenv("GOMAXPROCS")}
+
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var wire atomic.Int64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c, n: &wire}, nil
+	}
+
+	var err error
+	switch *path {
+	case "spool":
+		err = shipSpool(ctx, &res, addrs, *topic, *compression, *batchWait, *dir, keys, values, dial)
+	case "kafkago":
+		err = shipKafkaGo(ctx, &res, addrs, *topic, *compression, *batchWait, keys, values, dial)
+	case "kgo-sync", "kgo-async":
+		err = shipKgo(ctx, &res, addrs, *topic, *compression, *path == "kgo-async", keys, values, dial)
+	default:
+		return fmt.Errorf("unknown -path %q", *path)
+	}
+	if err != nil {
+		return err
+	}
+	res.RecordsPerSec = float64(res.Records) / res.Seconds
+	res.WireBytes = wire.Load()
+	res.WireBytesPerRec = float64(res.WireBytes) / float64(res.Records)
+	if res.BrokerRecords, err = brokerRecords(ctx, addrs, *topic); err != nil {
+		return fmt.Errorf("counting records on the broker: %w", err)
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// timer measures wall time and this process's CPU time.
+type timer struct {
+	start time.Time
+	cpu   time.Duration
+	cpus  []cpuStat
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func startTimer() timer { return timer{start: time.Now(), cpu: cpuTime(), cpus: readCPUStats()} }
+
+func (t timer) stop(res *result) {
+	res.Seconds = time.Since(t.start).Seconds()
+	res.CPUMicros = float64((cpuTime() - t.cpu).Microseconds()) / float64(res.Records)
+	end := readCPUStats()
+	if len(end) == len(t.cpus) {
+		for i := range end {
+			busy, total := end[i].busy-t.cpus[i].busy, end[i].total-t.cpus[i].total
+			if total > 0 {
+				res.CPUBusy = append(res.CPUBusy, float64(int(1000*float64(busy)/float64(total)))/1000)
+			}
+		}
+	}
+}
+
+// cpuStat is one CPU's line of /proc/stat, in clock ticks.
+type cpuStat struct{ busy, total uint64 }
+
+// readCPUStats reads the per-CPU lines of /proc/stat; busy is everything
+// but idle and iowait.
+func readCPUStats() []cpuStat {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	var out []cpuStat
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var st cpuStat
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			st.total += n
+			if i != 3 && i != 4 { // idle, iowait
+				st.busy += n
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// shipSpool fills a spool, then times a Shipper draining it.
+func shipSpool(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration, dir string,
+	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "shipbench-spool-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	stats := new(logship.Stats)
+	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: dir, Fsync: time.Second, MaxSize: 64 << 30, Stats: stats})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	fill := time.Now()
+	for i, v := range values {
+		if err := sp.Append(keys[i], v); err != nil {
+			return fmt.Errorf("filling the spool: %w", err)
+		}
+	}
+	res.FillSeconds = time.Since(fill).Seconds()
+	res.FillPerSec = float64(len(values)) / res.FillSeconds
+
+	n := uint64(len(values))
+	t := startTimer()
+	// The product's Shipper with its defaults; only the transport's
+	// dialer is ours, to count bytes, with the product's metadata TTL.
+	s, err := logship.NewShipper(sp, logship.Config{Brokers: brokers, Topic: topic, Compression: compression,
+		BatchTimeout: batchWait, Stats: stats, Transport: &kafka.Transport{MetadataTTL: time.Second, Dial: dial}})
+	if err != nil {
+		return err
+	}
+	for stats.Shipped.Load() < n {
+		if ctx.Err() != nil {
+			s.Close(context.Background())
+			return fmt.Errorf("shipped %d of %d records before the timeout (write errors: %d)", stats.Shipped.Load(), n, stats.WriteErrors.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.stop(res)
+	if err := s.Close(ctx); err != nil {
+		return err
+	}
+	if e := stats.WriteErrors.Load(); e > 0 {
+		fmt.Fprintf(os.Stderr, "shipbench: %d kafka write errors (retried)\n", e)
+	}
+	return nil
+}
+
+// shipKafkaGo writes the records from memory with a kafka-go Writer set up
+// as logship's (RequiredAcks all, Murmur2Balancer, BatchSize 1000,
+// BatchTimeout 1ms, the codec), in synchronous 1000-record calls as the
+// shipper makes.
+func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration,
+	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+	codec, err := logship.ParseCompression(compression)
+	if err != nil {
+		return err
+	}
+	cfg := logship.Config{BatchTimeout: batchWait}.WithDefaults()
+	tr := &kafka.Transport{MetadataTTL: time.Second, Dial: dial}
+	w := &kafka.Writer{
+		Addr:            kafka.TCP(brokers...),
+		Topic:           topic,
+		Balancer:        &kafka.Murmur2Balancer{},
+		RequiredAcks:    kafka.RequireAll,
+		MaxAttempts:     cfg.MaxAttempts,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		BatchSize:       cfg.BatchSize,
+		BatchBytes:      1 << 20,
+		BatchTimeout:    cfg.BatchTimeout,
+		ReadTimeout:     cfg.WriteTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		Compression:     codec,
+		Transport:       tr,
+	}
+	defer tr.CloseIdleConnections()
+	defer w.Close()
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		msgs[i] = kafka.Message{Key: []byte(keys[i]), Value: v}
+	}
+	t := startTimer()
+	for i := 0; i < len(msgs); i += cfg.BatchSize {
+		batch := msgs[i:min(i+cfg.BatchSize, len(msgs))]
+		if err := w.WriteMessages(ctx, batch...); err != nil {
+			return fmt.Errorf("kafka-go write at record %d: %w", i, err)
+		}
+	}
+	t.stop(res)
+	return nil
+}
+
+// shipKgo produces the records with franz-go: the reference client, with
+// its defaults (acks all, idempotent, murmur2 for keyed records) and the
+// codec. kgo-sync makes 1000-record ProduceSync calls, the shipper's shape;
+// kgo-async produces everything and then flushes, the way kgo is meant to
+// be used.
+func shipKgo(ctx context.Context, res *result, brokers []string, topic, compression string, async bool,
+	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+	var codec kgo.CompressionCodec
+	switch compression {
+	case "none":
+		codec = kgo.NoCompression()
+	case "snappy":
+		codec = kgo.SnappyCompression()
+	case "lz4":
+		codec = kgo.Lz4Compression()
+	case "zstd":
+		codec = kgo.ZstdCompression()
+	case "gzip":
+		codec = kgo.GzipCompression()
+	default:
+		return fmt.Errorf("unknown compression %q", compression)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchCompression(codec), kgo.Dialer(dial))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(values))
+	for i, v := range values {
+		recs[i] = &kgo.Record{Key: []byte(keys[i]), Value: v}
+	}
+	t := startTimer()
+	if async {
+		var failed atomic.Pointer[error]
+		for _, r := range recs {
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+				}
+			})
+		}
+		if err := cl.Flush(ctx); err != nil {
+			return err
+		}
+		if p := failed.Load(); p != nil {
+			return fmt.Errorf("kgo produce: %w", *p)
+		}
+	} else {
+		for i := 0; i < len(recs); i += 1000 {
+			if err := cl.ProduceSync(ctx, recs[i:min(i+1000, len(recs))]...).FirstErr(); err != nil {
+				return fmt.Errorf("kgo produce at record %d: %w", i, err)
+			}
+		}
+	}
+	t.stop(res)
+	return nil
+}
+
+// brokerRecords sums the end offsets of the topic's partitions.
+func brokerRecords(ctx context.Context, brokers []string, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	mreq.Topics = append(mreq.Topics, mt)
+	mresp, err := mreq.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	if len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 {
+		return 0, errors.New("topic not found")
+	}
+	lreq := kmsg.NewPtrListOffsetsRequest()
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = topic
+	for _, p := range mresp.Topics[0].Partitions {
+		lp := kmsg.NewListOffsetsRequestTopicPartition()
+		lp.Partition = p.Partition
+		lp.Timestamp = -1 // latest
+		lt.Partitions = append(lt.Partitions, lp)
+	}
+	lreq.Topics = append(lreq.Topics, lt)
+	lresp, err := lreq.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, t := range lresp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return 0, fmt.Errorf("partition %d: error code %d", p.Partition, p.ErrorCode)
+			}
+			n += p.Offset
+		}
+	}
+	return n, nil
+}
+
+// countingConn counts the bytes a client writes to the broker.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// makeRecords returns n keyed beacon records of about 600 bytes, varied
+// the way real ones are (event IDs, times, addresses, pages, browsers), so
+// that compression ratios mean something. The seed is fixed.
+func makeRecords(n int) (keys []string, values [][]byte) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := make([]string, 10_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64())
+	}
+	pages := []string{"products/cnc-spindle", "products/servo-drive-400w", "products/linear-guide-hgr20",
+		"products/ball-screw-sfu1605", "category/motion-control", "category/spindles", "blog/choosing-a-spindle",
+		"about", "contact", "cart", "search?q=stepper+motor", "products/stepper-nema23"}
+	refs := []string{"https://www.b2s.com/", "https://search.example/?q=cnc+spindle", "https://www.b2s.com/category/spindles", ""}
+	agents := []string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+		"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+		"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+	}
+	geos := []string{
+		`{"country":"CN","subdivision":"GD","city":"Shenzhen","lat":22.5431,"lon":114.0579}`,
+		`{"country":"CN","subdivision":"SH","city":"Shanghai","lat":31.2222,"lon":121.4581}`,
+		`{"country":"DE","subdivision":"BY","city":"Munich","lat":48.1374,"lon":11.5755}`,
+		`{"country":"US","subdivision":"CA","city":"San Jose","lat":37.3394,"lon":-121.895}`,
+	}
+	events := []string{"pageview", "pageview", "pageview", "click", "scroll"}
+	t0 := time.Date(2026, 11, 28, 20, 0, 0, 0, time.UTC)
+	keys = make([]string, n)
+	values = make([][]byte, n)
+	for i := range n {
+		id := ids[rng.IntN(len(ids))]
+		ts := t0.Add(time.Duration(i) * 37 * time.Microsecond)
+		ev := rng.Uint64()
+		keys[i] = id
+		values[i] = fmt.Appendf(nil, `{"schema":1,"event_id":"%08x-%04x-7%03x-%04x-%012x","ts":"%s","kind":"beacon",`+
+			`"host":"www.b2s.com","ip":"203.0.%d.%d","cookie_id":"%s","cookie_state":"returning","method":"GET",`+
+			`"url":"https://www.b2s.com/%s","referrer":"%s","user_agent":"%s","status":200,"bytes":43,"event":"%s",`+
+			`"geo":%s,"params":{"product":"%d","lang":"zh-CN"}}`,
+			uint32(ts.UnixMilli()>>16), uint16(ts.UnixMilli()), ev&0xfff, 0x8000|(ev>>12)&0x3fff, ev>>26&0xffffffffffff,
+			ts.Format("2006-01-02T15:04:05.000000Z"), rng.IntN(256), rng.IntN(256), id,
+			pages[rng.IntN(len(pages))], refs[rng.IntN(len(refs))], agents[rng.IntN(len(agents))],
+			events[rng.IntN(len(events))], geos[rng.IntN(len(geos))], rng.IntN(5000))
+	}
+	return keys, values
+}
