@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/b2scom/b2s-edge/internal/recordschema"
 )
 
 func TestAVisitorIsIdentifiedByASignedFirstPartyCookie(t *testing.T) {
@@ -439,8 +441,8 @@ func TestBeaconParameterKeysStayUniqueInTheRecord(t *testing.T) {
 			checkPixel(t, r, false)
 			_, id, _ := issuedCookie(t, r)
 			rec := e.record(t, m)
-			if dups := duplicateKeys(rec.raw); len(dups) > 0 {
-				t.Errorf("params repeat the keys %q: %s", dups, rec.raw)
+			if err := recordschema.NoDuplicateKeys(rec.raw); err != nil {
+				t.Errorf("params repeat a key: %v", err)
 			}
 			e.expect(t, rec, r, want{kind: "beacon", method: "GET", cookieID: id, cookieState: "new",
 				status: 200, bytes: pixelLen, params: map[string]string{"t": m, c.key: "first"}})

@@ -868,8 +868,8 @@ func (e *env) checkRecord(broker, topic string, partition int, offset int64, key
 	if err := recordschema.Validate(value); err != nil {
 		t.Errorf("record %s: %v", loc, err)
 	}
-	if dups := duplicateKeys(value); len(dups) > 0 {
-		t.Errorf("record %s has duplicate JSON object keys %q: %s", loc, dups, value)
+	if err := recordschema.NoDuplicateKeys(value); err != nil {
+		t.Errorf("record %s: %v", loc, err)
 	}
 	if err := json.Unmarshal(value, &r.fields); err != nil {
 		t.Errorf("record %s is not a JSON object: %v: %s", loc, err, value)
@@ -904,52 +904,6 @@ func (e *env) checkRecord(broker, topic string, partition int, offset int64, key
 	suiteEvents.at[r.EventID] = loc
 	suiteEvents.Unlock()
 	return r
-}
-
-// duplicateKeys returns the keys that occur twice in one JSON object
-// anywhere in doc. encoding/json keeps the last silently; other consumers
-// keep the first or fail.
-func duplicateKeys(doc []byte) []string {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	var dups []string
-	var walk func() error
-	walk = func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				ks := k.(string)
-				if seen[ks] {
-					dups = append(dups, ks)
-				}
-				seen[ks] = true
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	_ = walk()
-	return dups
 }
 
 // records waits until topic holds a record for every marker and returns
