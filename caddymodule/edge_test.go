@@ -701,8 +701,8 @@ func checkPixel(t *testing.T, method string, resp response) {
 	}
 }
 
-// scrapeMetrics reads a Prometheus text exposition into series -> value.
-func scrapeMetrics(t *testing.T, url string) map[string]float64 {
+// scrape fetches a Prometheus text exposition.
+func scrape(t *testing.T, url string) []byte {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -713,6 +713,13 @@ func scrapeMetrics(t *testing.T, url string) map[string]float64 {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("scraping %s: %s %v", url, resp.Status, err)
 	}
+	return body
+}
+
+// scrapeMetrics reads a Prometheus text exposition into series -> value.
+func scrapeMetrics(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	body := scrape(t, url)
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -735,15 +742,7 @@ func scrapeMetrics(t *testing.T, url string) map[string]float64 {
 // metric name -> help text.
 func scrapeHelp(t *testing.T, url string) map[string]string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("scraping %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scraping %s: %s %v", url, resp.Status, err)
-	}
+	body := scrape(t, url)
 	out := map[string]string{}
 	for _, line := range strings.Split(string(body), "\n") {
 		rest, ok := strings.CutPrefix(line, "# HELP ")

@@ -247,6 +247,18 @@ func newProducer(cfg Config) (*producer, error) {
 	}}, nil
 }
 
+// NewWriter returns the kafka-go Writer a Shipper would use for cfg, for
+// callers that measure or compare against it with the same settings.
+// When cfg.Transport is nil the writer has a transport of its own, which
+// closing the writer does not close: set cfg.Transport to own it.
+func NewWriter(cfg Config) (*kafka.Writer, error) {
+	p, err := newProducer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.w, nil
+}
+
 // NewShipper validates cfg and starts shipping from sp. It does not
 // connect: a broker that is down or a topic that does not exist yet shows
 // up as write errors, retried until they clear, while records wait in the

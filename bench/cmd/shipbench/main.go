@@ -257,27 +257,12 @@ func shipSpool(ctx context.Context, res *result, brokers []string, topic, compre
 // shipper makes.
 func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration,
 	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
-	codec, err := logship.ParseCompression(compression)
+	// The shipper's own writer settings, with a transport that counts bytes.
+	tr := &kafka.Transport{MetadataTTL: time.Second, Dial: dial}
+	w, err := logship.NewWriter(logship.Config{Brokers: brokers, Topic: topic, Compression: compression,
+		BatchTimeout: batchWait, Transport: tr})
 	if err != nil {
 		return err
-	}
-	cfg := logship.Config{BatchTimeout: batchWait}.WithDefaults()
-	tr := &kafka.Transport{MetadataTTL: time.Second, Dial: dial}
-	w := &kafka.Writer{
-		Addr:            kafka.TCP(brokers...),
-		Topic:           topic,
-		Balancer:        &kafka.Murmur2Balancer{},
-		RequiredAcks:    kafka.RequireAll,
-		MaxAttempts:     cfg.MaxAttempts,
-		WriteBackoffMin: 50 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		BatchSize:       cfg.BatchSize,
-		BatchBytes:      1 << 20,
-		BatchTimeout:    cfg.BatchTimeout,
-		ReadTimeout:     cfg.WriteTimeout,
-		WriteTimeout:    cfg.WriteTimeout,
-		Compression:     codec,
-		Transport:       tr,
 	}
 	defer tr.CloseIdleConnections()
 	defer w.Close()
@@ -286,8 +271,8 @@ func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, comp
 		msgs[i] = kafka.Message{Key: []byte(keys[i]), Value: v}
 	}
 	t := startTimer()
-	for i := 0; i < len(msgs); i += cfg.BatchSize {
-		batch := msgs[i:min(i+cfg.BatchSize, len(msgs))]
+	for i := 0; i < len(msgs); i += w.BatchSize {
+		batch := msgs[i:min(i+w.BatchSize, len(msgs))]
 		if err := w.WriteMessages(ctx, batch...); err != nil {
 			return fmt.Errorf("kafka-go write at record %d: %w", i, err)
 		}
