@@ -20,22 +20,34 @@ import (
 // (RFC 2104, section 3).
 const MinKeyLen = 32
 
-// Cookie value layout, version 1:
+// Cookie value layouts:
 //
 //	1.<id: 32 lowercase hex>.<issued: 8 lowercase hex, unix seconds>.<sig: 22 base64url>
+//	2.<id>.<issued>.<network id: 32 lowercase hex>.<sig>
 //
-// The signature is HMAC-SHA256 over everything before the last dot,
-// truncated to 128 bits (RFC 2104, section 5, allows truncation to no less
-// than half the hash output). The issue time lets the edge refresh the
-// cookie's expiry without trusting anything the browser says.
+// Version 1 is a visitor whose network ID is their cookie ID (the first
+// site of the network they came to); version 2 carries the network ID of
+// a visitor linked from another site of the network. The signature is
+// HMAC-SHA256 over everything before the last dot, truncated to 128 bits
+// (RFC 2104, section 5, allows truncation to no less than half the hash
+// output). The issue time lets the edge refresh the cookie's expiry
+// without trusting anything the browser says.
 const (
-	cookieVersion = "1."
-	idHexLen      = 32
-	issuedHexLen  = 8
-	sigLen        = 22 // base64url, no padding, of 16 bytes
-	signedLen     = len(cookieVersion) + idHexLen + 1 + issuedHexLen
-	// CookieValueLen is the exact length of a well-formed cookie value.
+	cookieVersion  = "1."
+	cookieVersion2 = "2."
+	idHexLen       = 32
+	issuedHexLen   = 8
+	sigLen         = 22 // base64url, no padding, of 16 bytes
+	signedLen      = len(cookieVersion) + idHexLen + 1 + issuedHexLen
+	signedLen2     = signedLen + 1 + idHexLen
+	// CookieValueLen is the exact length of a well-formed version 1
+	// cookie value.
 	CookieValueLen = signedLen + 1 + sigLen
+	// CookieValueLen2 is the exact length of a well-formed version 2
+	// cookie value, one that carries a network ID.
+	CookieValueLen2 = signedLen2 + 1 + sigLen
+	// IDLen is the length of a cookie or network ID.
+	IDLen = idHexLen
 )
 
 // CookieState says how a request's cookie ID came to be.
@@ -167,15 +179,30 @@ func (s *Signer) Sign(id string, now time.Time) string {
 // AppendSigned appends the cookie value for id to dst, as Sign returns it.
 // The ID starts 2 bytes into what it appends.
 func (s *Signer) AppendSigned(dst []byte, id string, now time.Time) []byte {
+	return s.AppendSignedNetwork(dst, id, "", now)
+}
+
+// AppendSignedNetwork is AppendSigned for a visitor whose network ID is
+// nid: a version 2 value, unless nid is empty or id itself, which gives
+// the shorter version 1. The ID starts 2 bytes into what it appends.
+func (s *Signer) AppendSignedNetwork(dst []byte, id, nid string, now time.Time) []byte {
 	start := len(dst)
-	b := append(dst, cookieVersion...)
+	version, n := cookieVersion, signedLen
+	if nid != "" && nid != id {
+		version, n = cookieVersion2, signedLen2
+	}
+	b := append(dst, version...)
 	b = append(b, id...)
 	b = append(b, '.')
 	b = appendHex32(b, uint32(now.Unix()))
+	if n == signedLen2 {
+		b = append(b, '.')
+		b = append(b, nid...)
+	}
 	b = append(b, '.')
 	b = append(b, make([]byte, sigLen)...) // room for the signature, no allocation
 	v := b[start:]
-	s.sign(0, unsafeString(v[:signedLen]), v[signedLen+1:])
+	s.sign(0, unsafeString(v[:n]), v[n+1:])
 	return b
 }
 
@@ -183,6 +210,9 @@ func (s *Signer) AppendSigned(dst []byte, id string, now time.Time) []byte {
 type Verified struct {
 	// ID is the visitor's cookie ID.
 	ID string
+	// NetworkID is the visitor's ID across the site network: ID itself
+	// unless the visitor was linked from another site of the network.
+	NetworkID string
 	// Issued is when the value was signed.
 	Issued time.Time
 	// OldKey is true when a key other than the first verified the value:
@@ -194,27 +224,91 @@ type Verified struct {
 // exact layout this package writes; anything else, including a value
 // signed by a key that is no longer configured, is rejected.
 func (s *Signer) Verify(value string) (Verified, bool) {
-	if len(value) != CookieValueLen || value[:2] != cookieVersion ||
-		value[2+idHexLen] != '.' || value[signedLen] != '.' {
+	n := signedLen
+	switch {
+	case len(value) == CookieValueLen && value[:2] == cookieVersion:
+	case len(value) == CookieValueLen2 && value[:2] == cookieVersion2:
+		n = signedLen2
+	default:
+		return Verified{}, false
+	}
+	if value[2+idHexLen] != '.' || value[signedLen] != '.' || value[n] != '.' {
 		return Verified{}, false
 	}
 	id := value[2 : 2+idHexLen]
 	if !isLowerHex(id) {
 		return Verified{}, false
 	}
+	nid := id
+	if n == signedLen2 {
+		nid = value[signedLen+1 : signedLen2]
+		if !isLowerHex(nid) {
+			return Verified{}, false
+		}
+	}
 	issued, ok := parseHex32(value[2+idHexLen+1 : signedLen])
 	if !ok {
 		return Verified{}, false
 	}
-	msg, sig := value[:signedLen], value[signedLen+1:]
+	msg, sig := value[:n], value[n+1:]
 	var want [sigLen]byte
 	for i := range s.keys {
 		s.sign(i, msg, want[:])
 		if subtle.ConstantTimeCompare(want[:], unsafeBytes(sig)) == 1 {
-			return Verified{ID: id, Issued: time.Unix(int64(issued), 0), OldKey: i > 0}, true
+			return Verified{ID: id, NetworkID: nid, Issued: time.Unix(int64(issued), 0), OldKey: i > 0}, true
 		}
 	}
 	return Verified{}, false
+}
+
+// SignMember returns the signature binding a member ID to a cookie ID,
+// for the member cookie: a copied member cookie is worthless with any
+// other visitor's cookie.
+func (s *Signer) SignMember(cookieID, member string) string {
+	var sig [sigLen]byte
+	s.signMember(0, cookieID, member, sig[:])
+	return string(sig[:])
+}
+
+// VerifyMember reports whether sig binds member to cookieID under any key.
+func (s *Signer) VerifyMember(cookieID, member, sig string) bool {
+	if len(sig) != sigLen {
+		return false
+	}
+	var want [sigLen]byte
+	for i := range s.keys {
+		s.signMember(i, cookieID, member, want[:])
+		if subtle.ConstantTimeCompare(want[:], unsafeBytes(sig)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Signer) signMember(i int, cookieID, member string, dst []byte) {
+	var buf [2 + idHexLen + 1 + MaxMemberLen]byte
+	msg := append(append(append(buf[:0], "m."...), cookieID...), '.')
+	msg = append(msg, member...)
+	s.sign(i, unsafeString(msg), dst)
+}
+
+// MaxMemberLen is the longest member ID the edge records.
+const MaxMemberLen = 64
+
+// ValidMember reports whether m can be a member ID: 1 to MaxMemberLen
+// visible ASCII characters that need no quoting in a cookie (RFC 6265,
+// section 4.1.1).
+func ValidMember(m string) bool {
+	if m == "" || len(m) > MaxMemberLen {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= 0x20 || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // CookieValue returns the value of the first cookie called name in a Cookie

@@ -114,6 +114,68 @@ func TestVerifyRejectsForgeries(t *testing.T) {
 	}
 }
 
+func TestNetworkIDRidesInTheCookie(t *testing.T) {
+	s := mustSigner(t, keyA)
+	now := time.Unix(1_800_000_000, 0)
+	id, nid := NewID(), NewID()
+	v := string(s.AppendSignedNetwork(nil, id, nid, now))
+	if len(v) != CookieValueLen2 || v[:2] != "2." || v[2:2+IDLen] != id {
+		t.Fatalf("linked value %q: want version 2, %d bytes, ID at offset 2", v, CookieValueLen2)
+	}
+	got, ok := s.Verify(v)
+	if !ok || got.ID != id || got.NetworkID != nid || !got.Issued.Equal(now) {
+		t.Fatalf("Verify(%q) = %+v, %v; want ID %s network %s", v, got, ok, id, nid)
+	}
+	// A visitor's own network ID needs no second copy: version 1.
+	if v1 := string(s.AppendSignedNetwork(nil, id, id, now)); v1 != s.Sign(id, now) {
+		t.Errorf("network ID equal to the ID gave %q, want the version 1 value", v1)
+	}
+	if got, _ := s.Verify(s.Sign(id, now)); got.NetworkID != id {
+		t.Errorf("version 1 network ID = %q, want the cookie ID %q", got.NetworkID, id)
+	}
+	// The network ID is signed: swapping it breaks the value.
+	forged := v[:signedLen+1] + nid[:31] + "0" + v[signedLen2:]
+	if forged[signedLen+1:signedLen2] == nid {
+		forged = v[:signedLen+1] + nid[:31] + "1" + v[signedLen2:]
+	}
+	if _, ok := s.Verify(forged); ok {
+		t.Errorf("Verify accepted a changed network ID: %q", forged)
+	}
+	if _, ok := s.Verify(strings.ToUpper(v[:signedLen2]) + v[signedLen2:]); ok {
+		t.Error("Verify accepted uppercase hex")
+	}
+}
+
+func TestMemberSignatureBindsMemberToCookie(t *testing.T) {
+	s := mustSigner(t, keyA, keyB)
+	id, other := NewID(), NewID()
+	sig := mustSigner(t, keyB).SignMember(id, "m-1001")
+	if !s.VerifyMember(id, "m-1001", sig) {
+		t.Fatal("a member signature by an older key does not verify")
+	}
+	for _, c := range []struct{ id, member, sig string }{
+		{other, "m-1001", sig},
+		{id, "m-1002", sig},
+		{id, "m-1001", sig[:len(sig)-1]},
+		{id, "m-1001", ""},
+		{id, "m-1001", mustSigner(t, keyC).SignMember(id, "m-1001")},
+	} {
+		if s.VerifyMember(c.id, c.member, c.sig) {
+			t.Errorf("VerifyMember(%s, %s, %s) accepted", c.id, c.member, c.sig)
+		}
+	}
+	for _, m := range []string{"", "a b", "a;b", `a"b`, "a,b", "a\\b", "ü", strings.Repeat("m", MaxMemberLen+1)} {
+		if ValidMember(m) {
+			t.Errorf("ValidMember(%q) = true", m)
+		}
+	}
+	for _, m := range []string{"1", "m-1001", "user@b2s.com", strings.Repeat("m", MaxMemberLen)} {
+		if !ValidMember(m) {
+			t.Errorf("ValidMember(%q) = false", m)
+		}
+	}
+}
+
 func TestValidateKeysRefusesShortAndMissingKeys(t *testing.T) {
 	if err := ValidateKeys(nil); err == nil {
 		t.Error("no keys accepted")
@@ -158,7 +220,8 @@ func TestCookieValue(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	s := mustSigner(f, keyA, keyB)
 	good := s.Sign("0123456789abcdef0123456789abcdef", time.Unix(1_800_000_000, 0))
-	for _, seed := range []string{"", good, good[:20], good + "x", "1." + strings.Repeat("0", 55), "\xff\xfe", strings.Repeat(".", CookieValueLen)} {
+	linked := string(s.AppendSignedNetwork(nil, "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", time.Unix(1_800_000_000, 0)))
+	for _, seed := range []string{"", good, linked, linked[:len(linked)-1], "1" + linked[1:], good[:20], good + "x", "1." + strings.Repeat("0", 55), "\xff\xfe", strings.Repeat(".", CookieValueLen)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
@@ -172,7 +235,7 @@ func FuzzVerify(f *testing.F) {
 		if v.OldKey {
 			signer = mustSigner(t, keyB)
 		}
-		if again := signer.Sign(v.ID, v.Issued); again != value {
+		if again := string(signer.AppendSignedNetwork(nil, v.ID, v.NetworkID, v.Issued)); again != value {
 			t.Fatalf("Verify accepted %q, which the signer would write as %q", value, again)
 		}
 	})

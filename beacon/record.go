@@ -76,6 +76,26 @@ type Record struct {
 	Bot    string
 	Geo    Geo
 	Params []Param
+
+	// NetworkID is the visitor's ID across the network's sites; written
+	// with a cookie ID only.
+	NetworkID string
+	// MemberID is the signed-in member's account ID.
+	MemberID string
+	// Consent is what the record may carry; identifiers are written only
+	// under ConsentFull.
+	Consent Consent
+	// IPTruncated says IP was cut to its network prefix.
+	IPTruncated bool
+	// CrossSite is a request made from another site's page (Sec-Fetch-Site:
+	// cross-site), e.g. the main site's beacon on a sister site.
+	CrossSite bool
+	// LinkedFrom is the network site a link token brought the visitor
+	// from, on the request that exchanged it.
+	LinkedFrom string
+	// PrevNetworkID is the network ID the visitor had on this site before
+	// a link token joined them to another (only when it changed).
+	PrevNetworkID string
 }
 
 // NewEventID returns a UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix
@@ -123,12 +143,37 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendString(b, r.Host, MaxHostLen)
 	b = append(b, `,"ip":`...)
 	b = appendString(b, r.IP, 64)
-	if r.CookieID != "" {
+	if r.IPTruncated {
+		b = append(b, `,"ip_truncated":true`...)
+	}
+	b = append(b, `,"consent":"`...)
+	b = append(b, r.Consent.String()...)
+	b = append(b, '"')
+	if r.CookieID != "" && r.Consent.Identifying() {
 		b = append(b, `,"cookie_id":`...)
 		b = appendString(b, r.CookieID, 64)
 		b = append(b, `,"cookie_state":"`...)
 		b = append(b, r.CookieState.String()...)
 		b = append(b, '"')
+		if r.NetworkID != "" {
+			b = append(b, `,"network_id":`...)
+			b = appendString(b, r.NetworkID, 64)
+		}
+		if r.PrevNetworkID != "" {
+			b = append(b, `,"prev_network_id":`...)
+			b = appendString(b, r.PrevNetworkID, 64)
+		}
+		if r.MemberID != "" {
+			b = append(b, `,"member_id":`...)
+			b = appendString(b, r.MemberID, MaxMemberLen)
+		}
+	}
+	if r.LinkedFrom != "" {
+		b = append(b, `,"linked_from":`...)
+		b = appendString(b, r.LinkedFrom, MaxHostLen)
+	}
+	if r.CrossSite {
+		b = append(b, `,"cross_site":true`...)
 	}
 	b = append(b, `,"method":`...)
 	b = appendString(b, r.Method, MaxMethodLen)

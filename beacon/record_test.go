@@ -41,11 +41,15 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		Host: "www.b2s.com", IP: "203.0.113.9", CookieID: "0123456789abcdef0123456789abcdef", CookieState: StateReset,
 		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
 		Status: 200, Bytes: 43, Event: "enquiry", Bot: BotCrawler,
-		Geo:    Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
-		Params: []Param{{"product", "42"}},
+		Geo:       Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
+		Params:    []Param{{"product", "42"}},
+		NetworkID: "fedcba9876543210fedcba9876543210", PrevNetworkID: "00112233445566778899aabbccddeeff",
+		MemberID: "m-1001", LinkedFrom: "www.b2smade.com", CrossSite: true, IPTruncated: true,
 	}
 	m := checkValidRecordJSON(t, r.AppendJSON(nil))
 	want := map[string]any{
+		"network_id": r.NetworkID, "prev_network_id": r.PrevNetworkID, "member_id": "m-1001",
+		"linked_from": "www.b2smade.com", "cross_site": true, "ip_truncated": true, "consent": "full",
 		"schema": 1.0, "event_id": r.EventID, "ts": "2026-11-28T04:30:45.123456Z", "kind": "beacon",
 		"host": "www.b2s.com", "ip": "203.0.113.9", "cookie_id": r.CookieID, "cookie_state": "reset",
 		"method": "GET", "url": r.URL, "referrer": r.Referrer, "user_agent": "Mozilla/5.0",
@@ -77,6 +81,24 @@ func TestRecordOmitsWhatIsUnknown(t *testing.T) {
 	m = checkValidRecordJSON(t, r.AppendJSON(nil))
 	if g, _ := m["geo"].(map[string]any); len(g) != 1 || g["country"] != "HK" {
 		t.Errorf("geo with a country only = %v, want just the country", m["geo"])
+	}
+}
+
+func TestRecordWithoutConsentCarriesNoIdentifiers(t *testing.T) {
+	for _, c := range []Consent{ConsentOptOut, ConsentGPC, ConsentChild} {
+		r := Record{EventID: testEventID, Kind: KindPage, Time: time.Unix(0, 0), Status: 200, Consent: c,
+			CookieID: "0123456789abcdef0123456789abcdef", NetworkID: "fedcba9876543210fedcba9876543210",
+			PrevNetworkID: "00112233445566778899aabbccddeeff", MemberID: "m-1", IP: "203.0.113.0", IPTruncated: true}
+		b := r.AppendJSON(nil)
+		m := checkValidRecordJSON(t, b)
+		if m["consent"] != c.String() || m["ip_truncated"] != true {
+			t.Errorf("consent, ip_truncated = %v, %v; want %s, true", m["consent"], m["ip_truncated"], c)
+		}
+		for _, id := range []string{r.CookieID, r.NetworkID, r.PrevNetworkID, r.MemberID} {
+			if bytes.Contains(b, []byte(id)) {
+				t.Errorf("%s record carries identifier %s: %s", c, id, b)
+			}
+		}
 	}
 }
 
