@@ -90,6 +90,9 @@ type Signer struct {
 type macState struct {
 	h   hash.Hash
 	sum [sha256.Size]byte
+	// msg holds the message while it is hashed: passed to the hash
+	// through its interface, the caller's bytes would escape to the heap.
+	msg [128]byte
 }
 
 // ValidateKeys checks that there is at least one key and that every key is
@@ -124,7 +127,11 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 func (s *Signer) sign(i int, msg string, dst []byte) {
 	m := s.pools[i].Get().(*macState)
 	m.h.Reset()
-	m.h.Write(unsafeBytes(msg))
+	if len(msg) <= len(m.msg) {
+		m.h.Write(m.msg[:copy(m.msg[:], msg)])
+	} else {
+		m.h.Write([]byte(msg))
+	}
 	mac := m.h.Sum(m.sum[:0])
 	base64.RawURLEncoding.Encode(dst, mac[:16])
 	s.pools[i].Put(m)
@@ -339,6 +346,32 @@ func CookieValue(header, name string, accept func(string) bool) (value string, s
 		}
 	}
 	return "", seen
+}
+
+// NextCookie returns the first name=value pair of a Cookie header (RFC
+// 6265, section 5.4) and the rest of the header; ok is false when no pair
+// is left. Pairs without "=" are skipped; a quoted value is unquoted. It
+// never allocates.
+func NextCookie(header string) (name, value, rest string, ok bool) {
+	for len(header) > 0 {
+		var part string
+		if i := indexByte(header, ';'); i >= 0 {
+			part, header = header[:i], header[i+1:]
+		} else {
+			part, header = header, ""
+		}
+		part = trimSpace(part)
+		eq := indexByte(part, '=')
+		if eq < 0 {
+			continue
+		}
+		v := trimSpace(part[eq+1:])
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return trimSpace(part[:eq]), v, header, true
+	}
+	return "", "", "", false
 }
 
 func appendHex32(b []byte, v uint32) []byte {

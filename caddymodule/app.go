@@ -104,7 +104,20 @@ type App struct {
 	// Kafka is where records are shipped. Required.
 	Kafka *KafkaConfig `json:"kafka,omitempty"`
 
-	signer  *beacon.Signer
+	// Network lists the sites of the b2s.com network, which share one
+	// visitor across their own first-party cookies. Default: none, each
+	// site stands alone.
+	Network *Network `json:"network,omitempty"`
+
+	// Privacy configures opt-out, Global Privacy Control, IP truncation and
+	// the site's child and member signals. Every site with b2s_collect
+	// honours them; the defaults apply without this block.
+	Privacy *Privacy `json:"privacy,omitempty"`
+
+	signer     *beacon.Signer
+	signerKeys [][]byte
+	network    *network
+	privacy    *privacy
 	geo     *geo.Reloading
 	geoKey  string
 	sink    *sink
@@ -240,7 +253,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
-	a.signer = signer
+	a.signer, a.signerKeys = signer, keys
+	if err := a.provisionPrivacy(); err != nil {
+		return err
+	}
 
 	registerMetrics(ctx.GetMetricsRegistry())
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 
@@ -56,6 +57,20 @@ func init() {
 //				insecure_skip_verify
 //			}
 //			sasl plain|scram-sha-256|scram-sha-512 <username> <password>
+//		}
+//		network {
+//			sites <host or domain...>
+//			link_path <path>
+//			token_param <name>
+//			token_ttl <duration>
+//		}
+//		privacy {
+//			optout_path <path>
+//			optin_path <path>
+//			gpc on|off
+//			truncate_ip [<IPv4 bits> <IPv6 bits>]
+//			child_header <name>
+//			member_header <name>
 //		}
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -147,8 +162,119 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.Kafka.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
+		case "network":
+			if a.Network == nil {
+				a.Network = new(Network)
+			}
+			if err := a.Network.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "privacy":
+			if a.Privacy == nil {
+				a.Privacy = new(Privacy)
+			}
+			if err := a.Privacy.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("b2s: unrecognized option %q; see the b2s block in the README", d.Val())
+		}
+	}
+	return nil
+}
+
+func (n *Network) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "sites":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("b2s: network: sites needs at least one host or domain, e.g. sites b2s.com b2smade.com")
+			}
+			n.Sites = append(n.Sites, args...)
+		case "link_path":
+			if !d.AllArgs(&n.LinkPath) {
+				return d.ArgErr()
+			}
+		case "token_param":
+			if !d.AllArgs(&n.TokenParam) {
+				return d.ArgErr()
+			}
+		case "token_ttl":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur <= 0 {
+				return d.Errf("b2s: network: token_ttl %q is not a positive duration; use e.g. 30s", s)
+			}
+			n.TokenTTL = caddy.Duration(dur)
+		default:
+			return d.Errf("b2s: network: unrecognized option %q; want sites, link_path, token_param or token_ttl", opt)
+		}
+	}
+	return nil
+}
+
+func (p *Privacy) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "optout_path":
+			if !d.AllArgs(&p.OptOutPath) {
+				return d.ArgErr()
+			}
+		case "optin_path":
+			if !d.AllArgs(&p.OptInPath) {
+				return d.ArgErr()
+			}
+		case "gpc":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			switch s {
+			case "on":
+				p.GPC = nil
+			case "off":
+				off := false
+				p.GPC = &off
+			default:
+				return d.Errf("b2s: privacy: gpc %q: want on or off", s)
+			}
+		case "truncate_ip":
+			p.TruncateIP = true
+			args := d.RemainingArgs()
+			switch len(args) {
+			case 0:
+			case 2:
+				v4, err4 := strconv.Atoi(args[0])
+				v6, err6 := strconv.Atoi(args[1])
+				if err4 != nil || err6 != nil || v4 < 1 || v4 > 32 || v6 < 1 || v6 > 128 {
+					return d.Errf("b2s: privacy: truncate_ip %s %s: want the IPv4 bits (1-32) and IPv6 bits (1-128) to keep, e.g. truncate_ip 24 48", args[0], args[1])
+				}
+				p.IPv4Prefix, p.IPv6Prefix = v4, v6
+			default:
+				return d.Err("b2s: privacy: truncate_ip takes no arguments or two, the IPv4 and IPv6 bits to keep, e.g. truncate_ip 24 48")
+			}
+		case "child_header":
+			if !d.AllArgs(&p.ChildHeader) {
+				return d.ArgErr()
+			}
+		case "member_header":
+			if !d.AllArgs(&p.MemberHeader) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header or member_header", opt)
 		}
 	}
 	return nil
@@ -268,6 +394,8 @@ func (t *KafkaTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		beacon <path>
 //		script <path>
 //		cookie_domain <domain>
+//		same_site lax|strict|none
+//		collect off [<path patterns...>]
 //	}
 func parseCollect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	c := new(Collect)
@@ -295,8 +423,22 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&c.CookieDomain) {
 				return d.ArgErr()
 			}
+		case "same_site":
+			if !d.AllArgs(&c.SameSite) {
+				return d.ArgErr()
+			}
+			c.SameSite = strings.ToLower(c.SameSite)
+			if c.SameSite != "lax" && c.SameSite != "strict" && c.SameSite != "none" {
+				return d.Errf("b2s_collect: same_site %q: want lax, strict or none", c.SameSite)
+			}
+		case "collect":
+			if !d.NextArg() || d.Val() != "off" {
+				return d.Err("b2s_collect: collect takes off, then optional path patterns: collect off [/kids/*...]")
+			}
+			c.CollectOff = true
+			c.CollectOffPaths = append(c.CollectOffPaths, d.RemainingArgs()...)
 		default:
-			return d.Errf("b2s_collect: unrecognized option %q; want beacon, script or cookie_domain", d.Val())
+			return d.Errf("b2s_collect: unrecognized option %q; want beacon, script, cookie_domain, same_site or collect", d.Val())
 		}
 	}
 	return nil

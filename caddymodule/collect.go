@@ -26,7 +26,9 @@ func init() {
 // DefaultBeaconPath is where the 1x1 beacon is served unless configured.
 const DefaultBeaconPath = "/b.gif"
 
-// Placeholders set on every request that passes through b2s_collect.
+// Placeholders set on every request b2s_collect passes on to the next
+// handler (not on the beacon and the plugin's own endpoints, which it
+// answers itself). Empty when the visitor's consent excludes identifiers.
 const (
 	// VarCookieID holds the visitor's cookie ID: {http.vars.b2s.cookie_id}.
 	VarCookieID = "b2s.cookie_id"
@@ -62,10 +64,27 @@ type Collect struct {
 	// ignore the cookie.
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
-	app          *App
-	logger       *zap.Logger
-	cookieTail   string // attributes after the value, without Secure
-	cookiePrefix string // "name="
+	// SameSite is the cookie's SameSite attribute: lax (the default),
+	// strict or none. Use none on the main site whose beacon sister sites
+	// embed, so that browsers that allow third-party cookies send it with
+	// that beacon; it takes effect over HTTPS only (None requires
+	// Secure), plain http gets Lax.
+	SameSite string `json:"same_site,omitempty"`
+
+	// CollectOff turns off identifiers for child-directed content: no
+	// cookie is read or set, records carry consent "child", no cookie,
+	// network or member ID, and a truncated IP. On the whole site, or
+	// only under CollectOffPaths (path patterns as in Caddy's path
+	// matcher, e.g. /kids/*).
+	CollectOff      bool     `json:"collect_off,omitempty"`
+	CollectOffPaths []string `json:"collect_off_paths,omitempty"`
+
+	app           *App
+	logger        *zap.Logger
+	cookieTail    string // attributes after the value, on plain http
+	cookieTailTLS string // attributes after the value, on https
+	cookiePrefix  string // "name="
+	offPaths      caddyhttp.MatchPath
 	script       []byte // the JavaScript tag
 	scriptETag   string
 }
@@ -100,8 +119,22 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 		tail += "; Domain=" + c.CookieDomain
 	}
 	tail += "; Max-Age=" + strconv.FormatInt(int64(time.Duration(app.CookieMaxAge)/time.Second), 10)
-	tail += "; HttpOnly; SameSite=Lax"
-	c.cookieTail = tail
+	tail += "; HttpOnly"
+	// SameSite=None needs Secure, so a plain-http response says Lax.
+	switch c.SameSite {
+	case "strict":
+		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Strict", tail+"; SameSite=Strict; Secure"
+	case "none":
+		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Lax", tail+"; SameSite=None; Secure"
+	default:
+		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Lax", tail+"; SameSite=Lax; Secure"
+	}
+	if c.CollectOff && len(c.CollectOffPaths) > 0 {
+		c.offPaths = caddyhttp.MatchPath(c.CollectOffPaths)
+		if err := c.offPaths.Provision(ctx); err != nil {
+			return fmt.Errorf("b2s_collect: collect off: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -112,6 +145,14 @@ func (c *Collect) Validate() error {
 	}
 	if !strings.HasPrefix(c.Script, "/") || c.Script == c.Beacon {
 		return fmt.Errorf("b2s_collect: script path %q must start with / and differ from the beacon path %q", c.Script, c.Beacon)
+	}
+	switch c.SameSite {
+	case "", "lax", "strict", "none":
+	default:
+		return fmt.Errorf("b2s_collect: same_site %q is not lax, strict or none", c.SameSite)
+	}
+	if len(c.CollectOffPaths) > 0 && !c.CollectOff {
+		return fmt.Errorf("b2s_collect: collect_off_paths given without collect_off; use collect off <paths...>")
 	}
 	if c.CookieDomain != "" && !validDomain(c.CookieDomain) {
 		return fmt.Errorf("b2s_collect: cookie_domain %q is not a domain name; use the registrable domain, e.g. b2s.com, or leave it out for a host-only cookie", c.CookieDomain)
@@ -130,7 +171,8 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
-	if r.URL.Path == c.Script {
+	path := r.URL.Path
+	if path == c.Script {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: script accepts GET and HEAD only"))
@@ -140,7 +182,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// Bots are flagged, never dropped: analysts choose what to count.
 	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
-	isBeacon := r.URL.Path == c.Beacon
+	isBeacon := path == c.Beacon
 	var body *[]byte // a POST beacon's body
 	if isBeacon {
 		switch r.Method {
@@ -159,18 +201,55 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET, HEAD, POST and OPTIONS only"))
 		}
 	}
-	cookie := c.identify(r, now, &rec)
+
+	var jar visitorCookies
+	c.readCookies(r, &jar)
+	rec.Consent = c.consent(r, &jar)
+	if sfs := r.Header["Sec-Fetch-Site"]; len(sfs) > 0 && sfs[0] == "cross-site" {
+		rec.CrossSite = true
+		// A subresource of another site's page (the main site's beacon on
+		// a sister site) reads the cookie where the browser sends it, but
+		// never issues one: where third-party cookies are blocked, it
+		// would be a new ID on every hit.
+		jar.thirdParty = r.Header.Get("Sec-Fetch-Mode") != "navigate"
+	}
 
 	var ip netip.Addr
 	ip, rec.IP = clientIP(r)
 	if ip.IsValid() && a.geo != nil {
 		rec.Geo, _ = a.geo.Lookup(ip)
 	}
+	c.protectIP(&rec, ip) // after the lookups: the location stays accurate
 
-	ctx := r.Context()
-	caddyhttp.SetVar(ctx, VarCookieID, rec.CookieID)
-	caddyhttp.SetVar(ctx, VarCookieState, stateVars[rec.CookieState])
-	caddyhttp.SetVar(ctx, VarEventID, rec.EventID)
+	if !isBeacon {
+		// The plugin's own endpoints.
+		pv, nw := a.privacy, a.network
+		switch {
+		case path == pv.optOutPath || path == pv.optInPath:
+			rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
+			c.serveOptOut(w, r, &rec, path == pv.optOutPath)
+			return nil
+		case nw != nil && path == nw.linkPath:
+			rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
+			c.serveLink(w, r, &rec, &jar, now)
+			return nil
+		case nw != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			strings.Contains(r.URL.RawQuery, nw.tokenParam):
+			if rest, token, found := stripToken(r.URL.RawQuery, nw.tokenParam); found {
+				u := *r.URL
+				u.RawQuery = rest
+				rec.URL, rec.Referrer = requestURLOf(r, &u), r.Header.Get("Referer")
+				c.serveLinked(w, r, &rec, &jar, rest, token, now)
+				return nil
+			}
+		}
+	}
+
+	var cookie pendingCookie
+	if rec.Consent.Identifying() {
+		cookie = c.identify(r, now, &rec, &jar, nil)
+		c.readMember(&rec, &jar)
+	}
 
 	if isBeacon {
 		if cookie.value != "" {
@@ -184,30 +263,40 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, VarCookieID, rec.CookieID)
+	caddyhttp.SetVar(ctx, VarCookieState, stateVars[rec.CookieState])
+	caddyhttp.SetVar(ctx, VarEventID, rec.EventID)
+	return c.servePage(w, r, next, &rec, ip, cookie)
+}
+
+// servePage passes a page request on and records it when the response is
+// done.
+func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rec0 *beacon.Record, ip netip.Addr, cookie pendingCookie) error {
+	// The cookie goes out with the response the next handler writes, made
+	// private, and the site's child and member signals are read from it
+	// (and removed). An error page written later by handle_errors gets no
+	// cookie: it may be cached as a shared page. The record lives in the
+	// writer (one allocation), so the beacon path keeps its own on the
+	// stack.
+	pw := &pageWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		c: c, r: r, rec: *rec0, ip: ip, cookie: cookie}
+	rec := &pw.rec
 	rec.Kind = beacon.KindPage
 	rec.URL = requestURL(r)
 	rec.Referrer = r.Header.Get("Referer")
-	var rw http.ResponseWriter = w
-	var sc *setCookieOnWrite
-	if cookie.value != "" {
-		// The cookie goes out with the response the next handler writes,
-		// made private. An error page written later by handle_errors
-		// gets no cookie: it may be cached as a shared page.
-		sc = &setCookieOnWrite{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, cookie: cookie}
-		rw = sc
-	}
-	recorder := caddyhttp.NewResponseRecorder(rw, nil, nil)
+	recorder := caddyhttp.NewResponseRecorder(pw, nil, nil)
 	// A response cut short (reverse_proxy's panic(http.ErrAbortHandler)
 	// when the upstream dies mid-body) is recorded too, then the panic
 	// goes on.
 	defer func() {
 		if p := recover(); p != nil {
-			c.recordPage(&rec, recorder, http.StatusBadGateway)
+			c.recordPage(rec, recorder, http.StatusBadGateway)
 			panic(p)
 		}
 	}()
 	err := next.ServeHTTP(recorder, r)
-	if err == nil && sc != nil && recorder.Status() == 0 {
+	if err == nil && cookie.value != "" && recorder.Status() == 0 {
 		// Nothing written: net/http would send an empty 200 without
 		// passing through us; send it here, with the cookie.
 		recorder.WriteHeader(http.StatusOK)
@@ -222,8 +311,74 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			status = herr.StatusCode
 		}
 	}
-	c.recordPage(&rec, recorder, status)
+	c.recordPage(rec, recorder, status)
 	return err
+}
+
+// protectIP truncates the record's IP when the site asks for it, and
+// always for a record without consent.
+func (c *Collect) protectIP(rec *beacon.Record, ip netip.Addr) {
+	pv := c.app.privacy
+	if !ip.IsValid() || rec.IPTruncated || (pv.truncate == false && rec.Consent.Identifying()) {
+		return
+	}
+	rec.IP = beacon.TruncateIP(ip, pv.v4, pv.v6).String()
+	rec.IPTruncated = true
+}
+
+// visitorCookies is what the request's Cookie headers hold for the plugin.
+type visitorCookies struct {
+	ids        [4]string // values of the visitor cookie, in order (a host-only and a domain cookie, say)
+	nids       int
+	seenID     bool   // a visitor cookie was sent, valid or not
+	member     string // the member cookie's value
+	optOut     bool
+	child      bool
+	thirdParty bool // a subresource request from another site's page
+}
+
+// readCookies reads the plugin's cookies in one pass over the headers.
+func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
+	name, pv := c.app.CookieName, c.app.privacy
+	for _, h := range r.Header["Cookie"] {
+		for rest := h; ; {
+			n, v, more, ok := beacon.NextCookie(rest)
+			if !ok {
+				break
+			}
+			rest = more
+			switch {
+			case n == name:
+				jar.seenID = true
+				if jar.nids < len(jar.ids) {
+					jar.ids[jar.nids] = v
+					jar.nids++
+				}
+			case len(n) <= len(name) || n[:len(name)] != name:
+			case n == pv.optOutName:
+				jar.optOut = true
+			case n == pv.childName:
+				jar.child = true
+			case n == pv.memberName:
+				jar.member = v
+			}
+		}
+	}
+}
+
+// readMember puts the signed-in member in the record, when the member
+// cookie is bound to the visitor's cookie ID.
+func (c *Collect) readMember(rec *beacon.Record, jar *visitorCookies) {
+	if jar.member == "" || rec.CookieState != beacon.StateReturning {
+		return
+	}
+	i := strings.LastIndexByte(jar.member, '.')
+	if i <= 0 {
+		return
+	}
+	if m, sig := jar.member[:i], jar.member[i+1:]; beacon.ValidMember(m) && c.app.signer.VerifyMember(rec.CookieID, m, sig) {
+		rec.MemberID = m
+	}
 }
 
 // recordPage completes and emits a page record; status applies when the
@@ -249,26 +404,27 @@ func (p pendingCookie) addTo(h http.Header) {
 }
 
 // identify reads the visitor's cookie into rec and returns the Set-Cookie
-// the response needs, if any.
-func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) pendingCookie {
+// the response needs, if any. A link, when given, joins the visitor to
+// its network ID.
+func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, jar *visitorCookies, link *beacon.Link) pendingCookie {
 	a := c.app
 	var v beacon.Verified
-	var valid, seen bool
-	for _, h := range r.Header["Cookie"] {
-		_, s := beacon.CookieValue(h, a.CookieName, func(val string) bool {
-			v, valid = a.signer.Verify(val)
-			return valid
-		})
-		seen = seen || s
-		if valid {
+	valid := false
+	for _, val := range jar.ids[:jar.nids] {
+		if v, valid = a.signer.Verify(val); valid {
 			break
 		}
 	}
 	var reason string
+	nid := ""
 	switch {
 	case valid:
-		rec.CookieID, rec.CookieState = v.ID, beacon.StateReturning
+		rec.CookieID, rec.CookieState, rec.NetworkID = v.ID, beacon.StateReturning, v.NetworkID
+		nid = v.NetworkID
 		switch {
+		case link != nil && link.NetworkID != v.NetworkID:
+			rec.PrevNetworkID = v.NetworkID
+			reason = "link"
 		case v.OldKey:
 			reason = "resign"
 		case now.Sub(v.Issued) > time.Duration(a.CookieRefresh):
@@ -276,10 +432,15 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) p
 		default:
 			return pendingCookie{}
 		}
-	case seen:
+	case jar.thirdParty:
+		return pendingCookie{}
+	case jar.seenID:
 		rec.CookieState, reason = beacon.StateReset, "reset"
 	default:
 		rec.CookieState, reason = beacon.StateNew, "new"
+	}
+	if link != nil {
+		nid = link.NetworkID
 	}
 	// The whole Set-Cookie value in one allocation; the record's cookie ID
 	// is a slice of it.
@@ -292,13 +453,20 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record) p
 	var stack [256]byte
 	buf := append(stack[:0], c.cookiePrefix...)
 	idAt := len(buf) + 2
-	buf = a.signer.AppendSigned(buf, id, now)
-	buf = append(buf, c.cookieTail...)
+	buf = a.signer.AppendSignedNetwork(buf, id, nid, now)
 	if r.TLS != nil {
-		buf = append(buf, "; Secure"...)
+		buf = append(buf, c.cookieTailTLS...)
+	} else {
+		buf = append(buf, c.cookieTail...)
 	}
 	cookie := string(buf)
 	rec.CookieID = cookie[idAt : idAt+len(id)]
+	switch {
+	case nid != "":
+		rec.NetworkID = nid
+	default:
+		rec.NetworkID = rec.CookieID
+	}
 	return pendingCookie{value: cookie, reason: reason}
 }
 
@@ -428,10 +596,9 @@ func (c *Collect) servePreflight(w http.ResponseWriter, r *http.Request) {
 }
 
 // addCORS allows the request's Origin to read the answer and send
-// credentials (the cookie) when it is the same site: its host is the
-// request's Host. Never "*", which forbids credentials. Other origins of
-// the b2s.com network are to be allowed by configuration in a later
-// change. It reports whether the origin was allowed.
+// credentials (the cookie) when it is this host, or an https origin of a
+// network site. Never "*", which forbids credentials. It reports whether
+// the origin was allowed.
 func (c *Collect) addCORS(h http.Header, r *http.Request) bool {
 	h["Vary"] = hdrVaryOrigin
 	origin := r.Header.Get("Origin")
@@ -439,7 +606,10 @@ func (c *Collect) addCORS(h http.Header, r *http.Request) bool {
 		return false
 	}
 	u, err := url.Parse(origin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.EqualFold(u.Host, r.Host) {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Path != "" || u.RawQuery != "" {
+		return false
+	}
+	if !strings.EqualFold(u.Host, r.Host) && (u.Scheme != "https" || !c.app.network.has(hostname(u.Host))) {
 		return false
 	}
 	h["Access-Control-Allow-Origin"] = []string{origin}
@@ -466,7 +636,11 @@ func (c *Collect) fillBeacon(r *http.Request, rec *beacon.Record, q *beacon.Quer
 func (c *Collect) emit(rec *beacon.Record) {
 	bp := encodeBufs.Get().(*[]byte)
 	*bp = rec.AppendJSON((*bp)[:0])
-	_ = c.app.sink.spool.Append(rec.CookieID, *bp)
+	key := rec.CookieID // one visitor's records in one partition, in order
+	if !rec.Consent.Identifying() {
+		key = "" // nor in the key
+	}
+	_ = c.app.sink.spool.Append(key, *bp)
 	if cap(*bp) <= 64<<10 {
 		encodeBufs.Put(bp)
 	}
@@ -500,12 +674,15 @@ func clientIP(r *http.Request) (netip.Addr, string) {
 }
 
 // requestURL is the absolute URL the client asked for.
-func requestURL(r *http.Request) string {
+func requestURL(r *http.Request) string { return requestURLOf(r, r.URL) }
+
+// requestURLOf is requestURL with u in place of the request's URL.
+func requestURLOf(r *http.Request, u *url.URL) string {
 	scheme := "http://"
 	if r.TLS != nil {
 		scheme = "https://"
 	}
-	return scheme + r.Host + r.URL.RequestURI()
+	return scheme + r.Host + u.RequestURI()
 }
 
 func validDomain(d string) bool {

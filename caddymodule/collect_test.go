@@ -230,6 +230,7 @@ func TestCollect(t *testing.T) {
 					Kind: "page", Host: host, IP: "127.0.0.1", Method: "GET",
 					URL: e.base + "/products/42?probe=" + p, Referrer: "https://search.example/?q=b2s", UserAgent: "b2s-test/1.0",
 					Status: 200, Bytes: int64(len(resp.body)),
+					Consent: "full", NetworkID: rec.CookieID, // a visitor not linked from another site
 				}
 				if !recordsEqual(rec, want) {
 					t.Errorf("record = %+v\nwant     %+v", rec, want)

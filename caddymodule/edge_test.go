@@ -344,6 +344,13 @@ type edgeRecord struct {
 	Bot         string            `json:"bot"`
 	Geo         *edgeGeo          `json:"geo"`
 	Params      map[string]string `json:"params"`
+	Consent     string            `json:"consent"`
+	IPTruncated bool              `json:"ip_truncated"`
+	NetworkID   string            `json:"network_id"`
+	PrevNetwork string            `json:"prev_network_id"`
+	MemberID    string            `json:"member_id"`
+	LinkedFrom  string            `json:"linked_from"`
+	CrossSite   bool              `json:"cross_site"`
 }
 
 type edgeGeo struct {

@@ -31,11 +31,16 @@ func benchCollect(b *testing.B) *Collect {
 	}
 	b.Cleanup(func() { sp.Close() })
 	app := &App{CookieName: DefaultCookieName, CookieMaxAge: DefaultCookieMaxAge, CookieRefresh: DefaultCookieRefresh,
-		signer: signer, sink: &sink{spool: sp}, logger: zap.NewNop(), now: time.Now}
+		signer: signer, signerKeys: [][]byte{[]byte("bench-key-0123456789abcdef0123456789")},
+		sink: &sink{spool: sp}, logger: zap.NewNop(), now: time.Now}
+	if err := app.provisionPrivacy(); err != nil {
+		b.Fatal(err)
+	}
 	registerMetrics(nil)
 	c := &Collect{app: app, Beacon: DefaultBeaconPath}
 	c.cookiePrefix = app.CookieName + "="
 	c.cookieTail = "; Path=/; Max-Age=34560000; HttpOnly; SameSite=Lax"
+	c.cookieTailTLS = c.cookieTail + "; Secure"
 	return c
 }
 

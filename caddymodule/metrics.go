@@ -55,7 +55,7 @@ func buildMetrics() {
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, v.float)
 	}
-	collectors = []prometheus.Collector{
+	collectors = append(privacyCollectors(),
 		records, cookiesSet,
 		counter("records_spooled_total", "Records appended to the spool (accepted at the edge).", &uint64Loader{&stats.Accepted}),
 		counter("records_shipped_total", "Records Kafka acknowledged.", &uint64Loader{&stats.Shipped}),
@@ -74,7 +74,7 @@ func buildMetrics() {
 				}
 				return 0
 			}),
-	}
+	)
 }
 
 type uint64Loader struct{ v interface{ Load() uint64 } }

@@ -338,7 +338,11 @@ func (s *Shipper) run() {
 		}
 		msgs = msgs[:0]
 		for _, e := range entries {
-			msgs = append(msgs, kafka.Message{Key: e.Key, Value: e.Value})
+			key := e.Key
+			if len(key) == 0 {
+				key = nil // no visitor ID: spread over the partitions, not all on murmur2("")
+			}
+			msgs = append(msgs, kafka.Message{Key: key, Value: e.Value})
 		}
 		if !s.write(msgs) {
 			return // aborted: the batch stays in the spool
