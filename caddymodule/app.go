@@ -118,12 +118,12 @@ type App struct {
 	signerKeys [][]byte
 	network    *network
 	privacy    *privacy
-	geo     *geo.Reloading
-	geoKey  string
-	sink    *sink
-	secrets [][]byte
-	logger  *zap.Logger
-	now     func() time.Time
+	geo        *geo.Reloading
+	geoKey     string
+	sink       *sink
+	secrets    [][]byte
+	logger     *zap.Logger
+	now        func() time.Time
 }
 
 // KafkaConfig configures the Kafka producer (segmentio/kafka-go's Writer).

@@ -85,8 +85,8 @@ type Collect struct {
 	cookieTailTLS string // attributes after the value, on https
 	cookiePrefix  string // "name="
 	offPaths      caddyhttp.MatchPath
-	script       []byte // the JavaScript tag
-	scriptETag   string
+	script        []byte // the JavaScript tag
+	scriptETag    string
 }
 
 // CaddyModule returns the Caddy module information.
