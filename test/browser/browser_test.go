@@ -1,6 +1,8 @@
 package browser
 
 import (
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +85,130 @@ func TestCookieAndRecords(t *testing.T) {
 	}
 	if r := e.records.waitRecord(t, "the sister site's visit", pageRecord(sister)); r.CookieID != sid || r.CookieState != "new" {
 		t.Errorf("sister site's visit recorded as cookie_id %q, cookie_state %q; want %q, new\n%s", r.CookieID, r.CookieState, sid, r.raw)
+	}
+}
+
+// TestAdvertiserNeverSeesTheVisitorsID: a b2s page embeds an advertiser's
+// frame and script, and the b2s tag. The advertiser's server logs every
+// request it gets, and its frame and script report everything a script can
+// read where they run (cookies, location, referrer, storage). Neither the
+// b2sid cookie nor its ID shows up anywhere in that, while the page's own
+// records arrive. The advertiser's own cookie comes back from its frame
+// only when the profile allows third-party cookies.
+func TestAdvertiserNeverSeesTheVisitorsID(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		mode         thirdPartyCookies
+		adCookieBack bool // whether the frame's cookie comes back to the advertiser
+	}{
+		{"third-party cookies blocked", thirdPartyBlocked, false},
+		{"third-party cookies allowed", thirdPartyAllowed, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			b := e.newBrowser(t, browserOptions{thirdPartyCookies: c.mode})
+			page := e.url(mainHost, adsPagePath)
+			if resp := b.navigate(t, page); resp.Status != 200 {
+				t.Fatalf("GET %s: status %d, want 200", page, resp.Status)
+			}
+			bc := b.cookie(t, page, cookieName)
+			id, _, err := verifyCookie(bc.Value, e.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// The page's own records: the page, and the tag's pageview.
+			pr := e.records.waitRecord(t, "the page", pageRecord(page))
+			br := e.records.waitRecord(t, "the tag's pageview", func(r *record) bool {
+				return r.Kind == "beacon" && r.Event == "pageview"
+			})
+			if pr.CookieID != id || pr.CookieState != "new" {
+				t.Errorf("page recorded as cookie_id %q, cookie_state %q; want %q, new\n%s", pr.CookieID, pr.CookieState, id, pr.raw)
+			}
+			if br.CookieID != id || br.CookieState != "returning" || br.Method != "POST" || br.URL != page || br.Status != 204 {
+				t.Errorf("pageview recorded as cookie_id %q, cookie_state %q, %s %q, status %d; want %q, returning, a POST of %q, 204\n%s",
+					br.CookieID, br.CookieState, br.Method, br.URL, br.Status, id, page, br.raw)
+			}
+
+			got := e.ads.waitRequests(t, "the frame, the script and their reports",
+				requestTo("GET", adFramePath), requestTo("GET", adScriptPath),
+				reportFrom("frame"), reportFrom("script"), pixelFrom("frame"), pixelFrom("script"))
+			frame, frameRep, scriptRep := got[0], got[2], got[3]
+
+			// Nothing the advertiser received names b2sid, its value or its
+			// ID: no header (Cookie, Referer, anything the edge adds), no
+			// URL, no body.
+			for _, r := range e.ads.requests() {
+				s := r.String()
+				for _, leak := range []string{bc.Value, id, cookieName + "="} {
+					if strings.Contains(s, leak) {
+						t.Errorf("the advertiser received %q:\n%s", leak, s)
+					}
+				}
+			}
+			// What a script on the page reads does reach the advertiser: the
+			// page's script-readable cookie, the page's full URL.
+			rep, err := scriptRep.report()
+			if err != nil {
+				t.Fatalf("script report %q: %v", scriptRep.Body, err)
+			}
+			if !strings.Contains(rep.Cookie, sitePrefCookie) || rep.Location != page {
+				t.Errorf("the script reported cookie %q and location %q; want %q in the cookie and location %q: its report would not show a readable b2sid",
+					rep.Cookie, rep.Location, sitePrefCookie, page)
+			}
+			if ref := frame.Header.Get("Referer"); ref != e.origin(mainHost)+"/" {
+				t.Errorf("the frame was requested with Referer %q, want the page's origin %q only", ref, e.origin(mainHost)+"/")
+			}
+
+			// The edge recorded the b2s page and its pageview, nothing of the
+			// advertiser's.
+			for _, r := range e.records.all() {
+				if r != pr && r != br {
+					t.Errorf("unexpected record %s", r)
+				}
+			}
+
+			// The advertiser's own cookie: set by its frame, sent back by the
+			// frame's report only where third-party cookies are allowed.
+			setCookie := (&http.Response{Header: frame.RespHeader}).Cookies()
+			if len(setCookie) != 1 || setCookie[0].Name != adCookieName {
+				t.Fatalf("the frame's response set %v, want one %s (the browser sent no cookie: %q)", setCookie, adCookieName, frame.Header.Get("Cookie"))
+			}
+			adUID := setCookie[0].Value
+			sent, ok := frameRep.cookie(adCookieName)
+			frameCookie := eval[string](t, b.frame(t, e.url(adHost, adFramePath)), "document.cookie")
+			frep, err := frameRep.report()
+			if err != nil {
+				t.Fatalf("frame report %q: %v", frameRep.Body, err)
+			}
+			var jar []string
+			for _, ck := range b.cookies(t, e.url(adHost, "/")) {
+				jar = append(jar, ck.Name+"="+ck.Value)
+			}
+			want := adCookieName + "=" + adUID
+			if c.adCookieBack {
+				if !ok || sent != adUID {
+					t.Errorf("the frame's report sent %s %q (present %v), want %q", adCookieName, sent, ok, adUID)
+				}
+				if frameCookie != want || frep.Cookie != want {
+					t.Errorf("document.cookie in the frame: %q by DevTools, %q reported; want %q", frameCookie, frep.Cookie, want)
+				}
+				if !slices.Contains(jar, want) {
+					t.Errorf("the browser holds %q for the advertiser, want %q among them", jar, want)
+				}
+			} else {
+				for _, r := range e.ads.requests() {
+					if v, ok := r.cookie(adCookieName); ok {
+						t.Errorf("%s %s sent %s=%s with third-party cookies blocked", r.Method, r.URI, adCookieName, v)
+					}
+				}
+				if frameCookie != "" || frep.Cookie != "" {
+					t.Errorf("document.cookie in the frame: %q by DevTools, %q reported; want it empty", frameCookie, frep.Cookie)
+				}
+				if len(jar) != 0 {
+					t.Errorf("the browser holds %q for the advertiser, want nothing", jar)
+				}
+			}
+		})
 	}
 }
