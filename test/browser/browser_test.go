@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -58,9 +59,10 @@ func TestCookieAndRecords(t *testing.T) {
 	}
 
 	first := e.records.waitRecord(t, "the first visit", pageRecord(home))
-	if first.CookieID != id || first.CookieState != "new" || first.Host != e.origin(mainHost)[len("https://"):] || first.Status != 200 {
-		t.Errorf("first visit recorded as cookie_id %q, cookie_state %q, host %q, status %d; want %q, new, %s:%d, 200\n%s",
-			first.CookieID, first.CookieState, first.Host, first.Status, id, mainHost, e.port, first.raw)
+	if host := fmt.Sprintf("%s:%d", mainHost, e.port); first.CookieID != id || first.CookieState != "new" ||
+		first.Host != host || first.Method != "GET" || first.Status != 200 {
+		t.Errorf("first visit recorded as cookie_id %q, cookie_state %q, host %q, %s, status %d; want %q, new, %s, GET, 200\n%s",
+			first.CookieID, first.CookieState, first.Host, first.Method, first.Status, id, host, first.raw)
 	}
 
 	b.navigate(t, home)
