@@ -17,7 +17,7 @@ build:
 run: build deps
 	./scripts/run-demo.sh
 
-## deps: what the tests and the demo need from the system (kcat, promtool)
+## deps: what the tests and the demo need from the system (kcat, promtool, chromium)
 deps:
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat (Debian package) to read records back from Kafka"; \
@@ -27,6 +27,10 @@ deps:
 		echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 		else echo "promtool is missing: run 'sudo apt-get install prometheus'" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (Debian package) for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
 vet:
 	$(GO) vet ./...
