@@ -440,6 +440,59 @@ func TestCaddyfileErrors(t *testing.T) {
 			want: []string{"'b2s_collect'", "wrong argument count", "Caddyfile:12"},
 		},
 		{
+			name: "an unknown network option lists the valid ones",
+			caddyfile: `{
+	b2s {
+		network {
+			domains b2s.com
+		}
+	}
+}`,
+			want: []string{`b2s: network: unrecognized option "domains"`, "want sites, link_path, token_param or token_ttl", "Caddyfile:4"},
+		},
+		{
+			name: "a gpc value other than on or off is refused",
+			caddyfile: `{
+	b2s {
+		privacy {
+			gpc maybe
+		}
+	}
+}`,
+			want: []string{`b2s: privacy: gpc "maybe": want on or off`, "Caddyfile:4"},
+		},
+		{
+			name: "truncate_ip with one number says to give two",
+			caddyfile: `{
+	b2s {
+		privacy {
+			truncate_ip 24
+		}
+	}
+}`,
+			want: []string{"b2s: privacy: truncate_ip takes no arguments or two", "truncate_ip 24 48"},
+		},
+		{
+			name: "collect without off is refused with the form",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect {
+		collect on
+	}
+}`,
+			want: []string{"b2s_collect: collect takes off", "collect off [/kids/*...]"},
+		},
+		{
+			name: "an unknown same_site value lists the valid ones",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_collect {
+		same_site relaxed
+	}
+}`,
+			want: []string{`b2s_collect: same_site "relaxed": want lax, strict or none`, "Caddyfile:12"},
+		},
+		{
 			name: "an unknown b2s_health option names the valid one",
 			caddyfile: minimalGlobal + `
 :8080 {

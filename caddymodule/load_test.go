@@ -479,6 +479,63 @@ func TestLoadErrors(t *testing.T) {
 			handler: `{"handler":"b2s_collect","cookie_domain":"b2s..com"}`,
 			want:    []string{"cookie_domain", "is not a domain name"},
 		},
+		{
+			name:    "a network with privacy options and a child-directed path loads",
+			b2s:     app(map[string]any{"network": map[string]any{"sites": []string{"b2s.com", "B2Smade.com"}, "token_ttl": "15s"}, "privacy": map[string]any{"truncate_ip": true, "gpc": false}}),
+			handler: `{"handler":"b2s_collect","same_site":"none","collect_off":true,"collect_off_paths":["/kids/*"]}`,
+		},
+		{
+			name: "a network without sites says what to list",
+			b2s:  app(map[string]any{"network": map[string]any{}}),
+			want: []string{"b2s: network: sites is empty", "sites b2s.com b2smade.com"},
+		},
+		{
+			name: "a public suffix as a network site is refused",
+			b2s:  app(map[string]any{"network": map[string]any{"sites": []string{"com.cn"}}}),
+			want: []string{`b2s: network: site "com.cn" is a public suffix`, "the network's own domains"},
+		},
+		{
+			name: "a network site that is not a host name is refused",
+			b2s:  app(map[string]any{"network": map[string]any{"sites": []string{"https://b2s.com"}}}),
+			want: []string{`b2s: network: site "https://b2s.com" is not a host name`},
+		},
+		{
+			name: "a token lifetime over 10 minutes is refused",
+			b2s:  app(map[string]any{"network": map[string]any{"sites": []string{"b2s.com"}, "token_ttl": "1h"}}),
+			want: []string{"b2s: network: token_ttl", "at most 10m"},
+		},
+		{
+			name: "a link path that is also a privacy path is refused",
+			b2s:  app(map[string]any{"network": map[string]any{"sites": []string{"b2s.com"}, "link_path": "/_b2s/optout"}}),
+			want: []string{"b2s: network: link_path", "also a privacy path"},
+		},
+		{
+			name: "opt-out and opt-in on one path are refused",
+			b2s:  app(map[string]any{"privacy": map[string]any{"optout_path": "/p", "optin_path": "/p"}}),
+			want: []string{"b2s: privacy: optout_path and optin_path are both", "different paths"},
+		},
+		{
+			name: "truncation prefixes out of range are refused",
+			b2s:  app(map[string]any{"privacy": map[string]any{"truncate_ip": true, "ipv4_prefix": 33}}),
+			want: []string{"b2s: privacy: truncate_ip", "0-32"},
+		},
+		{
+			name: "a child header that is not a header name is refused",
+			b2s:  app(map[string]any{"privacy": map[string]any{"child_header": "X B2S"}}),
+			want: []string{"b2s: privacy:", "is not a header name"},
+		},
+		{
+			name:    "an unknown same_site is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","same_site":"sometimes"}`,
+			want:    []string{`b2s_collect: same_site "sometimes" is not lax, strict or none`},
+		},
+		{
+			name:    "collect_off_paths without collect_off is refused",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","collect_off_paths":["/kids/*"]}`,
+			want:    []string{"b2s_collect: collect_off_paths given without collect_off", "collect off <paths...>"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := validateConfig(t, tc.b2s, tc.handler)

@@ -295,7 +295,7 @@ func (n *network) destination(raw string, tls bool) (*url.URL, bool) {
 			return nil, false
 		}
 	}
-	if !n.has(hostname(u.Host)) {
+	if strings.HasSuffix(u.Hostname(), ".") || !n.has(hostname(u.Host)) {
 		return nil, false
 	}
 	return u, true
@@ -441,9 +441,14 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 		if from != to && rec.NetworkID != "" {
 			tok, err := a.network.sealer.Seal(rec.NetworkID, from, to, now, a.network.tokenTTL)
 			if err == nil {
-				q := dest.Query()
-				q.Set(a.network.tokenParam, tok)
-				dest.RawQuery = q.Encode()
+				// Any token already in the destination is dropped (it
+				// would join the visitor to someone else's network ID),
+				// ours appended, so the query keeps its order.
+				dest.RawQuery, _, _ = stripToken(dest.RawQuery, a.network.tokenParam)
+				if dest.RawQuery != "" {
+					dest.RawQuery += "&"
+				}
+				dest.RawQuery += a.network.tokenParam + "=" + tok
 				linkResult("issued").Inc()
 			}
 		}
@@ -453,7 +458,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 }
 
 // stripToken returns r's query without the link token parameter, and the
-// token (the first one, if several).
+// token; when there are several, token is empty: none is trusted.
 func stripToken(rawQuery, param string) (rest, token string, found bool) {
 	var b strings.Builder
 	for q := rawQuery; q != ""; {
@@ -463,6 +468,8 @@ func stripToken(rawQuery, param string) (rest, token string, found bool) {
 		if k, err := url.QueryUnescape(key); err == nil && k == param {
 			if !found {
 				token, _ = url.QueryUnescape(val)
+			} else {
+				token = ""
 			}
 			found = true
 			continue
