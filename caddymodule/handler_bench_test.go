@@ -67,13 +67,13 @@ func BenchmarkBeaconHandler(b *testing.B) {
 	if err := geotest.WriteCityDB(path, []geotest.City{{Network: "203.0.113.0/24", Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579}}); err != nil {
 		b.Fatal(err)
 	}
-	db, err := geo.OpenReloading(path, 0, nil)
+	db, err := geo.OpenReloading(path, geo.City, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
 		name, cookie string
-		geo          *geo.Reloading
+		geo          *geo.Reloading[beacon.Geo]
 	}{{"cookie=valid", valid, nil}, {"cookie=none", "", nil}, {"cookie=valid/geo=on", valid, db}, {"cookie=none/geo=on", "", db}} {
 		b.Run(bc.name, func(b *testing.B) {
 			c.app.geo = bc.geo
