@@ -307,21 +307,21 @@ func (a *App) provisionGeoIP(repl *caddy.Replacer) error {
 		every = time.Duration(*a.GeoIPReload)
 	}
 	var err error
-	if a.geo, err = openGeoIP(a, repl, every, "geoip", a.GeoIP, geo.City, "City or Country"); err != nil {
+	if a.geo, err = openGeoIP(a, repl, every, "geoip", a.GeoIP, geo.City, "City or Country .mmdb file"); err != nil {
 		return err
 	}
-	if a.asn, err = openGeoIP(a, repl, every, "geoip_asn", a.GeoIPASN, geo.ASN, "ASN (GeoLite2-ASN or GeoIP2-ISP)"); err != nil {
+	if a.asn, err = openGeoIP(a, repl, every, "geoip_asn", a.GeoIPASN, geo.ASN, "ASN .mmdb file (GeoLite2-ASN or GeoIP2-ISP)"); err != nil {
 		return err
 	}
-	if a.anon, err = openGeoIP(a, repl, every, "geoip_anonymous", a.GeoIPAnonymous, geo.Anonymous, "Anonymous IP (GeoIP2-Anonymous-IP)"); err != nil {
+	if a.anon, err = openGeoIP(a, repl, every, "geoip_anonymous", a.GeoIPAnonymous, geo.Anonymous, "Anonymous IP .mmdb file (GeoIP2-Anonymous-IP)"); err != nil {
 		return err
 	}
 	return nil
 }
 
 // openGeoIP opens the database of kind that option names (its value), or
-// returns nil when it names none; files says which files the fix asks for.
-func openGeoIP[T any](a *App, repl *caddy.Replacer, every time.Duration, option, value string, kind *geo.Kind[T], files string) (*geo.Reloading[T], error) {
+// returns nil when it names none; file says which file the fix asks for.
+func openGeoIP[T any](a *App, repl *caddy.Replacer, every time.Duration, option, value string, kind *geo.Kind[T], file string) (*geo.Reloading[T], error) {
 	p := repl.ReplaceKnown(value, "")
 	if p == "" {
 		return nil, nil
@@ -332,7 +332,7 @@ func openGeoIP[T any](a *App, repl *caddy.Replacer, every time.Duration, option,
 	}
 	db, key, err := loadGeo(path, kind, every, a.logger.Named("geoip"))
 	if err != nil {
-		return nil, fmt.Errorf("b2s: %s: %w; point the %s option at a readable MaxMind %s .mmdb file, or remove it", option, err, option, files)
+		return nil, fmt.Errorf("b2s: %s: %w; point the %s option at a readable MaxMind %s, or remove it", option, err, option, file)
 	}
 	a.geoKeys = append(a.geoKeys, key)
 	a.logger.Info("geoip database loaded", zap.String("option", option), zap.String("path", path), zap.String("type", db.Type()))
