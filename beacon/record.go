@@ -26,6 +26,7 @@ const (
 	MaxParamKeyLen  = 64
 	MaxParamValLen  = 512
 	MaxGeoNameLen   = 128
+	MaxASNOrgLen    = 128
 	MaxBotLen       = 32
 )
 
@@ -54,6 +55,56 @@ func (g *Geo) Empty() bool {
 	return g.Country == "" && g.Subdivision == "" && g.City == "" && !g.HasCoords
 }
 
+// ASN is the autonomous system a GeoIP ASN database gives for the client
+// IP: the network that announces it, which for a business visitor is often
+// their company's or its provider's.
+type ASN struct {
+	// Number is the autonomous system number, e.g. 4134; 0 when unknown.
+	Number uint32
+	// Org is the organisation the number is registered to, e.g. "Chinanet".
+	Org string
+}
+
+// Empty reports whether a holds nothing worth recording.
+func (a *ASN) Empty() bool { return a.Number == 0 && a.Org == "" }
+
+// Anon is what a GeoIP Anonymous IP database says of the client IP: a set
+// of the flags below, zero when the IP is not listed.
+type Anon uint8
+
+// Anon flags, each one of the database's is_* fields.
+const (
+	// AnonAnonymous is is_anonymous: the IP belongs to an anonymizing
+	// network of any kind, including one of the kinds below.
+	AnonAnonymous Anon = 1 << iota
+	// AnonVPN is is_anonymous_vpn: an anonymous VPN provider.
+	AnonVPN
+	// AnonHosting is is_hosting_provider: a hosting or VPN provider.
+	AnonHosting
+	// AnonTor is is_tor_exit_node: a Tor exit node.
+	AnonTor
+	// AnonProxy is is_public_proxy: a public proxy.
+	AnonProxy
+	// AnonResidentialProxy is is_residential_proxy: an anonymizing network
+	// on a residential ISP's addresses.
+	AnonResidentialProxy
+
+	anonKnown = AnonAnonymous | AnonVPN | AnonHosting | AnonTor | AnonProxy | AnonResidentialProxy
+)
+
+// anonNames are the record's names of the Anon flags, in the order written.
+var anonNames = [...]struct {
+	flag Anon
+	name string
+}{
+	{AnonAnonymous, "anonymous"},
+	{AnonVPN, "vpn"},
+	{AnonHosting, "hosting"},
+	{AnonTor, "tor"},
+	{AnonProxy, "proxy"},
+	{AnonResidentialProxy, "residential_proxy"},
+}
+
 // Record describes one request seen at the edge. The zero value of every
 // optional field means absent.
 type Record struct {
@@ -73,8 +124,11 @@ type Record struct {
 	Event       string
 	// Bot is why the request looks automated (see ClassifyBot and the
 	// Bot constants), or "" for a browser.
-	Bot    string
-	Geo    Geo
+	Bot string
+	Geo Geo
+	// ASN and Anon come from the optional ASN and Anonymous IP databases.
+	ASN    ASN
+	Anon   Anon
 	Params []Param
 
 	// NetworkID is the visitor's ID across the network's sites; written
@@ -198,6 +252,12 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	if !r.Geo.Empty() {
 		b = r.Geo.appendJSON(append(b, `,"geo":`...))
 	}
+	if !r.ASN.Empty() {
+		b = r.ASN.appendJSON(append(b, `,"asn":`...))
+	}
+	if r.Anon&anonKnown != 0 {
+		b = r.Anon.appendJSON(append(b, `,"anon":`...))
+	}
 	if r.Kind == KindBeacon {
 		b = append(b, `,"params":{`...)
 		for i, p := range r.Params {
@@ -240,6 +300,41 @@ func (g *Geo) appendJSON(b []byte) []byte {
 		b = strconv.AppendFloat(b, g.Lat, 'f', -1, 64)
 		b = append(b, `,"lon":`...)
 		b = strconv.AppendFloat(b, g.Lon, 'f', -1, 64)
+	}
+	return append(b, '}')
+}
+
+func (a *ASN) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if a.Number != 0 {
+		b = append(b, `"number":`...)
+		b = strconv.AppendUint(b, uint64(a.Number), 10)
+	}
+	if a.Org != "" {
+		if a.Number != 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"org":`...)
+		b = appendString(b, a.Org, MaxASNOrgLen)
+	}
+	return append(b, '}')
+}
+
+// appendJSON writes the flags that are set, each as true.
+func (a Anon) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	sep := false
+	for _, f := range anonNames {
+		if a&f.flag == 0 {
+			continue
+		}
+		if sep {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.name...)
+		b = append(b, `":true`...)
+		sep = true
 	}
 	return append(b, '}')
 }

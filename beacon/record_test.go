@@ -42,6 +42,8 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
 		Status: 200, Bytes: 43, Event: "enquiry", Bot: BotCrawler,
 		Geo:       Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
+		ASN:       ASN{Number: 4134, Org: "Chinanet"},
+		Anon:      AnonAnonymous | AnonVPN | AnonHosting | AnonTor | AnonProxy | AnonResidentialProxy,
 		Params:    []Param{{"product", "42"}},
 		NetworkID: "fedcba9876543210fedcba9876543210", PrevNetworkID: "00112233445566778899aabbccddeeff",
 		MemberID: "m-1001", LinkedFrom: "www.b2smade.com", CrossSite: true, IPTruncated: true,
@@ -55,6 +57,8 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		"method": "GET", "url": r.URL, "referrer": r.Referrer, "user_agent": "Mozilla/5.0",
 		"status": 200.0, "bytes": 43.0, "event": "enquiry", "bot": "crawler",
 		"geo":    map[string]any{"country": "CN", "subdivision": "GD", "city": "Shenzhen", "lat": 22.5431, "lon": 114.0579},
+		"asn":    map[string]any{"number": 4134.0, "org": "Chinanet"},
+		"anon":   map[string]any{"anonymous": true, "vpn": true, "hosting": true, "tor": true, "proxy": true, "residential_proxy": true},
 		"params": map[string]any{"product": "42"},
 	}
 	for k, v := range want {
@@ -72,7 +76,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 func TestRecordOmitsWhatIsUnknown(t *testing.T) {
 	r := Record{EventID: testEventID, Kind: KindPage, Time: time.Unix(0, 0), Status: 404}
 	m := checkValidRecordJSON(t, r.AppendJSON(nil))
-	for _, k := range []string{"geo", "params", "event", "bot", "cookie_id", "cookie_state"} {
+	for _, k := range []string{"geo", "asn", "anon", "params", "event", "bot", "cookie_id", "cookie_state"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("a page record without %s carries it: %v", k, m)
 		}
@@ -106,7 +110,8 @@ func TestRecordStringsAreEscapedAndBounded(t *testing.T) {
 	hostile := "a\"b\\c\n\r\t\x00\x1f\x7f</script>\u2028\u2029\xff\xfe" + "é中"
 	long := strings.Repeat("中", MaxURLLen) // 3 bytes each
 	r := Record{EventID: testEventID, Status: 200, Kind: KindBeacon, Time: time.Unix(0, 0), URL: long, Referrer: hostile, UserAgent: strings.Repeat("x", 10_000),
-		Event: hostile, Params: []Param{{hostile, hostile}, {strings.Repeat("k", 1000), strings.Repeat("v", 10_000)}}}
+		Event: hostile, Params: []Param{{hostile, hostile}, {strings.Repeat("k", 1000), strings.Repeat("v", 10_000)}},
+		ASN: ASN{Number: 64512, Org: "a\"b\\c\n\u2028</script>" + strings.Repeat("中", MaxASNOrgLen)}}
 	b := r.AppendJSON(nil)
 	m := checkValidRecordJSON(t, b)
 	if bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029")) {
@@ -120,6 +125,9 @@ func TestRecordStringsAreEscapedAndBounded(t *testing.T) {
 	}
 	if got := m["user_agent"].(string); len(got) != MaxUserAgentLen {
 		t.Errorf("user_agent is %d bytes, want %d", len(got), MaxUserAgentLen)
+	}
+	if got := m["asn"].(map[string]any)["org"].(string); len(got) > MaxASNOrgLen || len(got) < MaxASNOrgLen-3 || !strings.HasPrefix(got, "a\"b\\c\n\u2028</script>中") || !utf8.ValidString(got) {
+		t.Errorf("asn org is %d bytes (%q), want the escaped start and at most %d bytes, cut at a character boundary", len(got), got, MaxASNOrgLen)
 	}
 	for k, v := range m["params"].(map[string]any) {
 		if len(k) > MaxParamKeyLen*3 || len(v.(string)) > MaxParamValLen {
@@ -172,13 +180,16 @@ func TestPixelIsATransparent1x1GIF(t *testing.T) {
 	}
 }
 
-// FuzzRecordJSON checks that any strings encode to a valid record.
+// FuzzRecordJSON checks that any strings, AS numbers and anonymity flags
+// encode to a valid record.
 func FuzzRecordJSON(f *testing.F) {
-	f.Add("https://www.b2s.com/", "Mozilla/5.0", "k", "v")
-	f.Add("\xff\x00\"\\", "\u2028", "", "\xc3")
-	f.Fuzz(func(t *testing.T, url, ua, k, v string) {
+	f.Add("https://www.b2s.com/", "Mozilla/5.0", "k", "v", "Chinanet", uint32(4134), uint8(AnonVPN|AnonHosting))
+	f.Add("\xff\x00\"\\", "\u2028", "", "\xc3", "", uint32(0), uint8(0))
+	f.Add("", "", "", "", strings.Repeat("中", 50)+"\xe4", uint32(0), uint8(0xff))
+	f.Fuzz(func(t *testing.T, url, ua, k, v, org string, asn uint32, anon uint8) {
 		r := Record{EventID: NewEventID(time.Now()), Time: time.Now(), Status: 200, Kind: KindBeacon,
-			URL: url, Referrer: url, UserAgent: ua, Host: ua, Method: k, IP: v, Event: k, Params: []Param{{k, v}}}
+			URL: url, Referrer: url, UserAgent: ua, Host: ua, Method: k, IP: v, Event: k, Params: []Param{{k, v}},
+			ASN: ASN{Number: asn, Org: org}, Anon: Anon(anon)}
 		if k == "" {
 			r.Params = nil
 		}

@@ -1,5 +1,5 @@
 // Package caddymodule is the Caddy glue of b2s-edge: the global `b2s` app,
-// which owns the cookie keys, the GeoIP reader and the Kafka shipper shared
+// which owns the cookie keys, the GeoIP readers and the Kafka shipper shared
 // by every site, and the `b2s_collect` HTTP handler. The logic it wires
 // together lives in the Caddy-free packages beacon, geo and logship.
 package caddymodule
@@ -35,7 +35,7 @@ const (
 )
 
 // App is the `b2s` app: configuration and resources shared by every site
-// that uses `b2s_collect`. Its spool, Kafka shipper and GeoIP reader live
+// that uses `b2s_collect`. Its spool, Kafka shipper and GeoIP readers live
 // in process-wide pools, so a config reload keeps them, and one that
 // changes the Kafka settings hands the spool over to the new settings
 // without losing or duplicating a record.
@@ -73,11 +73,31 @@ type App struct {
 	// (an unset environment variable) turns GeoIP off.
 	GeoIP string `json:"geoip,omitempty"`
 
-	// GeoIPReload is how often the GeoIP file is checked for a
-	// replacement (geoipupdate renames a new file into place). A new file
-	// is read, fully verified and swapped in atomically; one that does not
-	// verify is refused, logged, and the database in use kept. A config
-	// reload checks at once. Default 1m; "0" turns checking off.
+	// GeoIPASN is the path to a MaxMind ASN database: GeoLite2-ASN, or
+	// GeoIP2-ISP, which holds the same fields. When set, records carry the
+	// autonomous system number and organisation the database gives for
+	// the client IP (asn). For a business visitor the organisation is
+	// often their employer, so a record can name the company that
+	// visited. A missing, corrupt or wrong-type file fails the load.
+	// Placeholders are replaced at load; one that resolves to nothing
+	// turns it off. Default: none.
+	GeoIPASN string `json:"geoip_asn,omitempty"`
+
+	// GeoIPAnonymous is the path to a MaxMind GeoIP2 Anonymous IP database
+	// (or GeoIP Anonymous Plus, which holds the same flags). When set, the
+	// records of clients the database lists as an anonymous VPN, hosting
+	// provider, public or residential proxy or Tor exit node carry those
+	// flags (anon); nothing is blocked. A missing, corrupt or wrong-type
+	// file fails the load. Placeholders are replaced at load; one that
+	// resolves to nothing turns it off. Default: none.
+	GeoIPAnonymous string `json:"geoip_anonymous,omitempty"`
+
+	// GeoIPReload is how often the GeoIP files (geoip, geoip_asn and
+	// geoip_anonymous) are checked for a replacement (geoipupdate renames
+	// a new file into place). A new file is read, fully verified, checked
+	// to be of the same kind and swapped in atomically; one that is not is
+	// refused, logged, and the database in use kept. A config reload
+	// checks at once. Default 1m; "0" turns checking off.
 	GeoIPReload *caddy.Duration `json:"geoip_reload,omitempty"`
 
 	// Spool is the directory of the durable spool: every record is
@@ -118,8 +138,10 @@ type App struct {
 	signerKeys [][]byte
 	network    *network
 	privacy    *privacy
-	geo        *geo.Reloading
-	geoKey     string
+	geo        *geo.Reloading[beacon.Geo]
+	asn        *geo.Reloading[beacon.ASN]
+	anon       *geo.Reloading[beacon.Anon]
+	geoKeys    []string // geoDBs keys of the databases held
 	sink       *sink
 	secrets    [][]byte
 	logger     *zap.Logger
@@ -221,7 +243,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults, resolves placeholders and takes the shared
-// GeoIP reader, spool and Kafka shipper from their pools.
+// GeoIP readers, spool and Kafka shipper from their pools.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.now = time.Now
@@ -260,22 +282,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	registerMetrics(ctx.GetMetricsRegistry())
 
-	// An option that resolves to nothing ({env.X} unset) means no GeoIP.
-	if p := repl.ReplaceKnown(a.GeoIP, ""); p != "" {
-		path, err := filepath.Abs(p)
-		if err != nil {
-			return fmt.Errorf("b2s: geoip: %v", err)
-		}
-		every := time.Minute
-		if a.GeoIPReload != nil {
-			every = time.Duration(*a.GeoIPReload)
-		}
-		db, err := loadGeo(path, every, a.logger.Named("geoip"))
-		if err != nil {
-			return fmt.Errorf("b2s: geoip: %w; point the geoip option at a readable MaxMind City or Country .mmdb file, or remove it", err)
-		}
-		a.geo, a.geoKey = db, path
-		a.logger.Info("geoip database loaded", zap.String("path", path), zap.String("type", db.Type()))
+	if err := a.provisionGeoIP(repl); err != nil {
+		return err
 	}
 
 	if a.Kafka == nil {
@@ -304,6 +312,47 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger.Info("spool ready", zap.String("dir", sc.Dir), zap.Int64("bytes", k.spool.Size()),
 		zap.String("topic", kc.cfg.WithDefaults().Topic), zap.Bool("tls", kc.cfg.TLS != nil), zap.String("sasl", sasl))
 	return nil
+}
+
+// provisionGeoIP takes the GeoIP databases the options name from their
+// pool. An option that resolves to nothing ({env.X} unset) means none of
+// that kind.
+func (a *App) provisionGeoIP(repl *caddy.Replacer) error {
+	every := time.Minute
+	if a.GeoIPReload != nil {
+		every = time.Duration(*a.GeoIPReload)
+	}
+	var err error
+	if a.geo, err = openGeoIP(a, repl, every, "geoip", a.GeoIP, geo.City, "City or Country .mmdb file"); err != nil {
+		return err
+	}
+	if a.asn, err = openGeoIP(a, repl, every, "geoip_asn", a.GeoIPASN, geo.ASN, "ASN .mmdb file (GeoLite2-ASN or GeoIP2-ISP)"); err != nil {
+		return err
+	}
+	if a.anon, err = openGeoIP(a, repl, every, "geoip_anonymous", a.GeoIPAnonymous, geo.Anonymous, "Anonymous IP .mmdb file (GeoIP2-Anonymous-IP)"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openGeoIP opens the database of kind that option names (its value), or
+// returns nil when it names none; file says which file the fix asks for.
+func openGeoIP[T any](a *App, repl *caddy.Replacer, every time.Duration, option, value string, kind *geo.Kind[T], file string) (*geo.Reloading[T], error) {
+	p := repl.ReplaceKnown(value, "")
+	if p == "" {
+		return nil, nil
+	}
+	path, err := filepath.Abs(p)
+	if err != nil {
+		return nil, fmt.Errorf("b2s: %s: %v", option, err)
+	}
+	db, key, err := loadGeo(path, kind, every, a.logger.Named("geoip"))
+	if err != nil {
+		return nil, fmt.Errorf("b2s: %s: %w; point the %s option at a readable MaxMind %s, or remove it", option, err, option, file)
+	}
+	a.geoKeys = append(a.geoKeys, key)
+	a.logger.Info("geoip database loaded", zap.String("option", option), zap.String("path", path), zap.String("type", db.Type()))
+	return db, nil
 }
 
 func (a *App) spoolConfig(repl *caddy.Replacer) (logship.SpoolConfig, error) {
@@ -447,9 +496,10 @@ func (a *App) Cleanup() error {
 		a.sink.release(a)
 		a.sink = nil
 	}
-	if a.geoKey != "" {
-		_, _ = geoDBs.Delete(a.geoKey)
+	for _, key := range a.geoKeys {
+		_, _ = geoDBs.Delete(key)
 	}
+	a.geoKeys = nil
 	return nil
 }
 

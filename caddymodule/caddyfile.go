@@ -37,6 +37,8 @@ func init() {
 //		cookie_max_age <duration>
 //		cookie_refresh <duration>
 //		geoip <path to .mmdb>
+//		geoip_asn <path to .mmdb>
+//		geoip_anonymous <path to .mmdb>
 //		geoip_reload <interval>
 //		spool <directory>
 //		spool_max_size <size>
@@ -121,6 +123,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "geoip":
 			if !d.AllArgs(&a.GeoIP) {
+				return d.ArgErr()
+			}
+		case "geoip_asn":
+			if !d.AllArgs(&a.GeoIPASN) {
+				return d.ArgErr()
+			}
+		case "geoip_anonymous":
+			if !d.AllArgs(&a.GeoIPAnonymous) {
 				return d.ArgErr()
 			}
 		case "geoip_reload":

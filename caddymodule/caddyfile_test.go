@@ -130,6 +130,25 @@ func TestCaddyfileErrors(t *testing.T) {
 			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
 		},
 		{
+			name: "a geoip_asn option without a path is refused",
+			caddyfile: `{
+	b2s {
+		geoip_asn
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:3"},
+		},
+		{
+			name: "a geoip_anonymous option with two paths is refused",
+			caddyfile: `{
+	b2s {
+		geoip /var/lib/GeoIP/GeoLite2-City.mmdb
+		geoip_anonymous /a.mmdb /b.mmdb
+	}
+}`,
+			want: []string{"'b2s'", "wrong argument count", "Caddyfile:4"},
+		},
+		{
 			name: "an unknown kafka option is named with its line",
 			caddyfile: `{
 	b2s {
@@ -623,7 +642,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`b2s`)); err != nil {
 			t.Fatal(err)
 		}
-		if a.Secrets != nil || a.CookieName != "" || a.CookieMaxAge != 0 || a.CookieRefresh != 0 || a.GeoIP != "" ||
+		if a.Secrets != nil || a.CookieName != "" || a.CookieMaxAge != 0 || a.CookieRefresh != 0 || a.GeoIP != "" || a.GeoIPASN != "" || a.GeoIPAnonymous != "" || a.GeoIPReload != nil ||
 			a.Spool != "" || a.SpoolMaxSize != 0 || a.Fsync != "" || a.Kafka != nil {
 			t.Errorf("app = %+v, want the zero value", a)
 		}

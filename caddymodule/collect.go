@@ -219,6 +219,12 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if ip.IsValid() && a.geo != nil {
 		rec.Geo, _ = a.geo.Lookup(ip)
 	}
+	if ip.IsValid() && a.asn != nil {
+		rec.ASN, _ = a.asn.Lookup(ip)
+	}
+	if ip.IsValid() && a.anon != nil {
+		rec.Anon, _ = a.anon.Lookup(ip)
+	}
 	c.protectIP(&rec, ip) // after the lookups: the location stays accurate
 
 	if !isBeacon {

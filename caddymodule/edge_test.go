@@ -78,6 +78,8 @@ const collectCaddyfile = `{
 	b2s {
 		secret __KEY1__ __KEY2__
 		geoip __GEOIP__
+		geoip_asn __GEOIP_ASN__
+		geoip_anonymous __GEOIP_ANONYMOUS__
 		spool __SPOOL__
 		kafka {
 			brokers __BROKERS__
@@ -189,6 +191,7 @@ func startEdge(t *testing.T, topic string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
+	geoipASN, geoipAnonymous := writeEdgeGeoIP(t, t.TempDir())
 	caddyfile := strings.NewReplacer(
 		"__ADMIN__", strconv.Itoa(admin),
 		"__HTTP__", strconv.Itoa(httpP),
@@ -198,6 +201,8 @@ func startEdge(t *testing.T, topic string) *edge {
 		"__KEY1__", testKey1,
 		"__KEY2__", testKey2,
 		"__GEOIP__", geoip,
+		"__GEOIP_ASN__", geoipASN,
+		"__GEOIP_ANONYMOUS__", geoipAnonymous,
 		"__BROKERS__", strings.Join(brokers, " "),
 		"__TOPIC__", topic,
 		"__BACKEND__", strings.TrimPrefix(upstream.URL, "http://"),
@@ -343,6 +348,8 @@ type edgeRecord struct {
 	Event       string            `json:"event"`
 	Bot         string            `json:"bot"`
 	Geo         *edgeGeo          `json:"geo"`
+	ASN         *edgeASN          `json:"asn"`
+	Anon        map[string]bool   `json:"anon"`
 	Params      map[string]string `json:"params"`
 	Consent     string            `json:"consent"`
 	IPTruncated bool              `json:"ip_truncated"`
@@ -351,6 +358,11 @@ type edgeRecord struct {
 	MemberID    string            `json:"member_id"`
 	LinkedFrom  string            `json:"linked_from"`
 	CrossSite   bool              `json:"cross_site"`
+}
+
+type edgeASN struct {
+	Number uint32 `json:"number"`
+	Org    string `json:"org"`
 }
 
 type edgeGeo struct {

@@ -62,26 +62,50 @@ func benchRequest(target, cookie string) *http.Request {
 }
 
 // BenchmarkBeaconHandler is the whole beacon path of the plugin: cookie
-// verify or issue, GeoIP lookup (geo=on), record build and encode, spool
-// append, pixel.
+// verify or issue, GeoIP lookups (geo=city: the City database; geo=all:
+// City, ASN and Anonymous IP), record build and encode, spool append,
+// pixel.
 func BenchmarkBeaconHandler(b *testing.B) {
 	c := benchCollect(b)
 	valid := c.app.signer.Sign(beacon.NewID(), time.Now())
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	path := filepath.Join(b.TempDir(), "city.mmdb")
-	if err := geotest.WriteCityDB(path, []geotest.City{{Network: "203.0.113.0/24", Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579}}); err != nil {
+	dir := b.TempDir()
+	cityPath, asnPath, anonPath := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb"), filepath.Join(dir, "anon.mmdb")
+	if err := geotest.WriteCityDB(cityPath, []geotest.City{{Network: "203.0.113.0/24", Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579}}); err != nil {
 		b.Fatal(err)
 	}
-	db, err := geo.OpenReloading(path, 0, nil)
+	if err := geotest.WriteASNDB(asnPath, []geotest.ASN{{Network: "203.0.113.0/24", Number: 4134, Org: "Chinanet"}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := geotest.WriteAnonymousDB(anonPath, []geotest.Anonymous{{Network: "203.0.113.0/24", VPN: true, Hosting: true}}); err != nil {
+		b.Fatal(err)
+	}
+	city, err := geo.OpenReloading(cityPath, geo.City, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	asn, err := geo.OpenReloading(asnPath, geo.ASN, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	anon, err := geo.OpenReloading(anonPath, geo.Anonymous, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
 		name, cookie string
-		geo          *geo.Reloading
-	}{{"cookie=valid", valid, nil}, {"cookie=none", "", nil}, {"cookie=valid/geo=on", valid, db}, {"cookie=none/geo=on", "", db}} {
+		city         *geo.Reloading[beacon.Geo]
+		asn          *geo.Reloading[beacon.ASN]
+		anon         *geo.Reloading[beacon.Anon]
+	}{
+		{"cookie=valid", valid, nil, nil, nil},
+		{"cookie=none", "", nil, nil, nil},
+		{"cookie=valid/geo=city", valid, city, nil, nil},
+		{"cookie=none/geo=city", "", city, nil, nil},
+		{"cookie=valid/geo=all", valid, city, asn, anon},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c.app.geo = bc.geo
+			c.app.geo, c.app.asn, c.app.anon = bc.city, bc.asn, bc.anon
 			r := benchRequest("/b.gif?e=pageview&product=42", bc.cookie)
 			w := &discard{h: http.Header{}}
 			b.ReportAllocs()

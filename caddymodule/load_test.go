@@ -66,6 +66,7 @@ func TestLoadErrors(t *testing.T) {
 	asn := abs("testdata/geoip/GeoLite2-ASN-Test.mmdb")
 	corrupt := abs("testdata/geoip/GeoIP2-City-Test-Invalid-Node-Count.mmdb")
 	missing := abs("testdata/geoip/does-not-exist.mmdb")
+	_, anon := writeEdgeGeoIP(t, t.TempDir())
 
 	// A spool directory that cannot be created: its parent is a file.
 	notADir := filepath.Join(t.TempDir(), "file")
@@ -145,7 +146,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{
 			name:    "a complete configuration loads",
-			b2s:     app(map[string]any{"secrets": []string{"{env.B2S_TEST_SECRET}", testKey2}, "geoip": city, "cookie_name": "vid", "cookie_max_age": "400d", "cookie_refresh": "12h", "spool": "{env.B2S_TEST_SPOOL}", "spool_max_size": 64 << 20, "fsync": "always", "kafka": kafka(map[string]any{"brokers": []string{"{env.B2S_TEST_BROKERS}"}, "topic": "web.events", "compression": "zstd", "batch_size": 10, "batch_timeout": "5ms", "write_timeout": "1s", "flush_timeout": "1s"})}),
+			b2s:     app(map[string]any{"secrets": []string{"{env.B2S_TEST_SECRET}", testKey2}, "geoip": city, "geoip_asn": asn, "geoip_anonymous": anon, "geoip_reload": "5m", "cookie_name": "vid", "cookie_max_age": "400d", "cookie_refresh": "12h", "spool": "{env.B2S_TEST_SPOOL}", "spool_max_size": 64 << 20, "fsync": "always", "kafka": kafka(map[string]any{"brokers": []string{"{env.B2S_TEST_BROKERS}"}, "topic": "web.events", "compression": "zstd", "batch_size": 10, "batch_timeout": "5ms", "write_timeout": "1s", "flush_timeout": "1s"})}),
 			handler: `{"handler":"b2s_collect","beacon":"/t.gif","cookie_domain":".B2S.com"}`,
 		},
 		{
@@ -155,6 +156,14 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "a geoip placeholder that resolves to nothing turns GeoIP off",
 			b2s:  app(map[string]any{"geoip": "{env." + unset + "}"}),
+		},
+		{
+			name: "geoip_asn and geoip_anonymous placeholders that resolve to nothing turn them off",
+			b2s:  app(map[string]any{"geoip_asn": "{env." + unset + "}", "geoip_anonymous": "{env." + unset + "}"}),
+		},
+		{
+			name: "geoip_asn and geoip_anonymous load without geoip",
+			b2s:  app(map[string]any{"geoip_asn": asn, "geoip_anonymous": anon}),
 		},
 		{
 			name: "a missing secret says how to make one",
@@ -200,6 +209,41 @@ func TestLoadErrors(t *testing.T) {
 			name: "an ASN database is refused as the wrong type",
 			b2s:  app(map[string]any{"geoip": asn}),
 			want: []string{"b2s: geoip", "GeoLite2-ASN", "not a City or Country database"},
+		},
+		{
+			name: "a geoip_asn path that does not exist names the option, the path and the fix",
+			b2s:  app(map[string]any{"geoip": city, "geoip_asn": missing}),
+			want: []string{"b2s: geoip_asn", missing, "point the geoip_asn option at a readable MaxMind ASN .mmdb file (GeoLite2-ASN or GeoIP2-ISP), or remove it"},
+		},
+		{
+			name: "a City database given as geoip_asn is refused as the wrong type",
+			b2s:  app(map[string]any{"geoip": city, "geoip_asn": city}),
+			want: []string{"b2s: geoip_asn", city, `of type "GeoIP2-City", not an ASN database`, "point the geoip_asn option"},
+		},
+		{
+			name: "a corrupt database given as geoip_asn is refused at load",
+			b2s:  app(map[string]any{"geoip_asn": corrupt}),
+			want: []string{"b2s: geoip_asn", corrupt, "point the geoip_asn option"},
+		},
+		{
+			name: "a geoip_anonymous path that does not exist names the option, the path and the fix",
+			b2s:  app(map[string]any{"geoip_anonymous": missing}),
+			want: []string{"b2s: geoip_anonymous", missing, "point the geoip_anonymous option at a readable MaxMind Anonymous IP .mmdb file (GeoIP2-Anonymous-IP), or remove it"},
+		},
+		{
+			name: "an ASN database given as geoip_anonymous is refused as the wrong type",
+			b2s:  app(map[string]any{"geoip_asn": asn, "geoip_anonymous": asn}),
+			want: []string{"b2s: geoip_anonymous", `of type "GeoLite2-ASN", not an Anonymous IP database`},
+		},
+		{
+			name: "a geoip_anonymous file that is not a MaxMind database is refused",
+			b2s:  app(map[string]any{"geoip_anonymous": garbage}),
+			want: []string{"b2s: geoip_anonymous", garbage, "point the geoip_anonymous option"},
+		},
+		{
+			name: "an Anonymous IP database given as geoip is refused as the wrong type",
+			b2s:  app(map[string]any{"geoip": anon}),
+			want: []string{"b2s: geoip", `of type "GeoIP2-Anonymous-IP", not a City or Country database`},
 		},
 		{
 			name: "a missing kafka block says to add one",
@@ -587,6 +631,8 @@ func TestProvisionDefaults(t *testing.T) {
 		{"the cookie lives 400 days", a.CookieMaxAge, caddy.Duration(400 * 24 * 60 * 60 * 1e9)},
 		{"the cookie is refreshed daily", a.CookieRefresh, caddy.Duration(24 * 60 * 60 * 1e9)},
 		{"GeoIP is off", a.geo == nil, true},
+		{"the ASN database is off", a.asn == nil, true},
+		{"the Anonymous IP database is off", a.anon == nil, true},
 		{"a shipper is running", a.sink != nil && a.sink.ship != nil, true},
 		{"the spool is b2s/spool in Caddy's data directory, here the test's XDG_DATA_HOME", a.sink.spool.Dir(), filepath.Join(testDataHome, "caddy", "b2s", "spool")},
 		{"the spool holds at most 1GiB", a.SpoolMaxSize, int64(1 << 30)},

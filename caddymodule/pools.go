@@ -178,28 +178,30 @@ func sameKafka(a, b kafkaSettings) bool {
 	return errA == nil && errB == nil && ka == kb
 }
 
-type pooledGeo struct{ *geo.Reloading }
+type pooledGeo[T any] struct{ *geo.Reloading[T] }
 
-func (p pooledGeo) Destruct() error { return p.Close() }
+func (p pooledGeo[T]) Destruct() error { return p.Close() }
 
-// loadGeo returns the database at path (absolute), opening it on first use
-// and checking the file every `every` for a replacement. A config reload
-// checks at once, so reloading after replacing the file takes effect
-// immediately.
-func loadGeo(path string, every time.Duration, logger *zap.Logger) (*geo.Reloading, error) {
-	v, loaded, err := geoDBs.LoadOrNew(path, func() (caddy.Destructor, error) {
-		r, err := geo.OpenReloading(path, every, logger)
+// loadGeo returns the database of kind at path (absolute), opening it on
+// first use and checking the file every `every` for a replacement, and its
+// key in geoDBs. One file can be held as one kind only; the key holds both.
+// A config reload checks at once, so reloading after replacing the file
+// takes effect immediately.
+func loadGeo[T any](path string, kind *geo.Kind[T], every time.Duration, logger *zap.Logger) (*geo.Reloading[T], string, error) {
+	key := kind.String() + " " + path
+	v, loaded, err := geoDBs.LoadOrNew(key, func() (caddy.Destructor, error) {
+		r, err := geo.OpenReloading(path, kind, every, logger)
 		if err != nil {
 			return nil, err
 		}
-		return pooledGeo{r}, nil
+		return pooledGeo[T]{r}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	r := v.(pooledGeo).Reloading
+	r := v.(pooledGeo[T]).Reloading
 	if loaded {
 		r.Check()
 	}
-	return r, nil
+	return r, key, nil
 }

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,6 +268,60 @@ func TestPools(t *testing.T) {
 				reloaded := provisionApp(t, second)
 				if got := reloaded.geo.Type(); got != "GeoIP2-Country" {
 					t.Errorf("after the file was replaced and the config reloaded, the database type is still %q, want GeoIP2-Country", got)
+				}
+			},
+		},
+		{
+			scenario: "the ASN and Anonymous IP databases are shared by configs, keyed by kind and path, and closed with the last",
+			function: func(t *testing.T) {
+				asnPath, anonPath := writeEdgeGeoIP(t, t.TempDir())
+				first := app(t.TempDir(), "pool.geo")
+				first.GeoIPASN, first.GeoIPAnonymous = asnPath, anonPath
+				releaseFirst := provision(t, first)
+				second := app(t.TempDir(), "pool.geo")
+				second.GeoIPASN, second.GeoIPAnonymous = asnPath, anonPath
+				releaseSecond := provision(t, second)
+				if first.asn == nil || first.asn != second.asn || first.anon == nil || first.anon != second.anon {
+					t.Fatalf("databases not shared: asn %p and %p, anon %p and %p", first.asn, second.asn, first.anon, second.anon)
+				}
+				for _, key := range []string{"ASN " + asnPath, "Anonymous IP " + anonPath} {
+					if refs, ok := geoDBs.References(key); !ok || refs != 2 {
+						t.Errorf("%s: %d references (pooled: %v), want 2", key, refs, ok)
+					}
+				}
+				releaseFirst()
+				if got, _ := second.asn.Lookup(netip.MustParseAddr("175.16.199.1")); got.Number != 64496 {
+					t.Errorf("after the first config let go, the second's ASN lookup gives %+v", got)
+				}
+				releaseSecond()
+				for _, key := range []string{"ASN " + asnPath, "Anonymous IP " + anonPath} {
+					if refs, ok := geoDBs.References(key); ok {
+						t.Errorf("%s still pooled with %d references after both configs let go", key, refs)
+					}
+				}
+			},
+		},
+		{
+			scenario: "a config that fails on geoip_anonymous releases the databases it had taken",
+			function: func(t *testing.T) {
+				asnPath, _ := writeEdgeGeoIP(t, t.TempDir())
+				city, err := filepath.Abs("testdata/geoip/GeoIP2-City-Test.mmdb")
+				if err != nil {
+					t.Fatal(err)
+				}
+				a := app(t.TempDir(), "pool.geo")
+				a.GeoIP, a.GeoIPASN, a.GeoIPAnonymous = city, asnPath, asnPath
+				ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+				defer cancel()
+				err = a.Provision(ctx)
+				if err == nil || !strings.Contains(err.Error(), "geoip_anonymous") {
+					t.Fatalf("Provision error = %v, want one about geoip_anonymous", err)
+				}
+				_ = a.Cleanup() // as Caddy does after a failed Provision
+				for _, key := range []string{"City or Country " + city, "ASN " + asnPath, "Anonymous IP " + asnPath} {
+					if refs, ok := geoDBs.References(key); ok {
+						t.Errorf("%s still pooled with %d references after the failed config was cleaned up", key, refs)
+					}
 				}
 			},
 		},

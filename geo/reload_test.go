@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/b2scom/b2s-edge/beacon"
 	"github.com/b2scom/b2s-edge/internal/geotest"
 )
 
@@ -34,7 +35,7 @@ func replaceWith(t *testing.T, path string, b []byte) {
 	}
 }
 
-func country(t *testing.T, r *Reloading) string {
+func country(t *testing.T, r *Reloading[beacon.Geo]) string {
 	t.Helper()
 	g, _ := r.Lookup(netip.MustParseAddr("203.0.113.9"))
 	return g.Country
@@ -44,7 +45,7 @@ func TestReloadingFollowsTheFileAndRefusesBrokenReplacements(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "city.mmdb")
 	writeCity(t, path, "CN")
 	core, logs := observer.New(zap.InfoLevel)
-	r, err := OpenReloading(path, 0, zap.New(core))
+	r, err := OpenReloading(path, City, 0, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestReloadingFollowsTheFileAndRefusesBrokenReplacements(t *testing.T) {
 func TestReloadingSwapsUnderConcurrentLookups(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "city.mmdb")
 	writeCity(t, path, "CN")
-	r, err := OpenReloading(path, time.Millisecond, nil)
+	r, err := OpenReloading(path, City, time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,4 +130,76 @@ func TestReloadingSwapsUnderConcurrentLookups(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// The reloading of every kind is the same code; an ASN and an Anonymous IP
+// database follow their files too, and a replacement of another kind is
+// refused like a broken one.
+func TestReloadingOfOtherKinds(t *testing.T) {
+	dir := t.TempDir()
+	asnPath, anonPath, cityPath := filepath.Join(dir, "asn.mmdb"), filepath.Join(dir, "anon.mmdb"), filepath.Join(dir, "city.mmdb")
+	writeASN := func(org string) {
+		t.Helper()
+		if err := geotest.WriteASNDB(asnPath, []geotest.ASN{{Network: "203.0.113.0/24", Number: 64512, Org: org}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeAnon := func(e geotest.Anonymous) {
+		t.Helper()
+		e.Network = "203.0.113.0/24"
+		if err := geotest.WriteAnonymousDB(anonPath, []geotest.Anonymous{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCity(t, cityPath, "CN")
+	city, err := os.ReadFile(cityPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("203.0.113.9")
+	core, logs := observer.New(zap.InfoLevel)
+
+	writeASN("Example Trading Ltd")
+	asn, err := OpenReloading(asnPath, ASN, 0, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asn.Close()
+	if got, _ := asn.Lookup(ip); got.Org != "Example Trading Ltd" {
+		t.Fatalf("org %q, want the first file's", got.Org)
+	}
+	writeASN("Example Trading Group")
+	if !asn.Check() {
+		t.Fatal("the replaced ASN file was not reloaded")
+	}
+	if got, _ := asn.Lookup(ip); got.Org != "Example Trading Group" {
+		t.Fatalf("after the ASN file was replaced: org %q, want the new one", got.Org)
+	}
+	replaceWith(t, asnPath, city)
+	if asn.Check() {
+		t.Fatal("a City database replacing the ASN file was swapped in")
+	}
+	if got, _ := asn.Lookup(ip); got.Org != "Example Trading Group" || asn.Type() != "GeoLite2-ASN" {
+		t.Fatalf("after a City file replaced the ASN file: %+v of %s, want the ASN database kept", got, asn.Type())
+	}
+	if n := logs.FilterMessageSnippet("does not verify").FilterField(zap.Stringer("kind", ASN)).Len(); n != 1 {
+		t.Errorf("logged %d refusals of kind ASN, want 1", n)
+	}
+
+	writeAnon(geotest.Anonymous{VPN: true})
+	anon, err := OpenReloading(anonPath, Anonymous, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if got, _ := anon.Lookup(ip); got != beacon.AnonAnonymous|beacon.AnonVPN {
+		t.Fatalf("flags = %06b, want anonymous and vpn", got)
+	}
+	writeAnon(geotest.Anonymous{TorExitNode: true})
+	if !anon.Check() {
+		t.Fatal("the replaced Anonymous IP file was not reloaded")
+	}
+	if got, _ := anon.Lookup(ip); got != beacon.AnonAnonymous|beacon.AnonTor {
+		t.Fatalf("after the file was replaced: flags = %06b, want anonymous and tor", got)
+	}
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the b2s-edge demo: a local Kafka-protocol broker on 127.0.0.1:9092,
-# a demo GeoIP database, and bin/caddy running the root Caddyfile (the edge on
-# http://localhost:8080 in front of the demo site). Ctrl-C stops everything.
+# demo GeoIP databases (City, ASN, Anonymous IP), and bin/caddy running the
+# root Caddyfile (the edge on http://localhost:8080 in front of the demo
+# site). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,11 @@ if [ -z "${B2S_SECRET:-}" ]; then
 fi
 export B2S_SECRET
 export B2S_GEOIP="${B2S_GEOIP:-$PWD/$state/demo-city.mmdb}"
-[ -s "$B2S_GEOIP" ] || bin/demogeo -o "$B2S_GEOIP"
+export B2S_GEOIP_ASN="${B2S_GEOIP_ASN:-$PWD/$state/demo-asn.mmdb}"
+export B2S_GEOIP_ANONYMOUS="${B2S_GEOIP_ANONYMOUS:-$PWD/$state/demo-anonymous.mmdb}"
+if [ ! -s "$B2S_GEOIP" ] || [ ! -s "$B2S_GEOIP_ASN" ] || [ ! -s "$B2S_GEOIP_ANONYMOUS" ]; then
+	bin/demogeo -o "$B2S_GEOIP" -asn "$B2S_GEOIP_ASN" -anonymous "$B2S_GEOIP_ANONYMOUS"
+fi
 
 for port in 9092 8080 8081 2019; do
 	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then

@@ -3,9 +3,10 @@
 // MaxMind's licensed data. It is not part of the product.
 //
 // The files are written with github.com/maxmind/mmdbwriter in the layout of
-// MaxMind's GeoIP2-City and GeoIP2-Country databases (database_type, record
-// keys, English names), so any GeoIP2 reader, such as
-// github.com/oschwald/geoip2-golang/v2, opens them as it would the real ones.
+// MaxMind's GeoIP2-City, GeoIP2-Country, GeoLite2-ASN and
+// GeoIP2-Anonymous-IP databases (database_type, record keys, English names),
+// so any GeoIP2 reader, such as github.com/oschwald/geoip2-golang/v2, opens
+// them as it would the real ones.
 // Unlike MaxMind's databases they may map reserved ranges (loopback, private,
 // documentation), which is what local runs and tests connect from.
 package geotest
@@ -52,6 +53,41 @@ type City struct {
 	TimeZone string
 }
 
+// ASN is one network of a test ASN database and the autonomous system it
+// maps to.
+type ASN struct {
+	// Network is a CIDR prefix, as in City.
+	Network string
+	// Number is the autonomous system number; 0 leaves it out, as
+	// MaxMind's data does for some networks.
+	Number uint32
+	// Org is the organisation the number is registered to; "" leaves it
+	// out.
+	Org string
+}
+
+// Anonymous is one network of a test Anonymous IP database and its flags.
+// Only the flags that are true are written, as in MaxMind's data; an entry
+// with none is written as an empty record.
+type Anonymous struct {
+	// Network is a CIDR prefix, as in City.
+	Network string
+	// Anonymous is is_anonymous. It is written too when any other flag is
+	// set, as MaxMind does; set it alone for a network listed as anonymous
+	// of no more specific kind.
+	Anonymous bool
+	// VPN is is_anonymous_vpn.
+	VPN bool
+	// Hosting is is_hosting_provider.
+	Hosting bool
+	// PublicProxy is is_public_proxy.
+	PublicProxy bool
+	// ResidentialProxy is is_residential_proxy.
+	ResidentialProxy bool
+	// TorExitNode is is_tor_exit_node.
+	TorExitNode bool
+}
+
 // continentNames are MaxMind's English continent names, keyed by the codes
 // MaxMind uses.
 var continentNames = map[string]string{
@@ -68,14 +104,57 @@ var continentNames = map[string]string{
 // entries overlap, a later entry replaces an earlier one for the overlap, so
 // a /32 listed after its /8 carves an exception out of it.
 func WriteCityDB(path string, entries []City) error {
-	return write(path, "GeoIP2-City", entries, cityRecord)
+	return write(path, "GeoIP2-City", entries, func(e City) (string, mmdbtype.Map, error) {
+		return e.Network, cityRecord(e), check(e)
+	})
 }
 
 // WriteCountryDB writes a GeoIP2-Country database holding entries to path.
 // Only the continent and country fields of each entry are used, as a real
 // Country database has no subdivision, city or location.
 func WriteCountryDB(path string, entries []City) error {
-	return write(path, "GeoIP2-Country", entries, countryRecord)
+	return write(path, "GeoIP2-Country", entries, func(e City) (string, mmdbtype.Map, error) {
+		return e.Network, countryRecord(e), check(e)
+	})
+}
+
+// WriteASNDB writes a GeoLite2-ASN database holding entries to path. Later
+// entries replace earlier ones where they overlap, as in WriteCityDB.
+func WriteASNDB(path string, entries []ASN) error {
+	return write(path, "GeoLite2-ASN", entries, func(e ASN) (string, mmdbtype.Map, error) {
+		m := mmdbtype.Map{}
+		if e.Number != 0 {
+			m["autonomous_system_number"] = mmdbtype.Uint32(e.Number)
+		}
+		if e.Org != "" {
+			m["autonomous_system_organization"] = mmdbtype.String(e.Org)
+		}
+		return e.Network, m, nil
+	})
+}
+
+// WriteAnonymousDB writes a GeoIP2-Anonymous-IP database holding entries to
+// path. Later entries replace earlier ones where they overlap, as in
+// WriteCityDB.
+func WriteAnonymousDB(path string, entries []Anonymous) error {
+	return write(path, "GeoIP2-Anonymous-IP", entries, func(e Anonymous) (string, mmdbtype.Map, error) {
+		m := mmdbtype.Map{}
+		for key, set := range map[mmdbtype.String]bool{
+			"is_anonymous_vpn":     e.VPN,
+			"is_hosting_provider":  e.Hosting,
+			"is_public_proxy":      e.PublicProxy,
+			"is_residential_proxy": e.ResidentialProxy,
+			"is_tor_exit_node":     e.TorExitNode,
+		} {
+			if set {
+				m[key] = mmdbtype.Bool(true)
+			}
+		}
+		if e.Anonymous || len(m) > 0 {
+			m["is_anonymous"] = mmdbtype.Bool(true)
+		}
+		return e.Network, m, nil
+	})
 }
 
 // Demo returns the entries of the demo database that test/demogeo writes:
@@ -116,7 +195,37 @@ func Demo() []City {
 	}
 }
 
-func write(path, dbType string, entries []City, record func(City) mmdbtype.Map) error {
+// DemoASN returns the entries of the demo ASN database that test/demogeo
+// writes, over the networks of Demo: each maps to an AS number reserved for
+// documentation (RFC 5398) and an invented organisation, the kind of names
+// a B2B portal sees (a buyer's company, a carrier, a hosting provider).
+// 10.0.0.0/8 is left unmapped, for "no data" cases.
+func DemoASN() []ASN {
+	return []ASN{
+		{Network: "127.0.0.0/8", Number: 64496, Org: "Shenzhen Precision Machinery Co., Ltd."},
+		{Network: "::1/128", Number: 64496, Org: "Shenzhen Precision Machinery Co., Ltd."},
+		{Network: "198.51.100.0/24", Number: 64497, Org: "Harbour Trading (HK) Ltd."},
+		{Network: "203.0.113.0/24", Number: 64498, Org: "Example Shanghai Telecom"},
+		{Network: "192.0.2.0/24", Number: 64499, Org: "Example Cloud Hosting Taipei"},
+		{Network: "2001:db8::/32", Number: 64500, Org: "Example Beijing Broadband"},
+	}
+}
+
+// DemoAnonymous returns the entries of the demo Anonymous IP database that
+// test/demogeo writes: the Taipei network of Demo (192.0.2.0/24) is a
+// hosting provider that runs an anonymous VPN, and one address of the
+// Shanghai network (203.0.113.66) is a Tor exit node. Loopback is not
+// listed: a local visit is an ordinary one.
+func DemoAnonymous() []Anonymous {
+	return []Anonymous{
+		{Network: "192.0.2.0/24", VPN: true, Hosting: true},
+		{Network: "203.0.113.66/32", TorExitNode: true},
+	}
+}
+
+// write writes a database of dbType holding entries; entry gives each
+// one's network and record, or why it is refused.
+func write[E any](path, dbType string, entries []E, entry func(E) (string, mmdbtype.Map, error)) error {
 	tree, err := mmdbwriter.New(mmdbwriter.Options{
 		DatabaseType: dbType,
 		Description:  map[string]string{"en": "b2s-edge test data (internal/geotest), not real locations"},
@@ -132,15 +241,16 @@ func write(path, dbType string, entries []City, record func(City) mmdbtype.Map) 
 		return fmt.Errorf("creating %s tree: %w", dbType, err)
 	}
 	for i, e := range entries {
-		network, err := parseNetwork(e.Network)
+		prefix, record, err := entry(e)
+		network, perr := parseNetwork(prefix)
+		if perr != nil {
+			return fmt.Errorf("entry %d: %w", i, perr)
+		}
 		if err != nil {
-			return fmt.Errorf("entry %d: %w", i, err)
+			return fmt.Errorf("entry %d (%s): %w", i, prefix, err)
 		}
-		if err := check(e); err != nil {
-			return fmt.Errorf("entry %d (%s): %w", i, e.Network, err)
-		}
-		if err := tree.Insert(network, record(e)); err != nil {
-			return fmt.Errorf("inserting entry %d (%s): %w", i, e.Network, err)
+		if err := tree.Insert(network, record); err != nil {
+			return fmt.Errorf("inserting entry %d (%s): %w", i, prefix, err)
 		}
 	}
 	return writeFile(path, tree)

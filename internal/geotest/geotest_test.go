@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // entries covers every field, a reserved IPv4 range with a more specific
@@ -314,5 +315,179 @@ func TestDemo(t *testing.T) {
 	}
 	if got, _ := db.City(netip.MustParseAddr("127.0.0.1")); got.Location.Latitude == nil || *got.Location.Latitude != 22.5431 || *got.Location.Longitude != 114.0579 {
 		t.Errorf("City(127.0.0.1).Location = %+v, want 22.5431, 114.0579", got.Location)
+	}
+}
+
+func TestWriteASNDB(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "asn.mmdb")
+	err := WriteASNDB(path, []ASN{
+		{Network: "127.0.0.0/8", Number: 4134, Org: "Chinanet"},
+		{Network: "127.0.0.2/32", Number: 64512},
+		{Network: "2001:db8:1::/48", Org: "Example Trading Ltd"},
+	})
+	if err != nil {
+		t.Fatalf("WriteASNDB: %v", err)
+	}
+	db, err := geoip2.Open(path)
+	if err != nil {
+		t.Fatalf("opening the written database: %v", err)
+	}
+	defer db.Close()
+	if got := db.Metadata().DatabaseType; got != "GeoLite2-ASN" {
+		t.Errorf("database_type = %q, want GeoLite2-ASN", got)
+	}
+	tests := []struct {
+		name, ip string
+		number   uint
+		org      string
+	}{
+		{"an address in an entry finds its number and organisation", "127.0.0.1", 4134, "Chinanet"},
+		{"an IPv4-mapped address reaches the IPv4 entry", "::ffff:127.0.0.1", 4134, "Chinanet"},
+		{"a later entry with only a number leaves the organisation out", "127.0.0.2", 64512, ""},
+		{"an entry with only an organisation leaves the number out", "2001:db8:1::1", 0, "Example Trading Ltd"},
+		{"an address in no entry has no data", "10.1.2.3", 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := db.ASN(netip.MustParseAddr(tt.ip))
+			if err != nil {
+				t.Fatalf("ASN(%s): %v", tt.ip, err)
+			}
+			if got.AutonomousSystemNumber != tt.number || got.AutonomousSystemOrganization != tt.org {
+				t.Errorf("ASN(%s) = %d %q, want %d %q", tt.ip, got.AutonomousSystemNumber, got.AutonomousSystemOrganization, tt.number, tt.org)
+			}
+		})
+	}
+}
+
+func TestWriteAnonymousDB(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "anon.mmdb")
+	err := WriteAnonymousDB(path, []Anonymous{
+		{Network: "127.0.0.0/8", VPN: true, Hosting: true},
+		{Network: "127.0.0.2/32", TorExitNode: true, PublicProxy: true, ResidentialProxy: true},
+		{Network: "127.0.0.3/32", Anonymous: true},
+		{Network: "127.0.0.4/32"},
+	})
+	if err != nil {
+		t.Fatalf("WriteAnonymousDB: %v", err)
+	}
+	db, err := geoip2.Open(path)
+	if err != nil {
+		t.Fatalf("opening the written database: %v", err)
+	}
+	defer db.Close()
+	if got := db.Metadata().DatabaseType; got != "GeoIP2-Anonymous-IP" {
+		t.Errorf("database_type = %q, want GeoIP2-Anonymous-IP", got)
+	}
+	tests := []struct {
+		name, ip string
+		want     geoip2.AnonymousIP
+	}{
+		{"flags are written with is_anonymous", "127.0.0.1", geoip2.AnonymousIP{IsAnonymous: true, IsAnonymousVPN: true, IsHostingProvider: true}},
+		{"a later entry replaces the flags for its range", "127.0.0.2", geoip2.AnonymousIP{IsAnonymous: true, IsTorExitNode: true, IsPublicProxy: true, IsResidentialProxy: true}},
+		{"is_anonymous may stand alone", "127.0.0.3", geoip2.AnonymousIP{IsAnonymous: true}},
+		{"an entry without flags has none", "127.0.0.4", geoip2.AnonymousIP{}},
+		{"an address in no entry has none", "10.1.2.3", geoip2.AnonymousIP{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := db.AnonymousIP(netip.MustParseAddr(tt.ip))
+			if err != nil {
+				t.Fatalf("AnonymousIP(%s): %v", tt.ip, err)
+			}
+			got.IPAddress, got.Network = netip.Addr{}, netip.Prefix{}
+			if *got != tt.want {
+				t.Errorf("AnonymousIP(%s) = %+v, want %+v", tt.ip, *got, tt.want)
+			}
+		})
+	}
+
+	// Only true flags are stored, as in MaxMind's data: a reader that
+	// tells absent from false sees no false values.
+	mm, err := maxminddb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Close()
+	for ip, want := range map[string]int{"127.0.0.1": 3, "127.0.0.4": 0} {
+		var m map[string]any
+		res := mm.Lookup(netip.MustParseAddr(ip))
+		if err := res.Decode(&m); err != nil || !res.Found() {
+			t.Fatalf("Lookup(%s): found %v, %v", ip, res.Found(), err)
+		}
+		if len(m) != want {
+			t.Errorf("record of %s = %v, want %d keys, all true", ip, m, want)
+		}
+		for k, v := range m {
+			if v != true {
+				t.Errorf("record of %s has %s = %v", ip, k, v)
+			}
+		}
+	}
+}
+
+func TestDemoASNAndAnonymous(t *testing.T) {
+	dir := t.TempDir()
+	asnPath, anonPath := filepath.Join(dir, "asn.mmdb"), filepath.Join(dir, "anon.mmdb")
+	if err := WriteASNDB(asnPath, DemoASN()); err != nil {
+		t.Fatalf("WriteASNDB(DemoASN()): %v", err)
+	}
+	if err := WriteAnonymousDB(anonPath, DemoAnonymous()); err != nil {
+		t.Fatalf("WriteAnonymousDB(DemoAnonymous()): %v", err)
+	}
+	asn, err := geoip2.Open(asnPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asn.Close()
+	anon, err := geoip2.Open(anonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	tests := []struct {
+		ip     string
+		number uint
+		vpn    bool
+		tor    bool
+	}{
+		{"127.0.0.1", 64496, false, false},
+		{"::1", 64496, false, false},
+		{"198.51.100.1", 64497, false, false},
+		{"203.0.113.1", 64498, false, false},
+		{"203.0.113.66", 64498, false, true},
+		{"192.0.2.1", 64499, true, false},
+		{"2001:db8::1", 64500, false, false},
+		{"10.0.0.1", 0, false, false},
+	}
+	for _, tt := range tests {
+		ip := netip.MustParseAddr(tt.ip)
+		a, err := asn.ASN(ip)
+		if err != nil {
+			t.Fatalf("ASN(%s): %v", tt.ip, err)
+		}
+		if a.AutonomousSystemNumber != tt.number || (tt.number != 0) != (a.AutonomousSystemOrganization != "") {
+			t.Errorf("ASN(%s) = %d %q, want %d and an organisation when mapped", tt.ip, a.AutonomousSystemNumber, a.AutonomousSystemOrganization, tt.number)
+		}
+		f, err := anon.AnonymousIP(ip)
+		if err != nil {
+			t.Fatalf("AnonymousIP(%s): %v", tt.ip, err)
+		}
+		if f.IsAnonymousVPN != tt.vpn || f.IsTorExitNode != tt.tor {
+			t.Errorf("AnonymousIP(%s) = %+v, want vpn %v, tor %v", tt.ip, *f, tt.vpn, tt.tor)
+		}
+	}
+}
+
+func TestWriteASNAndAnonymousRejectBadNetworks(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteASNDB(filepath.Join(dir, "asn.mmdb"), []ASN{{Network: "127.0.0.1", Number: 1}}); err == nil || !strings.Contains(err.Error(), "parsing network") {
+		t.Errorf("WriteASNDB with a network that is not CIDR: error %v, want one about parsing the network", err)
+	}
+	if err := WriteAnonymousDB(filepath.Join(dir, "anon.mmdb"), []Anonymous{{Network: "2002::/16", VPN: true}}); err == nil || !strings.Contains(err.Error(), "inserting entry 0") {
+		t.Errorf("WriteAnonymousDB over the 6to4 alias: error %v, want mmdbwriter's", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("failed writes left files behind: %v", left)
 	}
 }

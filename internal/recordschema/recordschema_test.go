@@ -7,14 +7,27 @@ func TestSchemaAcceptsAValidRecordAndRefusesBrokenOnes(t *testing.T) {
 	if err := Validate([]byte(good)); err != nil {
 		t.Fatal(err)
 	}
+	// page is a valid page record to which a case appends fields.
+	const page = `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0`
+	withASNAndAnon := page + `,"asn":{"number":4134,"org":"Chinanet"},"anon":{"anonymous":true,"vpn":true,"hosting":true,"tor":true,"proxy":true,"residential_proxy":true}}`
+	if err := Validate([]byte(withASNAndAnon)); err != nil {
+		t.Fatal(err)
+	}
 	bad := map[string]string{
-		"not JSON":              `{"schema":1`,
-		"unknown kind":          `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"click","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
-		"page with params":      `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0,"params":{}}`,
-		"beacon without params": `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"beacon","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
-		"cookie id not hex":     `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","cookie_id":"xyz","cookie_state":"new","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
-		"missing event_id":      `{"schema":1,"ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
-		"timestamp not UTC":     `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030+08:00","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"not JSON":                `{"schema":1`,
+		"unknown kind":            `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"click","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"page with params":        `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0,"params":{}}`,
+		"beacon without params":   `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"beacon","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"cookie id not hex":       `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","cookie_id":"xyz","cookie_state":"new","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"missing event_id":        `{"schema":1,"ts":"2026-11-28T20:57:59.108030Z","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"timestamp not UTC":       `{"schema":1,"event_id":"01a223f3-5444-7087-9173-23d24bee45ec","ts":"2026-11-28T20:57:59.108030+08:00","kind":"page","host":"h","ip":"i","method":"GET","url":"u","referrer":"","user_agent":"","status":200,"bytes":0}`,
+		"empty asn":               page + `,"asn":{}}`,
+		"asn number 0":            page + `,"asn":{"number":0}}`,
+		"asn number over 32 bits": page + `,"asn":{"number":4294967296}}`,
+		"unknown asn field":       page + `,"asn":{"number":1,"name":"x"}}`,
+		"empty anon":              page + `,"anon":{}}`,
+		"anon flag false":         page + `,"anon":{"vpn":false}}`,
+		"unknown anon flag":       page + `,"anon":{"relay":true}}`,
 	}
 	for name, rec := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -582,7 +582,7 @@ func findBench(gb []goBench, name string) (goBench, bool) {
 }
 
 func (r *report) goTargets(gb []goBench) {
-	lk, okL := findBench(gb, "BenchmarkLookup")
+	lk, okL := findBench(gb, "BenchmarkLookup/kind=city")
 	for _, n := range []string{"BenchmarkBeaconHandler/cookie=valid", "BenchmarkBeaconHandler/cookie=none"} {
 		g, ok := findBench(gb, n)
 		ns, allocs := g.metrics["ns/op"], g.metrics["allocs/op"]
@@ -622,7 +622,7 @@ func (r *report) goSection(b *bytes.Buffer, gb []goBench) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", g.pkg, strings.TrimPrefix(g.name, "Benchmark"),
 			thousands(g.metrics["ns/op"]), thousands(g.metrics["B/op"]), thousands(g.metrics["allocs/op"]), strings.Join(other, ", "))
 	}
-	lk, okL := findBench(gb, "BenchmarkLookup")
+	lk, okL := findBench(gb, "BenchmarkLookup/kind=city")
 	for _, n := range []string{"BenchmarkBeaconHandler/cookie=valid", "BenchmarkBeaconHandler/cookie=none"} {
 		if h, ok := findBench(gb, n); ok && okL {
 			fmt.Fprintf(b, "\n%s with the GeoIP lookup added: %s µs, %.0f allocs, %s B.", strings.TrimPrefix(n, "Benchmark"),
@@ -875,7 +875,7 @@ func (r *report) profileSection(b *bytes.Buffer, c map[string]*httpCase) {
 			var share float64
 			for _, suf := range strings.Split(row.suffix, "|") {
 				for name, v := range cum[p.name] {
-					if strings.HasSuffix(name, suf) {
+					if strings.HasSuffix(withoutTypeArgs(name), suf) {
 						share += v
 					}
 				}
@@ -892,6 +892,25 @@ func (r *report) profileSection(b *bytes.Buffer, c map[string]*httpCase) {
 }
 
 // pprofCum reads a `go tool pprof -top -cum` listing: function → cum%.
+// withoutTypeArgs drops the type arguments of generic functions from a
+// function name, "geo.(*DB[...]).Lookup" or with the shape spelled out, so
+// that profileRows name them as "geo.(*DB).Lookup".
+func withoutTypeArgs(name string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range name {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 func pprofCum(path string) map[string]float64 {
 	out := map[string]float64{}
 	for line := range strings.Lines(readString(path)) {
