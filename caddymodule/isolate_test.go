@@ -211,10 +211,10 @@ func FuzzSetCookieName(f *testing.F) {
 	})
 }
 
-// isolateUpstream serves upstream behind b2s_isolate as Caddy runs it:
-// outer, when set, adds the response headers that handlers outside it set
-// (b2s_collect, the site's header directive) before it runs. The request
-// the upstream got is sent to got.
+// isolateServer serves upstream behind b2s_isolate over real HTTP, as
+// Caddy runs it: outer, when set, holds the response headers that
+// handlers outside it (b2s_collect, the site's header directive) set
+// before it runs.
 func isolateServer(t *testing.T, iso *Isolate, outer http.Header, upstream http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
