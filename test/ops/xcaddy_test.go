@@ -68,7 +68,7 @@ func TestPluginBuildsWithXcaddy(t *testing.T) {
 		t.Fatalf("caddy list-modules: %v\n%s", err, out)
 	}
 	modules := strings.Fields(string(out))
-	for _, m := range []string{"b2s", "http.handlers.b2s_collect", "http.handlers.b2s_health", "http.handlers.reverse_proxy"} {
+	for _, m := range []string{"b2s", "http.handlers.b2s_collect", "http.handlers.b2s_health", "http.handlers.b2s_isolate", "http.handlers.reverse_proxy"} {
 		if !slices.Contains(modules, m) {
 			t.Errorf("caddy list-modules does not list %s:\n%s", m, out)
 		}

@@ -1,0 +1,467 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	caddy.RegisterModule(Isolate{})
+	httpcaddyfile.RegisterHandlerDirective("b2s_isolate", parseIsolate)
+	// After header: inside b2s_collect (ordered before header), which
+	// identifies and records the visitor from the request as sent and adds
+	// its cookie outside the filter; the site's own header operations
+	// (written in the same block, so outside b2s_isolate) are applied as
+	// written. Before request_body, forward_auth, request_header, encode,
+	// reverse_proxy, php_fastcgi and file_server: every handler that can
+	// pass the request on to another party, or its answer back, runs
+	// inside it.
+	httpcaddyfile.RegisterDirectiveOrder("b2s_isolate", httpcaddyfile.After, "header")
+}
+
+// Isolate is the `b2s_isolate` handler, for routes to advertisers' and
+// other third parties' upstreams. It keeps b2s.com's privacy promise:
+// advertisers may set and read their own cookies, but neither they nor
+// other companies have access to b2s.com's cookies.
+//
+// The request passed on carries no Cookie header, or only the cookies
+// named in AllowCookies, and none of the plugin's X-B2S-* headers. The
+// response keeps a Set-Cookie from the handlers inside only when it sets
+// an allowed cookie, and no X-B2S-* header from them (X-B2S-Member and
+// X-B2S-Child are signals the site's own upstream sends): this applies to
+// 1xx interim responses (103 Early Hints) and to trailers too. Headers
+// that handlers outside b2s_isolate set (b2s_collect's cookie, the site's
+// header directive) are the site's own and kept. Inside it, the
+// {http.vars.b2s.cookie_id} placeholder is empty. Placeholders that read
+// the request itself, such as {http.request.cookie.b2sid} or
+// {http.request.header.Cookie}, read it as the client sent it: do not use
+// them in an isolated route's header_up.
+//
+// Everything removed is counted in
+// b2s_isolate_removed_total{what="request_cookie"|"set_cookie"|"header"},
+// and each dropped Set-Cookie is logged at debug level by its name (never
+// its value).
+type Isolate struct {
+	// AllowCookies are the names of the cookies the upstream may receive
+	// and set, e.g. the ad network's own user ID. Names are compared
+	// exactly: cookie names are case-sensitive (RFC 6265, section 5.3), so
+	// "ADNET_UID" is another cookie than "adnet_uid". Each must be a
+	// token (RFC 6265, section 4.1.1). The plugin's own cookies, the b2s
+	// app's cookie_name and every name that starts with it and "_"
+	// (b2sid_optout, b2sid_m...), cannot be allowed: listing one fails
+	// the load. Default: none, the upstream gets no Cookie header and no
+	// cookie it sets reaches the visitor.
+	AllowCookies []string `json:"allow_cookies,omitempty"`
+
+	app     *App
+	logger  *zap.Logger
+	allowed []string // AllowCookies without duplicates
+}
+
+// CaddyModule returns the Caddy module information.
+func (Isolate) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.b2s_isolate",
+		New: func() caddy.Module { return new(Isolate) },
+	}
+}
+
+// Provision binds the handler to the b2s app, whose cookie_name decides
+// which cookies are the plugin's.
+func (iso *Isolate) Provision(ctx caddy.Context) error {
+	app, err := getApp(ctx)
+	if err != nil {
+		return fmt.Errorf("b2s_isolate: %v", err)
+	}
+	iso.bind(app, ctx.Logger())
+	registerIsolateMetrics(ctx.GetMetricsRegistry())
+	return nil
+}
+
+func (iso *Isolate) bind(app *App, logger *zap.Logger) {
+	iso.app, iso.logger = app, logger
+	iso.allowed = iso.allowed[:0]
+	for _, name := range iso.AllowCookies {
+		if !slices.Contains(iso.allowed, name) {
+			iso.allowed = append(iso.allowed, name)
+		}
+	}
+}
+
+// Validate checks the configuration.
+func (iso *Isolate) Validate() error {
+	for _, name := range iso.AllowCookies {
+		if err := checkCookieName(name); err != nil {
+			return err
+		}
+		if iso.app != nil && iso.app.ownsCookie(name) {
+			return fmt.Errorf("b2s_isolate: allow_cookies: %q is a cookie of b2s.com (cookie_name %q, and every name that starts with %q), which no third party may read or set; remove it from allow_cookies",
+				name, iso.app.CookieName, iso.app.CookieName+"_")
+		}
+	}
+	return nil
+}
+
+// checkCookieName refuses a name that is not a token (RFC 6265, section
+// 4.1.1, cookie-name).
+func checkCookieName(name string) error {
+	if !isToken(name) {
+		return fmt.Errorf("b2s_isolate: allow_cookies: %q is not a cookie name; a name is letters, digits and !#$%%&'*+-.^_`|~, without spaces, quotes, commas, semicolons or =", name)
+	}
+	return nil
+}
+
+// ownsCookie reports whether a cookie of that name is the plugin's: the
+// cookie_name itself, and every name that starts with cookie_name and "_"
+// (b2sid_optout, b2sid_dnc, b2sid_m...). Names are compared exactly, as
+// browsers do (RFC 6265, section 5.3): "B2SID" is not "b2sid".
+func (a *App) ownsCookie(name string) bool {
+	rest, ok := strings.CutPrefix(name, a.CookieName)
+	return ok && (rest == "" || rest[0] == '_')
+}
+
+// allows reports whether the upstream may receive and set the cookie.
+func (iso *Isolate) allows(name string) bool {
+	return slices.Contains(iso.allowed, name) && !iso.app.ownsCookie(name)
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	r = iso.isolateRequest(r)
+	if id, ok := caddyhttp.GetVar(r.Context(), VarCookieID).(string); ok && id != "" {
+		caddyhttp.SetVar(r.Context(), VarCookieID, "")
+		defer caddyhttp.SetVar(r.Context(), VarCookieID, id)
+	}
+	iw := &isolateWriter{
+		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		iso:                   iso,
+		outer:                 outerHeadersOf(w.Header()),
+	}
+	err := next.ServeHTTP(iw, r)
+	// Nothing written, what is written next (an empty 200 by an outer
+	// handler, an error page) uses this header map; else only trailers
+	// set after the body are still to be sent.
+	iso.filterResponse(w.Header(), &iw.outer, iw.wroteHeader)
+	return err
+}
+
+// isolateRequest returns the request to pass on: r itself when it has
+// nothing to remove, else a copy with a header map of its own, so that
+// the handlers outside (b2s_collect, the access log) keep the request as
+// the client sent it.
+func (iso *Isolate) isolateRequest(r *http.Request) *http.Request {
+	found := false
+	for k := range r.Header {
+		if isB2SHeader(k) || strings.EqualFold(k, "Cookie") {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return r
+	}
+	h := r.Header.Clone()
+	for k, vs := range h {
+		switch {
+		case isB2SHeader(k):
+			delete(h, k)
+			isolateHeaders.Add(float64(len(vs)))
+		case strings.EqualFold(k, "Cookie"):
+			delete(h, k)
+			kept, removed := filterCookies(vs, iso.allows)
+			if kept != "" {
+				h["Cookie"] = []string{kept}
+			}
+			isolateReqCookies.Add(float64(removed))
+		}
+	}
+	r2 := r.WithContext(r.Context()) // a shallow copy
+	r2.Header = h
+	return r2
+}
+
+// outerHeaders are the Set-Cookie and X-B2S-* response headers set before
+// b2s_isolate ran: the site's own, kept as they are.
+type outerHeaders struct {
+	setCookie []string
+	b2s       map[string][]string
+}
+
+func outerHeadersOf(h http.Header) outerHeaders {
+	var o outerHeaders
+	for k, vs := range h {
+		switch {
+		case isSetCookie(strings.TrimPrefix(k, http.TrailerPrefix)):
+			o.setCookie = append(o.setCookie, vs...)
+		case isB2SHeader(strings.TrimPrefix(k, http.TrailerPrefix)):
+			if o.b2s == nil {
+				o.b2s = make(map[string][]string)
+			}
+			o.b2s[k] = slices.Clone(vs)
+		}
+	}
+	return o
+}
+
+// filterResponse removes from h the Set-Cookie headers of cookies the
+// upstream may not set and the X-B2S-* headers, but those set outside
+// b2s_isolate; with trailersOnly, it looks at the trailers net/http sends
+// undeclared (http.TrailerPrefix) only. Value slices are replaced, never
+// changed in place: other handlers share some of them.
+func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly bool) {
+	var trusted []string // outer Set-Cookie values not yet matched
+	if len(o.setCookie) > 0 {
+		trusted = slices.Clone(o.setCookie)
+	}
+	for k, vs := range h {
+		name, trailer := strings.CutPrefix(k, http.TrailerPrefix)
+		if trailersOnly && !trailer {
+			continue
+		}
+		switch {
+		case isB2SHeader(name):
+			want := o.b2s[k]
+			if slices.Equal(vs, want) {
+				continue
+			}
+			outer := slices.Clone(want)
+			removed := 0
+			for _, v := range vs {
+				if !take(&outer, v) {
+					removed++
+				}
+			}
+			if want == nil {
+				delete(h, k)
+			} else {
+				h[k] = slices.Clone(want)
+			}
+			isolateHeaders.Add(float64(removed))
+		case isSetCookie(name):
+			var kept []string
+			for i, v := range vs {
+				if take(&trusted, v) || iso.keepSetCookie(v) {
+					if kept != nil {
+						kept = append(kept, v)
+					}
+					continue
+				}
+				if kept == nil {
+					kept = append(make([]string, 0, len(vs)-1), vs[:i]...)
+				}
+				isolateSetCookies.Inc()
+			}
+			switch {
+			case kept == nil: // all kept
+			case len(kept) == 0:
+				delete(h, k)
+			default:
+				h[k] = kept
+			}
+		}
+	}
+}
+
+// keepSetCookie reports whether a Set-Cookie value from the upstream may
+// reach the visitor, and logs why not.
+func (iso *Isolate) keepSetCookie(v string) bool {
+	name, ok := setCookieName(v)
+	reason := "malformed"
+	switch {
+	case ok && iso.allows(name):
+		return true
+	case ok && iso.app.ownsCookie(name):
+		reason = "owned"
+	case ok:
+		reason = "not_allowed"
+	}
+	if ce := iso.logger.Check(zapcore.DebugLevel, "set-cookie dropped"); ce != nil {
+		ce.Write(zap.String("cookie", name), zap.String("reason", reason))
+	}
+	return false
+}
+
+// clearTrailerDeclaration removes the names of X-B2S-* headers and
+// Set-Cookie from the response's Trailer header, so that net/http sends no
+// trailer of those names, whatever the upstream sets after the body.
+func clearTrailerDeclaration(h http.Header) {
+	for k, vs := range h {
+		if !strings.EqualFold(k, "Trailer") {
+			continue
+		}
+		var names []string
+		changed := false
+		for _, v := range vs {
+			for n := range strings.SplitSeq(v, ",") {
+				n = strings.TrimSpace(n)
+				if n == "" {
+					continue
+				}
+				if isB2SHeader(n) || isSetCookie(n) {
+					changed = true
+					continue
+				}
+				names = append(names, n)
+			}
+		}
+		switch {
+		case !changed:
+		case len(names) == 0:
+			delete(h, k)
+		default:
+			h[k] = []string{strings.Join(names, ", ")}
+		}
+	}
+}
+
+// take removes one occurrence of v from *list and reports whether there
+// was one.
+func take(list *[]string, v string) bool {
+	i := slices.Index(*list, v)
+	if i < 0 {
+		return false
+	}
+	*list = slices.Delete(*list, i, i+1)
+	return true
+}
+
+// isB2SHeader reports whether the header is one of the plugin's, X-B2S-*
+// in any case.
+func isB2SHeader(k string) bool {
+	return len(k) >= len("X-B2s-") && strings.EqualFold(k[:len("X-B2s-")], "X-B2s-")
+}
+
+func isSetCookie(k string) bool { return strings.EqualFold(k, "Set-Cookie") }
+
+// isolateWriter filters the response header each time it is written.
+type isolateWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	iso         *Isolate
+	outer       outerHeaders
+	wroteHeader bool
+}
+
+func (w *isolateWriter) WriteHeader(status int) {
+	if !w.wroteHeader {
+		// Every 1xx too: net/http sends the header map with each
+		// (RFC 8297, 103 Early Hints may carry Set-Cookie).
+		h := w.Header()
+		w.iso.filterResponse(h, &w.outer, false)
+		// 1xx are interim, except 101, which ends the HTTP exchange.
+		if status >= 200 || status == http.StatusSwitchingProtocols {
+			w.wroteHeader = true
+			clearTrailerDeclaration(h)
+		}
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *isolateWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.Write(b)
+}
+
+// ReadFrom writes the header through the filter first: the wrapped
+// writer's ReadFrom would send it unfiltered.
+func (w *isolateWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// FlushError is what http.ResponseController calls to flush (reverse_proxy
+// flushes streamed responses). A flush before anything was written sends
+// the header, so it goes through the filter first.
+func (w *isolateWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Flush()
+}
+
+// b2s_isolate_removed_total, one collector for the process registered
+// into each config's registry (Caddy makes a new one per load), as
+// metrics.go does, so counters never go backwards on a reload.
+var (
+	isolateRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "b2s", Name: "isolate_removed_total",
+		Help: "What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).",
+	}, []string{"what"})
+	isolateReqCookies = isolateRemoved.WithLabelValues("request_cookie")
+	isolateSetCookies = isolateRemoved.WithLabelValues("set_cookie")
+	isolateHeaders    = isolateRemoved.WithLabelValues("header")
+)
+
+func registerIsolateMetrics(reg *prometheus.Registry) {
+	if reg == nil {
+		return
+	}
+	if err := reg.Register(isolateRemoved); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(err) // a programming error: conflicting descriptors
+		}
+	}
+}
+
+// parseIsolate sets up the handler from Caddyfile tokens:
+//
+//	b2s_isolate [<matcher>] {
+//		allow_cookies <names...>
+//	}
+func parseIsolate(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	iso := new(Isolate)
+	return iso, iso.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens (see
+// parseIsolate). allow_cookies may be given several times; the names add
+// up.
+func (iso *Isolate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "allow_cookies":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.Err("b2s_isolate: allow_cookies needs at least one cookie name, e.g. allow_cookies adnet_uid")
+			}
+			for _, n := range names {
+				if err := checkCookieName(n); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			iso.AllowCookies = append(iso.AllowCookies, names...)
+		default:
+			return d.Errf("b2s_isolate: unrecognized option %q; want allow_cookies", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Isolate)(nil)
+	_ caddy.Validator             = (*Isolate)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Isolate)(nil)
+	_ caddyfile.Unmarshaler       = (*Isolate)(nil)
+	_ io.ReaderFrom               = (*isolateWriter)(nil)
+)
