@@ -36,7 +36,7 @@ func buildMetrics() {
 	recordsBcn = records.WithLabelValues("beacon")
 	cookiesSet = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Name: "cookies_set_total",
-		Help: "Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie) or resign (signed by an older key).",
+		Help: "Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key) or link (joined to another network ID by a link token).",
 	}, []string{"reason"})
 	cookiesNew = cookiesSet.WithLabelValues("new")
 	cookiesReset = cookiesSet.WithLabelValues("reset")
