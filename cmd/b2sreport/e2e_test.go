@@ -65,9 +65,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	got := report(t, append(window, "-group", "g", "-json"))
 	want := Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 3, PageViews: 3, Visitors: 2, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
-			{Host: "www.b2s.com", Records: 8, PageViews: 4, Visitors: 3, TopPages: []Page{{"/", 2}, {"/products", 2}}},
+			{Host: "suppliers.b2s.com", Records: 3, PageViews: 3, Visitors: 2, Consent: Consents{Full: 3}, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
+			{Host: "www.b2s.com", Records: 8, PageViews: 4, Visitors: 3, Unidentified: 1, Consent: Consents{Full: 8}, TopPages: []Page{{"/", 2}, {"/products", 2}}},
 		},
+		Network: Network{Visitors: 4}, // ann, bob, cat, dan: records without network_id count their cookie_id
 		Read:    18,
 		Counted: 11,
 		Skipped: Skipped{Duplicates: 2, OutsideWindow: 3, Malformed: 1, UnknownSchema: 1},
@@ -85,9 +86,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	got = report(t, append(window, "-group", "g", "-json"))
 	want = Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 1, PageViews: 0, Visitors: 1, TopPages: []Page{}},
-			{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 2, TopPages: []Page{{"/about", 1}, {"/products", 1}}},
+			{Host: "suppliers.b2s.com", Records: 1, PageViews: 0, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+			{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{{"/about", 1}, {"/products", 1}}},
 		},
+		Network: Network{Visitors: 3},
 		Read:    5,
 		Counted: 3,
 		Skipped: Skipped{Duplicates: 1, OutsideWindow: 1},
@@ -101,9 +103,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	// -from beginning counts both batches again, in the same group.
 	all := Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 4, PageViews: 3, Visitors: 2, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
-			{Host: "www.b2s.com", Records: 10, PageViews: 6, Visitors: 4, TopPages: []Page{{"/products", 3}, {"/", 2}, {"/about", 1}}},
+			{Host: "suppliers.b2s.com", Records: 4, PageViews: 3, Visitors: 2, Consent: Consents{Full: 4}, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
+			{Host: "www.b2s.com", Records: 10, PageViews: 6, Visitors: 4, Unidentified: 1, Consent: Consents{Full: 10}, TopPages: []Page{{"/products", 3}, {"/", 2}, {"/about", 1}}},
 		},
+		Network: Network{Visitors: 5},
 		Read:    23,
 		Counted: 14,
 		Skipped: Skipped{Duplicates: 3, OutsideWindow: 4, Malformed: 1, UnknownSchema: 1},
@@ -118,9 +121,15 @@ func TestReportAgainstABroker(t *testing.T) {
 	}
 	wantText := `topic b2s.events, group text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
 
-site               page views  visitors   records
-suppliers.b2s.com           3         2         4
-www.b2s.com                 6         4        10
+site               page views  visitors  unidentified   records
+suppliers.b2s.com           3         2             0         4
+www.b2s.com                 6         4             1        10
+
+network visitors 5, members 0
+
+records by consent      full    optout       gpc     child
+suppliers.b2s.com          4         0         0         0
+www.b2s.com               10         0         0         0
 
 top pages of suppliers.b2s.com
   2  /list
@@ -187,7 +196,8 @@ func TestReportUntilStopped(t *testing.T) {
 	}
 	want := Report{
 		Topic: e2eTopic, Group: "live", Since: t0,
-		Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/", 1}, {"/products", 1}}}},
+		Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{{"/", 1}, {"/products", 1}}}},
+		Network: Network{Visitors: 1},
 		Read:    4,
 		Counted: 2,
 		Skipped: Skipped{Duplicates: 1, Malformed: 1},
