@@ -146,6 +146,81 @@ read 23 records: 14 counted; skipped 3 duplicates, 4 outside the window, 1 malfo
 	}
 }
 
+func TestNetworkAgainstABroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker")
+	}
+	addr := startBroker(t)
+	const mainSite, sister = "www.b2s.com", "www.b2smade.com"
+	// ann comes to the main site, signs in and follows a link to the sister
+	// site, new to her there. bob, known to the sister site as bobS, follows
+	// a link there from the main site and signs in: the link's record
+	// merges bob and bobS. The sister site's proxy ships bobS's earlier
+	// records late: keyed by cookie_id, they land behind the link in its
+	// partition, so the merge is read before them.
+	produce(t, addr,
+		rec{id: 1, at: "1m", kind: "beacon", host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1001", url: "https://www.b2s.com/", event: "pageview"},
+		rec{id: 2, at: "2m", kind: "beacon", host: sister, consent: "full", cookie: "annS", network: "ann", from: mainSite, url: "https://www.b2smade.com/catalog", event: "pageview"},
+		rec{id: 3, at: "3m", host: mainSite, consent: "full", cookie: "bob", network: "bob", url: "https://www.b2s.com/"},
+		rec{id: 4, at: "30m", host: sister, consent: "full", cookie: "bobS", network: "bob", prev: "bobS", from: mainSite, member: "m-2002", url: "https://www.b2smade.com/"},
+		rec{id: 5, at: "4m", kind: "beacon", host: mainSite, consent: "gpc", url: "https://www.b2s.com/", event: "pageview"},
+		rec{id: 6, at: "5m", host: sister, consent: "optout", url: "https://www.b2smade.com/"},
+		rec{id: 7, at: "6m", host: sister, consent: "child", url: "https://www.b2smade.com/kids"},
+		// dan's record was written before consent and network_id existed.
+		rec{id: 8, at: "7m", host: mainSite, cookie: "dan", url: "https://www.b2s.com/"},
+		// The link, delivered again.
+		rec{id: 4, at: "30m", host: sister, consent: "full", cookie: "bobS", network: "bob", prev: "bobS", from: mainSite, member: "m-2002", url: "https://www.b2smade.com/"},
+		// A network_id the report cannot read.
+		`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-0000000000fe","ts":"2026-11-28T20:08:00.000000Z","kind":"page","host":"www.b2smade.com","consent":"full","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"not a network id"}`,
+	)
+	produce(t, addr,
+		rec{id: 9, at: "10m", kind: "beacon", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog", event: "pageview"},
+		rec{id: 10, at: "11m", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog"},
+	)
+
+	window := []string{"-brokers", addr, "-topic", e2eTopic, "-since", t0.Format(time.RFC3339), "-until", t0.Add(time.Hour).Format(time.RFC3339)}
+	got := report(t, append(window, "-group", "network", "-json"))
+	want := Report{
+		Sites: []Site{
+			{Host: mainSite, Records: 4, PageViews: 2, Visitors: 3, Unidentified: 1, Consent: Consents{Full: 3, GPC: 1}, TopPages: []Page{{"/", 2}}},
+			{Host: sister, Records: 6, PageViews: 2, Visitors: 2, Unidentified: 2, Consent: Consents{Full: 4, OptOut: 1, Child: 1}, TopPages: []Page{{"/catalog", 2}}},
+		},
+		Network: Network{Visitors: 3, Members: 2}, // ann, bob (bobS), dan; m-1001, m-2002
+		Read:    12,
+		Counted: 10,
+		Skipped: Skipped{Duplicates: 1, Malformed: 1},
+	}
+	checkReport(t, "network", got, want, "network")
+
+	var out bytes.Buffer
+	if err := run(t.Context(), append(window, "-group", "network-text"), &out, testWriter{t}); err != nil {
+		t.Fatalf("text report: %v", err)
+	}
+	wantText := `topic b2s.events, group network-text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
+
+site             page views  visitors  unidentified   records
+www.b2s.com               2         3             1         4
+www.b2smade.com           2         2             2         6
+
+network visitors 3, members 2
+
+records by consent      full    optout       gpc     child
+www.b2s.com                3         0         1         0
+www.b2smade.com            4         1         0         1
+
+top pages of www.b2s.com
+  2  /
+
+top pages of www.b2smade.com
+  2  /catalog
+
+read 12 records: 10 counted; skipped 1 duplicates, 0 outside the window, 1 malformed, 0 of an unknown schema version
+`
+	if out.String() != wantText {
+		t.Errorf("text report:\n%s\nwant:\n%s", out.String(), wantText)
+	}
+}
+
 func TestReportUntilStopped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")

@@ -28,6 +28,7 @@ type rec struct {
 	network string // network_id, a name like cookie
 	prev    string // prev_network_id, a name like cookie
 	member  string // member_id, as is
+	from    string // linked_from
 }
 
 func eventID(n int) string { return fmt.Sprintf("019ac5a1-2b00-7000-8000-%012x", n) }
@@ -72,6 +73,9 @@ func (r rec) json(t testing.TB) string {
 	}
 	if r.member != "" {
 		m["member_id"] = r.member
+	}
+	if r.from != "" {
+		m["linked_from"] = r.from
 	}
 	if r.url != "" {
 		m["url"] = r.url
@@ -494,9 +498,9 @@ func TestPermutationsAreEveryOrderOnce(t *testing.T) {
 
 func TestNetworkVisitors(t *testing.T) {
 	const (
-		main   = "www.b2s.com"
-		sister = "www.b2smade.com"
-		third  = "suppliers.b2s.com"
+		mainSite = "www.b2s.com"
+		sister   = "www.b2smade.com"
+		third    = "suppliers.b2s.com"
 	)
 	tests := []struct {
 		scenario string
@@ -506,7 +510,7 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "a visitor linked to a site that knew them under another network id counts once, whether the link comes before or after that site's own records",
 			records: []rec{
-				{id: 1, host: main, consent: "full", cookie: "ann", network: "ann"},
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann"},
 				{id: 2, host: sister, consent: "full", cookie: "annS", network: "annS"},
 				{id: 3, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
 				{id: 4, host: sister, consent: "full", cookie: "annS", network: "ann"},
@@ -514,7 +518,7 @@ func TestNetworkVisitors(t *testing.T) {
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
 					{Host: sister, Records: 4, Visitors: 2, Consent: Consents{Full: 4}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 2},
@@ -525,17 +529,17 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "links chained across three sites make one visitor",
 			records: []rec{
-				{id: 1, host: main, consent: "full", cookie: "a", network: "a"},
+				{id: 1, host: mainSite, consent: "full", cookie: "a", network: "a"},
 				{id: 2, host: sister, consent: "full", cookie: "b", network: "b"},
 				{id: 3, host: third, consent: "full", cookie: "c", network: "c"},
 				{id: 4, host: third, consent: "full", cookie: "c", network: "b", prev: "c"},  // from the sister site
 				{id: 5, host: sister, consent: "full", cookie: "b", network: "a", prev: "b"}, // later, from the main site
-				{id: 6, host: main, consent: "full", cookie: "dan", network: "dan"},          // someone else
+				{id: 6, host: mainSite, consent: "full", cookie: "dan", network: "dan"},      // someone else
 			},
 			want: Report{
 				Sites: []Site{
 					{Host: third, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
-					{Host: main, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: mainSite, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
 					{Host: sister, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 2},
@@ -546,15 +550,15 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "a record without network_id counts its cookie_id as its network id",
 			records: []rec{
-				{id: 1, host: main, cookie: "ann"},                                  // written before consent and network_id
-				{id: 2, host: main, consent: "full", cookie: "ann", network: "ann"}, // the same visitor since
-				{id: 3, host: sister, cookie: "bob"},                                // written before
+				{id: 1, host: mainSite, cookie: "ann"},                                  // written before consent and network_id
+				{id: 2, host: mainSite, consent: "full", cookie: "ann", network: "ann"}, // the same visitor since
+				{id: 3, host: sister, cookie: "bob"},                                    // written before
 				{id: 4, host: sister, consent: "full", cookie: "bob", network: "ann", prev: "bob"},
 				{id: 5, host: sister, cookie: "cat"},
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: mainSite, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
 					{Host: sister, Records: 3, Visitors: 2, Consent: Consents{Full: 3}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 2},
@@ -565,16 +569,16 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "records without consent to identify are counted by consent and as unidentified, never as visitors",
 			records: []rec{
-				{id: 1, host: main, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
-				{id: 2, host: main, consent: "optout"},
-				{id: 3, host: main, consent: "gpc"},
-				{id: 4, host: main, consent: "child"},
-				{id: 5, host: main, consent: "full"}, // e.g. a cross-site beacon without third-party cookies
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
+				{id: 2, host: mainSite, consent: "optout"},
+				{id: 3, host: mainSite, consent: "gpc"},
+				{id: 4, host: mainSite, consent: "child"},
+				{id: 5, host: mainSite, consent: "full"}, // e.g. a cross-site beacon without third-party cookies
 				{id: 6, host: sister, consent: "gpc"},
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 5, Visitors: 1, Unidentified: 4, Consent: Consents{Full: 2, OptOut: 1, GPC: 1, Child: 1}, TopPages: []Page{}},
+					{Host: mainSite, Records: 5, Visitors: 1, Unidentified: 4, Consent: Consents{Full: 2, OptOut: 1, GPC: 1, Child: 1}, TopPages: []Page{}},
 					{Host: sister, Records: 1, Unidentified: 1, Consent: Consents{GPC: 1}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 1, Members: 1},
@@ -585,15 +589,15 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "members are distinct member ids across the sites",
 			records: []rec{
-				{id: 1, host: main, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
 				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", member: "m-1"},
 				{id: 3, host: sister, consent: "full", cookie: "bob", network: "bob", member: "M-1"},
 				{id: 4, host: sister, consent: "full", cookie: "cat", network: "cat", member: "m-1 "},
-				{id: 5, host: main, consent: "full", cookie: "dan", network: "dan"},
+				{id: 5, host: mainSite, consent: "full", cookie: "dan", network: "dan"},
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: mainSite, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
 					{Host: sister, Records: 3, Visitors: 3, Consent: Consents{Full: 3}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 4, Members: 3},
@@ -604,14 +608,14 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "a link read outside the window still merges the ids in it, and counts no visitor itself",
 			records: []rec{
-				{id: 1, at: "10m", host: main, consent: "full", cookie: "ann", network: "ann"},
+				{id: 1, at: "10m", host: mainSite, consent: "full", cookie: "ann", network: "ann"},
 				{id: 2, at: "20m", host: sister, consent: "full", cookie: "annS", network: "annS"},
 				{id: 3, at: "1h30m", host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
 				{id: 4, at: "-1h", host: third, consent: "full", cookie: "eve", network: "zed", prev: "eve"},
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
 					{Host: sister, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 1},
@@ -623,14 +627,14 @@ func TestNetworkVisitors(t *testing.T) {
 		{
 			scenario: "a link delivered twice merges once and is counted once",
 			records: []rec{
-				{id: 1, host: main, consent: "full", cookie: "ann", network: "ann"},
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann"},
 				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
 				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
 				{id: 3, host: sister, consent: "full", cookie: "annS", network: "annS"},
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: main, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
 					{Host: sister, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 1},
