@@ -126,9 +126,8 @@ func NewCounter(cfg Config) *Counter {
 }
 
 // record holds the fields of a record the report uses; encoding/json
-// ignores the others, as the schema asks of consumers.
-// Consent is kept raw, and MemberID is a pointer, to tell an empty or null
-// value from none.
+// ignores the others, as the schema asks of consumers. Consent is kept raw,
+// and MemberID is a pointer, to tell an empty or null value from none.
 type record struct {
 	Schema        int             `json:"schema"`
 	EventID       string          `json:"event_id"`
