@@ -65,9 +65,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	got := report(t, append(window, "-group", "g", "-json"))
 	want := Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 3, PageViews: 3, Visitors: 2, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
-			{Host: "www.b2s.com", Records: 8, PageViews: 4, Visitors: 3, TopPages: []Page{{"/", 2}, {"/products", 2}}},
+			{Host: "suppliers.b2s.com", Records: 3, PageViews: 3, Visitors: 2, Consent: Consents{Full: 3}, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
+			{Host: "www.b2s.com", Records: 8, PageViews: 4, Visitors: 3, Unidentified: 1, Consent: Consents{Full: 8}, TopPages: []Page{{"/", 2}, {"/products", 2}}},
 		},
+		Network: Network{Visitors: 4}, // ann, bob, cat, dan: records without network_id count their cookie_id
 		Read:    18,
 		Counted: 11,
 		Skipped: Skipped{Duplicates: 2, OutsideWindow: 3, Malformed: 1, UnknownSchema: 1},
@@ -85,9 +86,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	got = report(t, append(window, "-group", "g", "-json"))
 	want = Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 1, PageViews: 0, Visitors: 1, TopPages: []Page{}},
-			{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 2, TopPages: []Page{{"/about", 1}, {"/products", 1}}},
+			{Host: "suppliers.b2s.com", Records: 1, PageViews: 0, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+			{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{{"/about", 1}, {"/products", 1}}},
 		},
+		Network: Network{Visitors: 3},
 		Read:    5,
 		Counted: 3,
 		Skipped: Skipped{Duplicates: 1, OutsideWindow: 1},
@@ -101,9 +103,10 @@ func TestReportAgainstABroker(t *testing.T) {
 	// -from beginning counts both batches again, in the same group.
 	all := Report{
 		Sites: []Site{
-			{Host: "suppliers.b2s.com", Records: 4, PageViews: 3, Visitors: 2, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
-			{Host: "www.b2s.com", Records: 10, PageViews: 6, Visitors: 4, TopPages: []Page{{"/products", 3}, {"/", 2}, {"/about", 1}}},
+			{Host: "suppliers.b2s.com", Records: 4, PageViews: 3, Visitors: 2, Consent: Consents{Full: 4}, TopPages: []Page{{"/list", 2}, {"/join", 1}}},
+			{Host: "www.b2s.com", Records: 10, PageViews: 6, Visitors: 4, Unidentified: 1, Consent: Consents{Full: 10}, TopPages: []Page{{"/products", 3}, {"/", 2}, {"/about", 1}}},
 		},
+		Network: Network{Visitors: 5},
 		Read:    23,
 		Counted: 14,
 		Skipped: Skipped{Duplicates: 3, OutsideWindow: 4, Malformed: 1, UnknownSchema: 1},
@@ -118,9 +121,15 @@ func TestReportAgainstABroker(t *testing.T) {
 	}
 	wantText := `topic b2s.events, group text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
 
-site               page views  visitors   records
-suppliers.b2s.com           3         2         4
-www.b2s.com                 6         4        10
+site               page views  visitors  unidentified   records
+suppliers.b2s.com           3         2             0         4
+www.b2s.com                 6         4             1        10
+
+network visitors 5, members 0
+
+records by consent      full    optout       gpc     child
+suppliers.b2s.com          4         0         0         0
+www.b2s.com               10         0         0         0
 
 top pages of suppliers.b2s.com
   2  /list
@@ -131,6 +140,81 @@ top pages of www.b2s.com
   2  /
 
 read 23 records: 14 counted; skipped 3 duplicates, 4 outside the window, 1 malformed, 1 of an unknown schema version
+`
+	if out.String() != wantText {
+		t.Errorf("text report:\n%s\nwant:\n%s", out.String(), wantText)
+	}
+}
+
+func TestNetworkAgainstABroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker")
+	}
+	addr := startBroker(t)
+	const mainSite, sister = "www.b2s.com", "www.b2smade.com"
+	// ann comes to the main site, signs in and follows a link to the sister
+	// site, new to her there. bob, known to the sister site as bobS, follows
+	// a link there from the main site and signs in: the link's record
+	// merges bob and bobS. The sister site's proxy ships bobS's earlier
+	// records late: keyed by cookie_id, they land behind the link in its
+	// partition, so the merge is read before them.
+	produce(t, addr,
+		rec{id: 1, at: "1m", kind: "beacon", host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1001", url: "https://www.b2s.com/", event: "pageview"},
+		rec{id: 2, at: "2m", kind: "beacon", host: sister, consent: "full", cookie: "annS", network: "ann", from: mainSite, url: "https://www.b2smade.com/catalog", event: "pageview"},
+		rec{id: 3, at: "3m", host: mainSite, consent: "full", cookie: "bob", network: "bob", url: "https://www.b2s.com/"},
+		rec{id: 4, at: "30m", host: sister, consent: "full", cookie: "bobS", network: "bob", prev: "bobS", from: mainSite, member: "m-2002", url: "https://www.b2smade.com/"},
+		rec{id: 5, at: "4m", kind: "beacon", host: mainSite, consent: "gpc", url: "https://www.b2s.com/", event: "pageview"},
+		rec{id: 6, at: "5m", host: sister, consent: "optout", url: "https://www.b2smade.com/"},
+		rec{id: 7, at: "6m", host: sister, consent: "child", url: "https://www.b2smade.com/kids"},
+		// dan's record was written before consent and network_id existed.
+		rec{id: 8, at: "7m", host: mainSite, cookie: "dan", url: "https://www.b2s.com/"},
+		// The link, delivered again.
+		rec{id: 4, at: "30m", host: sister, consent: "full", cookie: "bobS", network: "bob", prev: "bobS", from: mainSite, member: "m-2002", url: "https://www.b2smade.com/"},
+		// A network_id the report cannot read.
+		`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-0000000000fe","ts":"2026-11-28T20:08:00.000000Z","kind":"page","host":"www.b2smade.com","consent":"full","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"not a network id"}`,
+	)
+	produce(t, addr,
+		rec{id: 9, at: "10m", kind: "beacon", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog", event: "pageview"},
+		rec{id: 10, at: "11m", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog"},
+	)
+
+	window := []string{"-brokers", addr, "-topic", e2eTopic, "-since", t0.Format(time.RFC3339), "-until", t0.Add(time.Hour).Format(time.RFC3339)}
+	got := report(t, append(window, "-group", "network", "-json"))
+	want := Report{
+		Sites: []Site{
+			{Host: mainSite, Records: 4, PageViews: 2, Visitors: 3, Unidentified: 1, Consent: Consents{Full: 3, GPC: 1}, TopPages: []Page{{"/", 2}}},
+			{Host: sister, Records: 6, PageViews: 2, Visitors: 2, Unidentified: 2, Consent: Consents{Full: 4, OptOut: 1, Child: 1}, TopPages: []Page{{"/catalog", 2}}},
+		},
+		Network: Network{Visitors: 3, Members: 2}, // ann, bob (bobS), dan; m-1001, m-2002
+		Read:    12,
+		Counted: 10,
+		Skipped: Skipped{Duplicates: 1, Malformed: 1},
+	}
+	checkReport(t, "network", got, want, "network")
+
+	var out bytes.Buffer
+	if err := run(t.Context(), append(window, "-group", "network-text"), &out, testWriter{t}); err != nil {
+		t.Fatalf("text report: %v", err)
+	}
+	wantText := `topic b2s.events, group network-text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
+
+site             page views  visitors  unidentified   records
+www.b2s.com               2         3             1         4
+www.b2smade.com           2         2             2         6
+
+network visitors 3, members 2
+
+records by consent      full    optout       gpc     child
+www.b2s.com                3         0         1         0
+www.b2smade.com            4         1         0         1
+
+top pages of www.b2s.com
+  2  /
+
+top pages of www.b2smade.com
+  2  /catalog
+
+read 12 records: 10 counted; skipped 1 duplicates, 0 outside the window, 1 malformed, 0 of an unknown schema version
 `
 	if out.String() != wantText {
 		t.Errorf("text report:\n%s\nwant:\n%s", out.String(), wantText)
@@ -187,7 +271,8 @@ func TestReportUntilStopped(t *testing.T) {
 	}
 	want := Report{
 		Topic: e2eTopic, Group: "live", Since: t0,
-		Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/", 1}, {"/products", 1}}}},
+		Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{{"/", 1}, {"/products", 1}}}},
+		Network: Network{Visitors: 1},
 		Read:    4,
 		Counted: 2,
 		Skipped: Skipped{Duplicates: 1, Malformed: 1},

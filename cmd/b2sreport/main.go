@@ -1,13 +1,18 @@
 // Command b2sreport reads the records b2s-edge ships to Kafka and prints, per
-// site, the page views, unique visitors and top pages over a window of the
-// records' ts. It is a worked example of consuming the records correctly
-// with the project's Kafka client, segmentio/kafka-go:
+// site, the page views, unique visitors, records by consent and top pages
+// over a window of the records' ts, and across the site network the unique
+// visitors and signed-in members. It is a worked example of consuming the
+// records correctly with the project's Kafka client, segmentio/kafka-go:
 //
 //   - a consumer group (kafka-go's Reader with a GroupID), so each run goes on
 //     from where the last one stopped;
 //   - offsets committed only after the records are counted and the report is
 //     written (at least once on the consumer's side too);
 //   - duplicates dropped by event_id, since the edge delivers at least once;
+//   - identifiers taken from full-consent records only, and the records
+//     without them counted apart, not dropped;
+//   - network IDs joined by prev_network_id merged into one visitor, in
+//     whatever order the partitions deliver the records;
 //   - records that are malformed or of a newer schema skipped and counted,
 //     never guessed at.
 //
@@ -53,15 +58,38 @@ per site (the record's host, as recorded), over a window of the records' ts:
               be counted twice. A site without the beacon shows 0 page views.
   visitors    distinct cookie_ids among the site's records, pages and beacons;
               a record without a cookie_id counts for no visitor.
+  unidentified
+              records that identify no visitor: consent other than full
+              (only full records carry identifiers), or full without a
+              cookie_id (e.g. a cross-site beacon without third-party
+              cookies).
+  consent     the site's records by consent: full, optout, gpc, child. A
+              record without the field was written before it existed and
+              is full.
   top pages   the paths of those page views (URL without query or fragment),
               most viewed first, ties in path order.
   records     every record of the site that was counted.
 
+and across the sites of the network:
+
+  network visitors
+              distinct network_ids among the records of every site; a
+              record without one (written before the field existed) counts
+              its cookie_id as its network_id. A record's prev_network_id
+              says that ID and its network_id are one visitor: they, and IDs
+              merged with either, count once, whatever order the records
+              are read in and even when the record that merges them is
+              outside the window. Only the records a run reads are merged.
+  members     distinct member_ids (signed-in members) among the records of
+              every site.
+
 A record delivered twice (the same event_id) is counted once: event_ids are
 remembered for -dedupe-window of ts behind the newest record read. Records
-that are not JSON or lack a field the report needs (malformed), carry a schema
-version newer than 1 (unknown schema) or fall outside the window are read and
-skipped, and the report says how many.
+that are not JSON, lack a field the report needs or hold one it cannot use
+(malformed: a cookie_id, network_id or prev_network_id that is not 32 hex
+digits, an unknown consent, identifiers on a record whose consent is not
+full), carry a schema version newer than 1 (unknown schema) or fall outside
+the window are read and skipped, and the report says how many.
 
 With -exit-at-end (the default) b2sreport reads each partition up to the end
 it had at the start, prints the report and only then commits the group's
@@ -462,8 +490,9 @@ func resetOffsets(ctx context.Context, client *kafka.Client, group, topic string
 	return nil
 }
 
-// writeText prints rep for people: a table of sites, then each site's top
-// pages, then what was skipped.
+// writeText prints rep for people: a table of sites, the network's
+// visitors and members, the sites' records by consent, then each site's
+// top pages, then what was skipped.
 func writeText(w io.Writer, rep Report) error {
 	bw := bufio.NewWriter(w) // keeps the first write error for Flush
 	from, to := "the start", "the end of the topic"
@@ -481,9 +510,16 @@ func writeText(w io.Writer, rep Report) error {
 		for _, s := range rep.Sites {
 			width = max(width, len(s.Host))
 		}
-		fmt.Fprintf(bw, "%-*s  %10s  %8s  %8s\n", width, "site", "page views", "visitors", "records")
+		fmt.Fprintf(bw, "%-*s  %10s  %8s  %12s  %8s\n", width, "site", "page views", "visitors", "unidentified", "records")
 		for _, s := range rep.Sites {
-			fmt.Fprintf(bw, "%-*s  %10d  %8d  %8d\n", width, s.Host, s.PageViews, s.Visitors, s.Records)
+			fmt.Fprintf(bw, "%-*s  %10d  %8d  %12d  %8d\n", width, s.Host, s.PageViews, s.Visitors, s.Unidentified, s.Records)
+		}
+		fmt.Fprintf(bw, "\nnetwork visitors %d, members %d\n", rep.Network.Visitors, rep.Network.Members)
+		width = max(width, len("records by consent"))
+		fmt.Fprintf(bw, "\n%-*s  %8s  %8s  %8s  %8s\n", width, "records by consent", "full", "optout", "gpc", "child")
+		for _, s := range rep.Sites {
+			c := s.Consent
+			fmt.Fprintf(bw, "%-*s  %8d  %8d  %8d  %8d\n", width, s.Host, c.Full, c.OptOut, c.GPC, c.Child)
 		}
 	}
 	for _, s := range rep.Sites {

@@ -93,7 +93,8 @@ func TestBadFlagsAreRefused(t *testing.T) {
 	}
 	var help strings.Builder
 	if _, err := parseArgs([]string{"-h"}, time.Now(), &help); !errors.Is(err, flag.ErrHelp) ||
-		!strings.Contains(help.String(), `beacon records whose event is "pageview"`) || !strings.Contains(help.String(), "-dedupe-window") {
+		!strings.Contains(help.String(), `beacon records whose event is "pageview"`) || !strings.Contains(help.String(), "network visitors") ||
+		!strings.Contains(help.String(), "-dedupe-window") {
 		t.Errorf("-h: error %v, help:\n%s", err, help.String())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -70,47 +71,93 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
+// consent is a record's consent; a record without the field is consentFull.
+type consent uint8
+
+const (
+	consentFull consent = iota
+	consentOptOut
+	consentGPC
+	consentChild
+	numConsents
+)
+
+// consentNames are the values of the record's consent field, by consent.
+var consentNames = [numConsents]string{"full", "optout", "gpc", "child"}
+
 // Counter counts records into a Report. It is not safe for concurrent use.
 type Counter struct {
-	cfg     Config
-	sites   map[string]*siteTally
-	seen    *dedupe
-	read    int64
-	counted int64
-	skipped Skipped
+	cfg   Config
+	sites map[string]*siteTally
+	// networkIDs are the network IDs of the counted records, members their
+	// member IDs hashed (memberKey); merged says which IDs are one visitor.
+	networkIDs map[[16]byte]struct{}
+	members    map[[16]byte]struct{}
+	merged     unionFind
+	seen       *dedupe
+	read       int64
+	counted    int64
+	skipped    Skipped
 	// late counts records counted without a duplicate check, because their
 	// ts was older than the part of the window still remembered.
 	late int64
 }
 
 type siteTally struct {
-	records   int64
-	pageViews int64
-	visitors  map[[16]byte]struct{}
-	pages     map[string]int64
+	records      int64
+	pageViews    int64
+	unidentified int64
+	consent      [numConsents]int64
+	visitors     map[[16]byte]struct{}
+	pages        map[string]int64
 }
 
 // NewCounter returns a Counter for cfg. DedupeWindow and DedupeMax must be
 // positive.
 func NewCounter(cfg Config) *Counter {
 	return &Counter{
-		cfg:   cfg,
-		sites: make(map[string]*siteTally),
-		seen:  newDedupe(cfg.DedupeWindow, cfg.DedupeMax),
+		cfg:        cfg,
+		sites:      make(map[string]*siteTally),
+		networkIDs: make(map[[16]byte]struct{}),
+		members:    make(map[[16]byte]struct{}),
+		merged:     unionFind{parent: make(map[[16]byte][16]byte)},
+		seen:       newDedupe(cfg.DedupeWindow, cfg.DedupeMax),
 	}
 }
 
 // record holds the fields of a record the report uses; encoding/json
-// ignores the others, as the schema asks of consumers.
+// ignores the others, as the schema asks of consumers. Consent is kept raw,
+// and MemberID is a pointer, to tell an empty or null value from none.
 type record struct {
-	Schema   int    `json:"schema"`
-	EventID  string `json:"event_id"`
-	TS       string `json:"ts"`
-	Kind     string `json:"kind"`
-	Host     string `json:"host"`
-	CookieID string `json:"cookie_id"`
-	URL      string `json:"url"`
-	Event    string `json:"event"`
+	Schema        int             `json:"schema"`
+	EventID       string          `json:"event_id"`
+	TS            string          `json:"ts"`
+	Kind          string          `json:"kind"`
+	Host          string          `json:"host"`
+	Consent       json.RawMessage `json:"consent"`
+	CookieID      string          `json:"cookie_id"`
+	NetworkID     string          `json:"network_id"`
+	PrevNetworkID string          `json:"prev_network_id"`
+	MemberID      *string         `json:"member_id"`
+	URL           string          `json:"url"`
+	Event         string          `json:"event"`
+}
+
+// fields are the parsed fields of a valid record. The identifiers are set
+// only when identified: consent full and a cookie_id.
+type fields struct {
+	eventID    [16]byte
+	ts         time.Time
+	consent    consent
+	identified bool
+	cookie     [16]byte
+	// network is the network_id, or the cookie_id in a record written
+	// before network_id existed.
+	network   [16]byte
+	prev      [16]byte // prev_network_id, when hasPrev
+	hasPrev   bool
+	member    [16]byte // memberKey of member_id, when hasMember
+	hasMember bool
 }
 
 // Add counts one Kafka message value. The error says why a record was
@@ -133,16 +180,22 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 		c.skipped.Malformed++
 		return Malformed, err
 	}
-	id, ts, cookie, err := r.validate()
+	f, err := r.validate()
 	if err != nil {
 		c.skipped.Malformed++
 		return Malformed, err
 	}
+	if f.hasPrev {
+		// Whichever record says two network IDs are one visitor, and
+		// whenever it is read: the IDs are merged for the whole report.
+		c.merged.union(f.prev, f.network)
+	}
+	ts := f.ts
 	if ts.Before(c.cfg.Since) && !c.cfg.Since.IsZero() || !ts.Before(c.cfg.Until) && !c.cfg.Until.IsZero() {
 		c.skipped.OutsideWindow++
 		return OutsideWindow, nil
 	}
-	switch c.seen.add(id, ts) {
+	switch c.seen.add(f.eventID, ts) {
 	case seenBefore:
 		c.skipped.Duplicates++
 		return Duplicate, nil
@@ -157,8 +210,15 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 		c.sites[r.Host] = s
 	}
 	s.records++
-	if cookie != nil {
-		s.visitors[*cookie] = struct{}{}
+	s.consent[f.consent]++
+	if f.identified {
+		s.visitors[f.cookie] = struct{}{}
+		c.networkIDs[f.network] = struct{}{}
+		if f.hasMember {
+			c.members[f.member] = struct{}{}
+		}
+	} else {
+		s.unidentified++
 	}
 	if r.Kind == "beacon" && r.Event == pageviewEvent {
 		s.pageViews++
@@ -167,37 +227,94 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	return Counted, nil
 }
 
-// validate checks the fields the report relies on and returns them parsed;
-// cookie is nil when the record has no cookie_id.
-func (r *record) validate() (id [16]byte, ts time.Time, cookie *[16]byte, err error) {
+// validate checks the fields the report relies on and returns them parsed.
+func (r *record) validate() (f fields, err error) {
 	if r.Schema != supportedSchema {
-		return id, ts, nil, fmt.Errorf("schema %d, want %d", r.Schema, supportedSchema)
+		return f, fmt.Errorf("schema %d, want %d", r.Schema, supportedSchema)
 	}
-	id, ok := parseUUID(r.EventID)
-	if !ok {
-		return id, ts, nil, fmt.Errorf("event_id %q is not a UUID", r.EventID)
+	var ok bool
+	if f.eventID, ok = parseUUID(r.EventID); !ok {
+		return f, fmt.Errorf("event_id %q is not a UUID", r.EventID)
 	}
-	ts, err = time.Parse(time.RFC3339Nano, r.TS)
-	if err != nil {
-		return id, ts, nil, fmt.Errorf("ts %q is not an RFC 3339 time", r.TS)
+	if f.ts, err = time.Parse(time.RFC3339Nano, r.TS); err != nil {
+		return f, fmt.Errorf("ts %q is not an RFC 3339 time", r.TS)
 	}
 	if r.Kind != "page" && r.Kind != "beacon" {
-		return id, ts, nil, fmt.Errorf("kind %q is neither page nor beacon", r.Kind)
+		return f, fmt.Errorf("kind %q is neither page nor beacon", r.Kind)
 	}
 	if r.Host == "" {
-		return id, ts, nil, errors.New("host is missing")
+		return f, errors.New("host is missing")
 	}
-	if r.CookieID != "" {
-		var c [16]byte
-		if len(r.CookieID) != 32 {
-			return id, ts, nil, fmt.Errorf("cookie_id %q is not 32 hex digits", r.CookieID)
+	if r.Consent != nil {
+		// Absent means full; null or any other value is not a consent
+		// the report can assume.
+		var name string
+		i := -1
+		if json.Unmarshal(r.Consent, &name) == nil {
+			i = slices.Index(consentNames[:], name)
 		}
-		if _, err := hex.Decode(c[:], []byte(r.CookieID)); err != nil {
-			return id, ts, nil, fmt.Errorf("cookie_id %q is not 32 hex digits", r.CookieID)
+		if i < 0 {
+			return f, fmt.Errorf("consent %s is none of %s", r.Consent, strings.Join(consentNames[:], ", "))
 		}
-		cookie = &c
+		f.consent = consent(i)
 	}
-	return id, ts, cookie, nil
+	hasIDs := r.CookieID != "" || r.NetworkID != "" || r.PrevNetworkID != "" || r.MemberID != nil
+	switch {
+	case !hasIDs:
+		return f, nil
+	case f.consent != consentFull:
+		// Contradictory: the record says its visitor is not to be
+		// identified. Counting it either way would be a guess.
+		return f, fmt.Errorf("consent %s, yet the record carries identifiers", r.Consent)
+	case r.CookieID == "":
+		return f, errors.New("network_id, prev_network_id or member_id without cookie_id")
+	case r.PrevNetworkID != "" && r.NetworkID == "":
+		return f, errors.New("prev_network_id without network_id")
+	}
+	if f.cookie, ok = parseHexID(r.CookieID); !ok {
+		return f, fmt.Errorf("cookie_id %q is not 32 hex digits", r.CookieID)
+	}
+	f.network = f.cookie // a record written before network_id existed
+	if r.NetworkID != "" {
+		if f.network, ok = parseHexID(r.NetworkID); !ok {
+			return f, fmt.Errorf("network_id %q is not 32 hex digits", r.NetworkID)
+		}
+	}
+	if r.PrevNetworkID != "" {
+		if f.prev, ok = parseHexID(r.PrevNetworkID); !ok {
+			return f, fmt.Errorf("prev_network_id %q is not 32 hex digits", r.PrevNetworkID)
+		}
+		f.hasPrev = true
+	}
+	if r.MemberID != nil {
+		if n := len(*r.MemberID); n < 1 || n > maxMemberLen {
+			return f, fmt.Errorf("member_id of %d bytes, want 1 to %d", n, maxMemberLen)
+		}
+		f.member, f.hasMember = memberKey(*r.MemberID), true
+	}
+	f.identified = true
+	return f, nil
+}
+
+// maxMemberLen is the schema's maxLength of member_id.
+const maxMemberLen = 64
+
+// parseHexID parses an ID of 32 hex digits (cookie_id, network_id) into
+// its 16 bytes.
+func parseHexID(s string) (id [16]byte, ok bool) {
+	if len(s) != 32 {
+		return id, false
+	}
+	_, err := hex.Decode(id[:], []byte(s))
+	return id, err == nil
+}
+
+// memberKey is what the member set holds for a member ID: 128 bits of its
+// SHA-256, as small as a cookie ID whatever the length of the member ID,
+// and with no chance of two members meeting in practice.
+func memberKey(member string) [16]byte {
+	sum := sha256.Sum256([]byte(member))
+	return [16]byte(sum[:16])
 }
 
 // parseUUID parses the 8-4-4-4-12 hex form into its 16 bytes, which is
@@ -236,6 +353,8 @@ type Report struct {
 	Until time.Time `json:"until,omitzero"`
 	// Sites are ordered by host.
 	Sites []Site `json:"sites"`
+	// Network counts visitors across all the sites.
+	Network Network `json:"network"`
 	// Read is every message read: Counted plus every Skipped.
 	Read    int64   `json:"read"`
 	Counted int64   `json:"counted"`
@@ -256,8 +375,32 @@ type Site struct {
 	PageViews int64 `json:"page_views"`
 	// Visitors counts distinct cookie_ids among the site's records.
 	Visitors int64 `json:"visitors"`
+	// Unidentified counts the records that identify no visitor: consent
+	// other than full, or full without a cookie_id.
+	Unidentified int64 `json:"unidentified"`
+	// Consent counts the records by consent; a record without the field
+	// is full.
+	Consent Consents `json:"consent"`
 	// TopPages are the most viewed paths, by views then path.
 	TopPages []Page `json:"top_pages"`
+}
+
+// Consents counts records by their consent.
+type Consents struct {
+	Full   int64 `json:"full"`
+	OptOut int64 `json:"optout"`
+	GPC    int64 `json:"gpc"`
+	Child  int64 `json:"child"`
+}
+
+// Network is the report of all the sites together.
+type Network struct {
+	// Visitors counts distinct network_ids (the cookie_id of a record
+	// without one), two IDs being one visitor when a record's
+	// prev_network_id joins them, directly or through others.
+	Visitors int64 `json:"visitors"`
+	// Members counts distinct member_ids.
+	Members int64 `json:"members"`
 }
 
 // Page is a path and its page views.
@@ -284,14 +427,25 @@ func (c *Counter) Report() Report {
 		Counted:         c.counted,
 		Skipped:         c.skipped,
 		NotDeduplicated: c.late,
+		Network: Network{
+			Visitors: c.networkVisitors(),
+			Members:  int64(len(c.members)),
+		},
 	}
 	for host, s := range c.sites {
 		site := Site{
-			Host:      host,
-			Records:   s.records,
-			PageViews: s.pageViews,
-			Visitors:  int64(len(s.visitors)),
-			TopPages:  make([]Page, 0, len(s.pages)),
+			Host:         host,
+			Records:      s.records,
+			PageViews:    s.pageViews,
+			Visitors:     int64(len(s.visitors)),
+			Unidentified: s.unidentified,
+			Consent: Consents{
+				Full:   s.consent[consentFull],
+				OptOut: s.consent[consentOptOut],
+				GPC:    s.consent[consentGPC],
+				Child:  s.consent[consentChild],
+			},
+			TopPages: make([]Page, 0, len(s.pages)),
 		}
 		for p, n := range s.pages {
 			site.TopPages = append(site.TopPages, Page{Path: p, Views: n})
@@ -304,6 +458,50 @@ func (c *Counter) Report() Report {
 	}
 	slices.SortFunc(rep.Sites, func(a, b Site) int { return strings.Compare(a.Host, b.Host) })
 	return rep
+}
+
+// networkVisitors counts the network IDs of the counted records, those
+// merged into one counting once. Merges are applied here, after every
+// record is read, so the order the records came in does not matter.
+func (c *Counter) networkVisitors() int64 {
+	if len(c.merged.parent) == 0 {
+		return int64(len(c.networkIDs))
+	}
+	roots := make(map[[16]byte]struct{})
+	for id := range c.networkIDs {
+		roots[c.merged.find(id)] = struct{}{}
+	}
+	return int64(len(roots))
+}
+
+// unionFind joins IDs into sets (a disjoint-set forest). Only IDs that were
+// merged are held; an ID it has never seen is a set of its own.
+type unionFind struct {
+	parent map[[16]byte][16]byte
+}
+
+// find returns the ID that stands for the set of id, halving the path to
+// it on the way so that later finds are shorter.
+func (u *unionFind) find(id [16]byte) [16]byte {
+	for {
+		p, ok := u.parent[id]
+		if !ok {
+			return id
+		}
+		gp, ok := u.parent[p]
+		if !ok {
+			return p
+		}
+		u.parent[id] = gp
+		id = gp
+	}
+}
+
+// union makes a and b one set.
+func (u *unionFind) union(a, b [16]byte) {
+	if ra, rb := u.find(a), u.find(b); ra != rb {
+		u.parent[ra] = rb
+	}
 }
 
 // dedupe remembers event IDs in buckets of ts, so that forgetting the

@@ -22,6 +22,13 @@ type rec struct {
 	cookie string // cookie_id; "" for none
 	url    string
 	event  string
+	// The fields of the site network and privacy; "" for none. Records
+	// written before they existed had none of them.
+	consent string
+	network string // network_id, a name like cookie
+	prev    string // prev_network_id, a name like cookie
+	member  string // member_id, as is
+	from    string // linked_from
 }
 
 func eventID(n int) string { return fmt.Sprintf("019ac5a1-2b00-7000-8000-%012x", n) }
@@ -54,6 +61,21 @@ func (r rec) json(t testing.TB) string {
 	}
 	if r.cookie != "" {
 		m["cookie_id"], m["cookie_state"] = cookieID(r.cookie), "returning"
+	}
+	if r.consent != "" {
+		m["consent"] = r.consent
+	}
+	if r.network != "" {
+		m["network_id"] = cookieID(r.network)
+	}
+	if r.prev != "" {
+		m["prev_network_id"] = cookieID(r.prev)
+	}
+	if r.member != "" {
+		m["member_id"] = r.member
+	}
+	if r.from != "" {
+		m["linked_from"] = r.from
 	}
 	if r.url != "" {
 		m["url"] = r.url
@@ -93,7 +115,8 @@ func TestCounter(t *testing.T) {
 			},
 			outcomes: []Outcome{Counted, Duplicate, Counted, Duplicate},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/products", 2}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{{"/products", 2}}}},
+				Network: Network{Visitors: 1},
 				Read:    4,
 				Counted: 2,
 				Skipped: Skipped{Duplicates: 2},
@@ -110,7 +133,8 @@ func TestCounter(t *testing.T) {
 			},
 			outcomes: []Outcome{OutsideWindow, Counted, Counted, OutsideWindow, OutsideWindow},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/first", 1}, {"/last", 1}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{{"/first", 1}, {"/last", 1}}}},
+				Network: Network{Visitors: 1},
 				Read:    5,
 				Counted: 2,
 				Skipped: Skipped{OutsideWindow: 3},
@@ -121,7 +145,8 @@ func TestCounter(t *testing.T) {
 			cfg:      Config{Top: 10, DedupeWindow: time.Hour, DedupeMax: 1000},
 			records:  []rec{view(1, "-8760h", "ann", "/old"), view(2, "8760h", "ann", "/new")},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, TopPages: []Page{{"/new", 1}, {"/old", 1}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, PageViews: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{{"/new", 1}, {"/old", 1}}}},
+				Network: Network{Visitors: 1},
 				Read:    2,
 				Counted: 2,
 			},
@@ -132,7 +157,7 @@ func TestCounter(t *testing.T) {
 			want:     Report{Sites: []Site{}, Read: 2, Skipped: Skipped{OutsideWindow: 2}},
 		},
 		{
-			scenario: "visitors are distinct cookie ids per site, and a record without one counts for none",
+			scenario: "visitors are distinct cookie ids per site, and a record without one is unidentified",
 			records: []rec{
 				{id: 1, cookie: "ann"},
 				{id: 2, cookie: "ann", url: "https://www.b2s.com/style.css"},
@@ -143,9 +168,10 @@ func TestCounter(t *testing.T) {
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: "suppliers.b2s.com", Records: 2, Visitors: 1, TopPages: []Page{}},
-					{Host: "www.b2s.com", Records: 4, Visitors: 2, TopPages: []Page{}},
+					{Host: "suppliers.b2s.com", Records: 2, Visitors: 1, Unidentified: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: "www.b2s.com", Records: 4, Visitors: 2, Unidentified: 1, Consent: Consents{Full: 4}, TopPages: []Page{}},
 				},
+				Network: Network{Visitors: 2},
 				Read:    6,
 				Counted: 6,
 			},
@@ -161,7 +187,8 @@ func TestCounter(t *testing.T) {
 				{id: 6, kind: "beacon", cookie: "ann", url: "https://www.b2s.com/products", event: "PageView"},
 			},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 1, Visitors: 1, TopPages: []Page{{"/products", 1}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 1, Visitors: 1, Consent: Consents{Full: 6}, TopPages: []Page{{"/products", 1}}}},
+				Network: Network{Visitors: 1},
 				Read:    6,
 				Counted: 6,
 			},
@@ -177,7 +204,8 @@ func TestCounter(t *testing.T) {
 				view(9, "", "ann", "/d"),
 			},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 9, PageViews: 9, Visitors: 2, TopPages: []Page{{"/z", 3}, {"/b", 2}, {"/c", 2}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 9, PageViews: 9, Visitors: 2, Consent: Consents{Full: 9}, TopPages: []Page{{"/z", 3}, {"/b", 2}, {"/c", 2}}}},
+				Network: Network{Visitors: 2},
 				Read:    9,
 				Counted: 9,
 			},
@@ -193,7 +221,8 @@ func TestCounter(t *testing.T) {
 				view(6, "", "ann", "%zz/bad?x"),
 			},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 6, Visitors: 1, TopPages: []Page{{"/p", 3}, {"/", 2}, {"%zz/bad", 1}}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 6, PageViews: 6, Visitors: 1, Consent: Consents{Full: 6}, TopPages: []Page{{"/p", 3}, {"/", 2}, {"%zz/bad", 1}}}},
+				Network: Network{Visitors: 1},
 				Read:    6,
 				Counted: 6,
 			},
@@ -202,7 +231,12 @@ func TestCounter(t *testing.T) {
 			scenario: "top 0 lists no pages",
 			cfg:      Config{Top: 0, DedupeWindow: time.Hour, DedupeMax: 1000},
 			records:  []rec{view(1, "", "ann", "/")},
-			want:     Report{Sites: []Site{{Host: "www.b2s.com", Records: 1, PageViews: 1, Visitors: 1, TopPages: []Page{}}}, Read: 1, Counted: 1},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 1, PageViews: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}}},
+				Network: Network{Visitors: 1},
+				Read:    1,
+				Counted: 1,
+			},
 		},
 		{
 			scenario: "malformed records are skipped and counted",
@@ -223,8 +257,40 @@ func TestCounter(t *testing.T) {
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":""}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"xyz"}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","url":42}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"xyz"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"2ba4d43fa2ecb3a3656759d4833980cg"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":42}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"2ba4d43fa2ecb3a3656759d4833980c0","prev_network_id":"2ba4d43f"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","prev_network_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","network_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","member_id":"m-1"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","member_id":""}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","member_id":"` + strings.Repeat("m", 65) + `"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"partial"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":""}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":null}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":["full"]}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"optout","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"child","member_id":"m-1"}`,
 			},
-			want: Report{Sites: []Site{}, Read: 16, Skipped: Skipped{Malformed: 16}},
+			want: Report{Sites: []Site{}, Read: 31, Skipped: Skipped{Malformed: 31}},
+		},
+		{
+			scenario: "identifiers on a record whose consent is not full are never counted: the record is malformed",
+			records: []rec{
+				{id: 1, consent: "optout", cookie: "ann", network: "ann", member: "m-1"},
+				{id: 2, consent: "gpc", cookie: "bob"},
+				{id: 3, consent: "child", cookie: "cat", network: "dan", prev: "cat"},
+				{id: 4, consent: "full", cookie: "dan", network: "dan"},
+			},
+			outcomes: []Outcome{Malformed, Malformed, Malformed, Counted},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}}},
+				Network: Network{Visitors: 1},
+				Read:    4,
+				Counted: 1,
+				Skipped: Skipped{Malformed: 3},
+			},
 		},
 		{
 			scenario: "a newer schema is counted apart, even when a field changed type",
@@ -241,7 +307,12 @@ func TestCounter(t *testing.T) {
 			raw: []string{
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.5Z","kind":"beacon","host":"h","url":"/x","event":"pageview","new_field":{"a":[1,2]},"cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
 			},
-			want: Report{Sites: []Site{{Host: "h", Records: 1, PageViews: 1, Visitors: 1, TopPages: []Page{{"/x", 1}}}}, Read: 1, Counted: 1},
+			want: Report{
+				Sites:   []Site{{Host: "h", Records: 1, PageViews: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{{"/x", 1}}}},
+				Network: Network{Visitors: 1},
+				Read:    1,
+				Counted: 1,
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -288,6 +359,10 @@ func TestMalformedRecordsSayWhy(t *testing.T) {
 		{`{"schema":1,"event_id":"x","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h"}`, `event_id "x" is not a UUID`},
 		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28 20:00","kind":"page","host":"h"}`, "ts"},
 		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"ABC"}`, "cookie_id"},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"ABC"}`, `network_id "ABC" is not 32 hex digits`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"2ba4d43fa2ecb3a3656759d4833980c0","prev_network_id":"x"}`, `prev_network_id "x" is not 32 hex digits`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"gpc","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`, `consent "gpc", yet the record carries identifiers`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"none"}`, `consent "none" is none of full, optout, gpc, child`},
 		{`{"schema":7}`, "schema 7 is newer than 1"},
 	}
 	for _, tt := range tests {
@@ -385,5 +460,248 @@ func TestRecordsTooOldToCheckAreCountedAndReported(t *testing.T) {
 	}
 	if rep := c.Report(); rep.Counted != 3 || rep.NotDeduplicated != 1 {
 		t.Fatalf("counted %d, not deduplicated %d; want 3 and 1", rep.Counted, rep.NotDeduplicated)
+	}
+}
+
+// permutations calls f with every order of 0..n-1 (Heap's algorithm).
+func permutations(n int, f func([]int)) {
+	p := make([]int, n)
+	for i := range p {
+		p[i] = i
+	}
+	var gen func(k int)
+	gen = func(k int) {
+		if k <= 1 {
+			f(p)
+			return
+		}
+		for i := range k - 1 {
+			gen(k - 1)
+			if k%2 == 0 {
+				p[i], p[k-1] = p[k-1], p[i]
+			} else {
+				p[0], p[k-1] = p[k-1], p[0]
+			}
+		}
+		gen(k - 1)
+	}
+	gen(n)
+}
+
+func TestPermutationsAreEveryOrderOnce(t *testing.T) {
+	seen := make(map[string]bool)
+	permutations(4, func(p []int) { seen[fmt.Sprint(p)] = true })
+	if len(seen) != 24 {
+		t.Fatalf("%d distinct orders of 4, want 24", len(seen))
+	}
+}
+
+func TestNetworkVisitors(t *testing.T) {
+	const (
+		mainSite = "www.b2s.com"
+		sister   = "www.b2smade.com"
+		third    = "suppliers.b2s.com"
+	)
+	tests := []struct {
+		scenario string
+		records  []rec // counted in every order
+		want     Report
+	}{
+		{
+			scenario: "a visitor linked to a site that knew them under another network id counts once, whether the link comes before or after that site's own records",
+			records: []rec{
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann"},
+				{id: 2, host: sister, consent: "full", cookie: "annS", network: "annS"},
+				{id: 3, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
+				{id: 4, host: sister, consent: "full", cookie: "annS", network: "ann"},
+				{id: 5, host: sister, consent: "full", cookie: "bob", network: "bob"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: sister, Records: 4, Visitors: 2, Consent: Consents{Full: 4}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 2},
+				Read:    5,
+				Counted: 5,
+			},
+		},
+		{
+			scenario: "links chained across three sites make one visitor",
+			records: []rec{
+				{id: 1, host: mainSite, consent: "full", cookie: "a", network: "a"},
+				{id: 2, host: sister, consent: "full", cookie: "b", network: "b"},
+				{id: 3, host: third, consent: "full", cookie: "c", network: "c"},
+				{id: 4, host: third, consent: "full", cookie: "c", network: "b", prev: "c"},  // from the sister site
+				{id: 5, host: sister, consent: "full", cookie: "b", network: "a", prev: "b"}, // later, from the main site
+				{id: 6, host: mainSite, consent: "full", cookie: "dan", network: "dan"},      // someone else
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: third, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: mainSite, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: sister, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 2},
+				Read:    6,
+				Counted: 6,
+			},
+		},
+		{
+			scenario: "a record without network_id counts its cookie_id as its network id",
+			records: []rec{
+				{id: 1, host: mainSite, cookie: "ann"},                                  // written before consent and network_id
+				{id: 2, host: mainSite, consent: "full", cookie: "ann", network: "ann"}, // the same visitor since
+				{id: 3, host: sister, cookie: "bob"},                                    // written before
+				{id: 4, host: sister, consent: "full", cookie: "bob", network: "ann", prev: "bob"},
+				{id: 5, host: sister, cookie: "cat"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: sister, Records: 3, Visitors: 2, Consent: Consents{Full: 3}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 2},
+				Read:    5,
+				Counted: 5,
+			},
+		},
+		{
+			scenario: "records without consent to identify are counted by consent and as unidentified, never as visitors",
+			records: []rec{
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
+				{id: 2, host: mainSite, consent: "optout"},
+				{id: 3, host: mainSite, consent: "gpc"},
+				{id: 4, host: mainSite, consent: "child"},
+				{id: 5, host: mainSite, consent: "full"}, // e.g. a cross-site beacon without third-party cookies
+				{id: 6, host: sister, consent: "gpc"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 5, Visitors: 1, Unidentified: 4, Consent: Consents{Full: 2, OptOut: 1, GPC: 1, Child: 1}, TopPages: []Page{}},
+					{Host: sister, Records: 1, Unidentified: 1, Consent: Consents{GPC: 1}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 1, Members: 1},
+				Read:    6,
+				Counted: 6,
+			},
+		},
+		{
+			scenario: "members are distinct member ids across the sites",
+			records: []rec{
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann", member: "m-1"},
+				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", member: "m-1"},
+				{id: 3, host: sister, consent: "full", cookie: "bob", network: "bob", member: "M-1"},
+				{id: 4, host: sister, consent: "full", cookie: "cat", network: "cat", member: "m-1 "},
+				{id: 5, host: mainSite, consent: "full", cookie: "dan", network: "dan"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 2, Visitors: 2, Consent: Consents{Full: 2}, TopPages: []Page{}},
+					{Host: sister, Records: 3, Visitors: 3, Consent: Consents{Full: 3}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 4, Members: 3},
+				Read:    5,
+				Counted: 5,
+			},
+		},
+		{
+			scenario: "a link read outside the window still merges the ids in it, and counts no visitor itself",
+			records: []rec{
+				{id: 1, at: "10m", host: mainSite, consent: "full", cookie: "ann", network: "ann"},
+				{id: 2, at: "20m", host: sister, consent: "full", cookie: "annS", network: "annS"},
+				{id: 3, at: "1h30m", host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
+				{id: 4, at: "-1h", host: third, consent: "full", cookie: "eve", network: "zed", prev: "eve"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: sister, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 1},
+				Read:    4,
+				Counted: 2,
+				Skipped: Skipped{OutsideWindow: 2},
+			},
+		},
+		{
+			scenario: "a link delivered twice merges once and is counted once",
+			records: []rec{
+				{id: 1, host: mainSite, consent: "full", cookie: "ann", network: "ann"},
+				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
+				{id: 2, host: sister, consent: "full", cookie: "annS", network: "ann", prev: "annS"},
+				{id: 3, host: sister, consent: "full", cookie: "annS", network: "annS"},
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: mainSite, Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}},
+					{Host: sister, Records: 2, Visitors: 1, Consent: Consents{Full: 2}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 1},
+				Read:    4,
+				Counted: 3,
+				Skipped: Skipped{Duplicates: 1},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			values := make([]string, len(tt.records))
+			for i, r := range tt.records {
+				values[i] = r.json(t)
+			}
+			want := tt.want
+			want.Since, want.Until = t0, t0.Add(time.Hour)
+			orders := 0
+			permutations(len(values), func(order []int) {
+				orders++
+				c := NewCounter(Config{Since: t0, Until: t0.Add(time.Hour), Top: 10, DedupeWindow: time.Hour, DedupeMax: 1000})
+				for _, i := range order {
+					if o, err := c.Add([]byte(values[i])); err != nil {
+						t.Fatalf("order %v: Add(%s) = %v, %v", order, values[i], o, err)
+					}
+				}
+				if rep := c.Report(); !reflect.DeepEqual(rep, want) {
+					t.Fatalf("in the order %v:\n got  %+v\n want %+v", order, rep, want)
+				}
+			})
+			t.Logf("the same report in all %d orders", orders)
+		})
+	}
+}
+
+func TestUnionFindMergesInAnyOrder(t *testing.T) {
+	id := func(n int) [16]byte { return [16]byte{14: byte(n >> 8), 15: byte(n)} }
+	// Two chains, 0-1-...-499 and 500-...-999, merged link by link in an
+	// order that is neither forward nor backward.
+	var links [][2]int
+	for i := range 999 {
+		if i != 499 {
+			links = append(links, [2]int{i, i + 1})
+		}
+	}
+	for i := range links {
+		j := (i * 7919) % len(links)
+		links[i], links[j] = links[j], links[i]
+	}
+	u := unionFind{parent: make(map[[16]byte][16]byte)}
+	for _, l := range links {
+		u.union(id(l[1]), id(l[0]))
+	}
+	a, b := u.find(id(0)), u.find(id(999))
+	if a == b {
+		t.Fatal("the two chains are one set")
+	}
+	for n := range 1000 {
+		want := a
+		if n >= 500 {
+			want = b
+		}
+		if got := u.find(id(n)); got != want {
+			t.Fatalf("find(%d) = %x, want %x", n, got, want)
+		}
+	}
+	if got := u.find(id(5000)); got != id(5000) {
+		t.Errorf("an id never merged: find = %x, want itself", got)
 	}
 }
