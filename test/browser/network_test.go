@@ -256,3 +256,77 @@ func showSent(b *browser) string {
 	}
 	return s.String()
 }
+
+// TestLinkEndpointRefusesOtherDestinations: the link endpoint redirects to
+// network sites only. Every way of writing another site's address that a
+// browser might follow (scheme-relative, backslashes, user info, encoded
+// or odd characters in the host, other schemes, plain http from an https
+// page) gets a 400 page on the main site: the browser stays there and the
+// advertiser, the other site named, receives no request. A network site
+// (the last case) is followed.
+func TestLinkEndpointRefusesOtherDestinations(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(e *env, c *edgeConfig) { networkSites(c) }})
+	b := e.newBrowser(t, browserOptions{})
+	ad := fmt.Sprintf("%s:%d", adHost, e.port)
+	attempts := []struct {
+		name string
+		to   string // the to= parameter; raw sends it as written, else escaped
+		raw  bool
+	}{
+		{"another site", "https://" + ad + "/", false},
+		{"another site, upper case", "HTTPS://" + strings.ToUpper(ad) + "/", false},
+		{"scheme-relative", "//" + ad + "/", false},
+		{"scheme-relative, as written", "//" + ad + "/", true},
+		{"slash and backslash", "/\\" + ad + "/", false},
+		{"backslashes for slashes", "https:\\\\" + ad + "\\", false},
+		{"backslash before a network domain", "https://" + ad + "\\.b2s.test/", false},
+		{"network site as user info", "https://www.b2s.test@" + ad + "/", false},
+		{"network site as user info after a backslash", "https://" + ad + "\\@www.b2s.test/", false},
+		{"encoded slash in the host", "https://" + adHost + "%2f.b2s.test:" + fmt.Sprint(e.port) + "/", false},
+		{"encoded at sign in the host", "https://www.b2s.test%40" + ad + "/", false},
+		{"network domain in the fragment", "https://" + ad + "#.b2s.test", false},
+		{"network domain in the query", "https://" + ad + "?.b2smade.test", false},
+		{"network domain in the path", "https://" + ad + "/.b2s.test/", false},
+		{"network domain as a subdomain of another", "https://www.b2s.test." + ad + "/", false},
+		{"no slashes after the scheme", "https:" + ad + "/", false},
+		{"tab in the scheme", "htt\tps://" + ad + "/", false},
+		{"leading space", " https://" + ad + "/", false},
+		{"newline in the host", "https://" + adHost + "\n:" + fmt.Sprint(e.port) + "/", false},
+		{"IP address", fmt.Sprintf("https://127.0.0.1:%d/", e.port), false},
+		{"javascript", "javascript:location='https://" + ad + "/'", false},
+		{"javascript after a network URL", "javascript://www.b2s.test/%0alocation='https://" + ad + "/'", false},
+		{"data", "data:text/html,<script>location='https://" + ad + "/'</script>", false},
+		{"plain http to a network site", fmt.Sprintf("http://%s:%d/", sisterHost, e.httpPort), false},
+		{"nothing", "", false},
+	}
+	for _, a := range attempts {
+		u := e.url(mainHost, linkPath+"?to="+url.QueryEscape(a.to))
+		if a.raw {
+			u = e.url(mainHost, linkPath+"?to="+a.to)
+		}
+		resp := b.navigate(t, u)
+		href := eval[string](t, b.ctx, "location.href")
+		loc, err := url.Parse(href)
+		if err != nil || resp.Status != http.StatusBadRequest || loc.Host != fmt.Sprintf("%s:%d", mainHost, e.port) || loc.Path != linkPath {
+			t.Errorf("%s: to=%q ended on %d %s; want 400 on %s%s", a.name, a.to, resp.Status, href, e.origin(mainHost), linkPath)
+		}
+		if body := eval[string](t, b.ctx, "document.body.innerText"); !strings.Contains(body, "must be an absolute URL of a site of the network") {
+			t.Errorf("%s: the 400 page reads %q", a.name, body)
+		}
+	}
+	// Every attempt is recorded as refused.
+	e.records.waitRecords(t, "the refused links", len(attempts), e.recordOf(mainHost, func(r *record) bool {
+		return strings.HasPrefix(r.URL, e.url(mainHost, linkPath+"?")) && r.Status == http.StatusBadRequest
+	}))
+
+	// A network site is followed, with a token.
+	home := e.url(sisterHost, "/")
+	if resp := b.navigate(t, e.linkTo(mainHost, home)); resp.Status != 200 || resp.URL != home {
+		t.Errorf("a link to %s ended on %d %s", home, resp.Status, resp.URL)
+	}
+	e.records.waitRecord(t, "the sister site's exchange", e.recordOf(sisterHost, func(r *record) bool { return r.LinkedFrom == mainHost }))
+
+	if got := e.ads.requests(); len(got) != 0 {
+		t.Errorf("the advertiser received requests:\n%s", showRequests(got))
+	}
+}
