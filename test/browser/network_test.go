@@ -330,3 +330,103 @@ func TestLinkEndpointRefusesOtherDestinations(t *testing.T) {
 		t.Errorf("the advertiser received requests:\n%s", showRequests(got))
 	}
 }
+
+// TestMainSiteBeaconOnTheSisterSite: a sister site's page embeds the main
+// site's beacon three ways: an image, a sendBeacon and a credentialed
+// fetch (which needs CORS). The beacon's requests are cross-site, so the
+// edge never issues a cookie on them; it records the main site's cookie
+// where the browser sends it: with third-party cookies allowed and the
+// main site's cookie SameSite=None. Everywhere the pixel loads and the
+// fetch may read the answer; a page of the advertiser may not.
+func TestMainSiteBeaconOnTheSisterSite(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		mode       thirdPartyCookies
+		sameSite   string // the main site's same_site option
+		wantCookie bool   // whether the beacons carry the main site's cookie
+	}{
+		{"same_site none, third-party cookies allowed", thirdPartyAllowed, "none", true},
+		{"same_site none, third-party cookies blocked", thirdPartyBlocked, "none", false},
+		{"same_site lax, third-party cookies allowed", thirdPartyAllowed, "lax", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{configure: func(e *env, cfg *edgeConfig) {
+				networkSites(cfg)
+				cfg.site(mainHost).CollectOptions = []string{"same_site " + c.sameSite}
+			}})
+			embed, adPage := e.url(sisterHost, "/embed.html"), e.url(adHost, "/embed.html")
+			e.sister.handle("/embed.html", func(w http.ResponseWriter, r *http.Request) {
+				writePage(w, "b2smade.com", crossSiteBeacons(e, embed))
+			})
+			e.ads.handle("/embed.html", func(w http.ResponseWriter, r *http.Request) {
+				writePage(w, "adnet", crossSiteBeacons(e, adPage))
+			})
+			b := e.newBrowser(t, browserOptions{thirdPartyCookies: c.mode})
+
+			home := e.url(mainHost, "/")
+			b.navigate(t, home)
+			mc := b.cookie(t, home, cookieName)
+			id, _, err := verifyCookie(mc.Value, e.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantSameSite := map[string]string{"none": "None", "lax": "Lax"}[c.sameSite]
+			if string(mc.SameSite) != wantSameSite || !mc.Secure {
+				t.Errorf("main site's cookie: SameSite %q, Secure %v; want %s, Secure", mc.SameSite, mc.Secure, wantSameSite)
+			}
+
+			b.navigate(t, embed)
+			if w := eval[int](t, b.ctx, `document.getElementById("px").naturalWidth`); w != 1 {
+				t.Errorf("the pixel's naturalWidth is %d, want 1: it did not load", w)
+			}
+			if sent := eval[bool](t, b.ctx, "window.beaconSent"); !sent {
+				t.Errorf("sendBeacon returned false")
+			}
+			if got := eval[string](t, b.ctx, "window.cors", chromedp.EvalAwaitPromise); got != "204" {
+				t.Errorf("the credentialed fetch from the sister site got %q, want 204, readable", got)
+			}
+
+			for _, event := range []string{"image", "sendbeacon", "cors"} {
+				r := e.records.waitRecord(t, "the "+event+" beacon", e.recordOf(mainHost, func(r *record) bool { return r.Event == event && r.URL == embed }))
+				want := ""
+				if c.wantCookie {
+					want = id
+				}
+				if r.Kind != "beacon" || !r.CrossSite || r.CookieID != want || r.URL != embed || r.Consent != "full" {
+					t.Errorf("%s beacon recorded as %s, cross_site %v, cookie_id %q, url %q, consent %q; want a beacon, cross_site, cookie_id %q, %s, full\n%s",
+						event, r.Kind, r.CrossSite, r.CookieID, r.URL, r.Consent, want, embed, r.raw)
+				}
+				if r.CookieID != "" && (r.CookieState != "returning" || r.NetworkID != id) {
+					t.Errorf("%s beacon recorded with cookie_state %q, network_id %q; want returning, %s\n%s", event, r.CookieState, r.NetworkID, id, r.raw)
+				}
+			}
+			if again := b.cookie(t, home, cookieName); again.Value != mc.Value {
+				t.Errorf("the main site's cookie changed on the sister site's page: %q, was %q", again.Value, mc.Value)
+			}
+
+			// The advertiser's page may send the beacon but not read the
+			// answer of a credentialed fetch.
+			b.navigate(t, adPage)
+			if got := eval[string](t, b.ctx, "window.cors", chromedp.EvalAwaitPromise); !strings.HasPrefix(got, "error") {
+				t.Errorf("the credentialed fetch from the advertiser's page got %q, want a CORS error", got)
+			}
+		})
+	}
+}
+
+// crossSiteBeacons is a page body that sends the main site's beacon as an
+// image (event image), with sendBeacon (event sendbeacon) and with a
+// credentialed fetch of JSON, which needs a CORS preflight (event cors),
+// each naming the page, at pageURL. window.beaconSent is what sendBeacon
+// returned, window.cors a promise of the fetch's status or its error.
+func crossSiteBeacons(e *env, pageURL string) string {
+	bcn := e.url(mainHost, "/b.gif")
+	return fmt.Sprintf(`<h1>A page with the main site's beacon</h1>
+<img id="px" src="%s" alt="">
+<script>
+var b = %q, u = location.href;
+window.beaconSent = navigator.sendBeacon(b, JSON.stringify({e: "sendbeacon", u: u}));
+window.cors = fetch(b, {method: "POST", credentials: "include", headers: {"Content-Type": "application/json"},
+	body: JSON.stringify({e: "cors", u: u})}).then(function (r) { return String(r.status); }, function (err) { return "error: " + err; });
+</script>`, html.EscapeString(bcn+"?e=image&u="+url.QueryEscape(pageURL)), bcn)
+}
