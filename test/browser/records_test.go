@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,7 +167,9 @@ func (r *recordReader) waitRecord(t *testing.T, what string, match func(*record)
 	return r.waitRecords(t, what, 1, match)[0]
 }
 
-// waitRecords waits until n records match, and returns the matches.
+// waitRecords waits until n records match, and returns the matches in the
+// order the edge received their requests (by ts). Records arrive from
+// several partitions, so the order they are read in is not that one.
 func (r *recordReader) waitRecords(t *testing.T, what string, n int, match func(*record) bool) []*record {
 	t.Helper()
 	var found []*record
@@ -185,6 +188,8 @@ func (r *recordReader) waitRecords(t *testing.T, what string, n int, match func(
 		}
 		return b.String()
 	})
+	// ts has a fixed number of digits: as strings, they sort as times.
+	slices.SortStableFunc(found, func(a, b *record) int { return strings.Compare(a.TS, b.TS) })
 	return found
 }
 
