@@ -30,16 +30,18 @@ const (
 	signOutPath = "/signout"       // signs the member out
 	childPath   = "/child-account" // says the visitor is a child
 	kidsPath    = "/kids/games"    // a child-directed page
-	memberID    = "m-1234"
 )
+
+// memberID is the member the sign-in page signs in.
+const memberID = "m-1234"
 
 // installPrivacyPages gives the main site's origin the pages above. The
 // origin sends the child and member signals as response headers.
 func (e *env) installPrivacyPages() {
-	page := func(title string, h http.Header) http.HandlerFunc {
+	page := func(title string, h map[string]string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			for k, v := range h {
-				w.Header().Set(k, v[0])
+				w.Header().Set(k, v)
 			}
 			writePage(w, title, "<h1>"+title+"</h1>")
 		}
@@ -47,9 +49,9 @@ func (e *env) installPrivacyPages() {
 	e.main.handle(taggedPath, func(w http.ResponseWriter, r *http.Request) {
 		writePage(w, "tagged", "<h1>tagged</h1>\n"+tagScript)
 	})
-	e.main.handle(signInPath, page("signed in", http.Header{memberHeader: {memberID}}))
-	e.main.handle(signOutPath, page("signed out", http.Header{memberHeader: {"-"}}))
-	e.main.handle(childPath, page("your account", http.Header{childHeader: {"1"}}))
+	e.main.handle(signInPath, page("signed in", map[string]string{memberHeader: memberID}))
+	e.main.handle(signOutPath, page("signed out", map[string]string{memberHeader: "-"}))
+	e.main.handle(childPath, page("your account", map[string]string{childHeader: "1"}))
 	e.main.handle(kidsPath, page("games", nil))
 }
 
