@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
@@ -44,6 +45,12 @@ type browserOptions struct {
 type browser struct {
 	e   *env
 	ctx context.Context // the tab's
+
+	// The tab's network traffic as the browser saw it, from its start:
+	// every request it sent (redirects included) and every response it
+	// received, with the headers as they arrived.
+	sent     feed[*network.Request]
+	received feed[*network.Response]
 }
 
 // actionTimeout bounds one action in the browser: a navigation includes the
@@ -86,7 +93,22 @@ func (e *env) newBrowser(t *testing.T, o browserOptions) *browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	return &browser{e: e, ctx: ctx}
+	b := &browser{e: e, ctx: ctx}
+	// The listener runs on the tab's reading loop: it only appends.
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if ev.RedirectResponse != nil {
+				b.received.add(ev.RedirectResponse)
+			}
+			b.sent.add(ev.Request)
+		case *network.EventResponseReceived:
+			b.received.add(ev.Response)
+		}
+	}); err != nil {
+		t.Fatalf("listening to the tab: %v", err)
+	}
+	return b
 }
 
 // browserFlags are Chromium's switches beyond chromedp's defaults (which
@@ -160,10 +182,120 @@ func (b *browser) navigate(t *testing.T, url string) *network.Response {
 	return act(t, b.ctx, "loading "+url, chromedp.NavigateResponse(url))
 }
 
-// eval evaluates expr in the tab's page and returns its value as T.
-func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+// click clicks the element sel selects, waits for the navigation it starts
+// to load, and returns the final document's response.
+func click[S chromedp.Selectable](t *testing.T, b *browser, sel S) *network.Response {
 	t.Helper()
-	return act(t, ctx, "evaluating "+expr, chromedp.Evaluate[T](expr))
+	ctx, cancel := context.WithTimeout(b.ctx, actionTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(sel))
+	if err != nil {
+		t.Fatalf("clicking %v: %v", sel, err)
+	}
+	return resp
+}
+
+// eval evaluates expr in the tab's page and returns its value as T.
+func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	return act(t, ctx, "evaluating "+expr, chromedp.Evaluate[T](expr, opts...))
+}
+
+// call sends one DevTools command to the tab.
+func call[P, R any](t *testing.T, b *browser, cmd cdp.Command[P, R], params P) R {
+	t.Helper()
+	return act(t, b.ctx, cmd.Method, func(ctx context.Context, tg *chromedp.Target) (R, error) {
+		return cdp.Call(ctx, tg, cmd, params)
+	})
+}
+
+// setHeaders makes the tab send these headers with every request from now
+// on, in place of any set before.
+func (b *browser) setHeaders(t *testing.T, h map[string]string) {
+	t.Helper()
+	headers := network.Headers{}
+	for k, v := range h {
+		headers[k] = v
+	}
+	call(t, b, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers})
+}
+
+// onNewDocument runs js in every document the tab loads from now on,
+// before the document's own scripts.
+func (b *browser) onNewDocument(t *testing.T, js string) {
+	t.Helper()
+	call(t, b, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js})
+}
+
+// history returns the URLs of the tab's session history, oldest first.
+func (b *browser) history(t *testing.T) []string {
+	t.Helper()
+	res := call(t, b, page.GetNavigationHistory, cdp.Empty{})
+	var urls []string
+	for _, e := range res.Entries {
+		urls = append(urls, e.URL)
+	}
+	return urls
+}
+
+// deleteCookie removes the browser's cookie called name for url's host,
+// as a visitor clearing one site's cookies would.
+func (b *browser) deleteCookie(t *testing.T, url, name string) {
+	t.Helper()
+	call(t, b, network.DeleteCookies, network.DeleteCookiesParams{Name: name, URL: url})
+	for _, c := range b.cookies(t, url) {
+		if c.Name == name {
+			t.Fatalf("cookie %s of %s still there after deleting it", name, url)
+		}
+	}
+}
+
+// cookieValue returns the value of the named cookie the browser holds for
+// url, and whether it holds one.
+func (b *browser) cookieValue(t *testing.T, url, name string) (string, bool) {
+	t.Helper()
+	for _, c := range b.cookies(t, url) {
+		if c.Name == name {
+			return c.Value, true
+		}
+	}
+	return "", false
+}
+
+// response waits for the response the tab received for url (the last one,
+// if several) and returns it with its headers as the browser saw them.
+func (b *browser) response(t *testing.T, url string) *network.Response {
+	t.Helper()
+	var found *network.Response
+	b.received.wait(t, "the browser's response of "+url, func(rs []*network.Response) bool {
+		for _, r := range rs {
+			if r.URL == url {
+				found = r
+			}
+		}
+		return found != nil
+	}, showResponses)
+	return found
+}
+
+func showResponses(rs []*network.Response) string {
+	var s strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&s, "  %d %s\n", r.Status, r.URL)
+	}
+	return s.String()
+}
+
+// header returns the values of the response header name (any case), as
+// the browser received them.
+func header(r *network.Response, name string) []string {
+	var vs []string
+	for k, v := range r.Headers {
+		if strings.EqualFold(k, name) {
+			vs = append(vs, fmt.Sprint(v))
+		}
+	}
+	return vs
 }
 
 // cookies returns the cookies the browser would send to url, with every

@@ -11,6 +11,14 @@
 // a third-party frame gets, what a sendBeacon carries. The advertiser's server
 // logs everything it receives, so the tests can show that the visitor's b2s
 // ID never reaches it in any header, URL, body or script-readable value.
+// The same holds for the link token that carries a visitor's network ID
+// from the main site to the sister site: the tests follow a real click
+// through the redirects and look for the token in the address bar, the
+// history, the referrer, the origins' logs and the records. They show the
+// privacy signals (opt-out, Global Privacy Control, the child and member
+// headers) changing the records, the cookie jar and the headers the
+// browser receives, and the main site's beacon embedded on the sister site
+// with third-party cookies allowed and blocked.
 //
 // Each test starts its own broker, edge and browser, with a fresh profile, in
 // a temporary directory; Caddy's local CA signs the sites' certificates and

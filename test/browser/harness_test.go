@@ -318,3 +318,20 @@ func (e *env) handshake(host string) error {
 	}
 	return c.Close()
 }
+
+// client is an HTTPS client of the edge's sites outside the browser: it
+// trusts Caddy's root, dials the edge whatever the host, sends no cookie
+// and follows no redirect.
+func (e *env) client() *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: waitFor,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: e.roots},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", e.port))
+			},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,22 +22,29 @@ import (
 
 // record is one record read back from Kafka.
 type record struct {
-	Schema      int               `json:"schema"`
-	EventID     string            `json:"event_id"`
-	TS          string            `json:"ts"`
-	Kind        string            `json:"kind"`
-	Host        string            `json:"host"`
-	IP          string            `json:"ip"`
-	CookieID    string            `json:"cookie_id"`
-	CookieState string            `json:"cookie_state"`
-	Method      string            `json:"method"`
-	URL         string            `json:"url"`
-	Referrer    string            `json:"referrer"`
-	UserAgent   string            `json:"user_agent"`
-	Status      int               `json:"status"`
-	Event       string            `json:"event"`
-	Bot         string            `json:"bot"`
-	Params      map[string]string `json:"params"`
+	Schema        int               `json:"schema"`
+	EventID       string            `json:"event_id"`
+	TS            string            `json:"ts"`
+	Kind          string            `json:"kind"`
+	Host          string            `json:"host"`
+	IP            string            `json:"ip"`
+	IPTruncated   bool              `json:"ip_truncated"`
+	Consent       string            `json:"consent"`
+	CookieID      string            `json:"cookie_id"`
+	CookieState   string            `json:"cookie_state"`
+	NetworkID     string            `json:"network_id"`
+	PrevNetworkID string            `json:"prev_network_id"`
+	MemberID      string            `json:"member_id"`
+	LinkedFrom    string            `json:"linked_from"`
+	CrossSite     bool              `json:"cross_site"`
+	Method        string            `json:"method"`
+	URL           string            `json:"url"`
+	Referrer      string            `json:"referrer"`
+	UserAgent     string            `json:"user_agent"`
+	Status        int               `json:"status"`
+	Event         string            `json:"event"`
+	Bot           string            `json:"bot"`
+	Params        map[string]string `json:"params"`
 
 	key       string // the Kafka key
 	partition int32
@@ -51,8 +59,8 @@ func (r *record) String() string {
 // recordReader consumes the test's topic from the start with franz-go, in
 // the background, for as long as the test runs. Every record is checked as
 // it arrives: valid against the published schema, no duplicate keys, a ts
-// inside the test's window, the cookie ID as Kafka key, an event_id not
-// seen before.
+// inside the test's window, an event_id not seen before, and what its
+// consent allows (see checkConsent).
 type recordReader struct {
 	feed[*record]
 }
@@ -115,10 +123,42 @@ func checkRecord(t *testing.T, m *kgo.Record, start time.Time) *record {
 	} else if now := time.Now(); ts.Before(start.Truncate(time.Microsecond)) || ts.After(now) {
 		t.Errorf("record %s: ts is outside the test's window %s..%s", r, start.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
 	}
-	if r.CookieID == "" || r.key != r.CookieID {
-		t.Errorf("record %s: Kafka key %q, want the record's cookie_id %q", r, r.key, r.CookieID)
+	if err := checkConsent(r); err != nil {
+		t.Errorf("record %s: %v", r, err)
 	}
 	return r
+}
+
+// truncatedLoopback is the browser's address, 127.0.0.1, cut to the
+// default IPv4 prefix of 24 bits.
+const truncatedLoopback = "127.0.0.0"
+
+// checkConsent checks what every record promises about the visitor: it
+// names its consent; the Kafka key is the cookie ID, so a record without
+// one (every record without full consent) has no key; and a record
+// without full consent carries no identifier and the browser's address
+// truncated. The edges under test keep full IPs for full consent.
+func checkConsent(r *record) error {
+	if r.key != r.CookieID {
+		return fmt.Errorf("Kafka key %q, want the record's cookie_id %q", r.key, r.CookieID)
+	}
+	switch r.Consent {
+	case "full":
+		if r.IPTruncated || r.IP != "127.0.0.1" {
+			return fmt.Errorf("full consent with ip %q, ip_truncated %v; want the browser's 127.0.0.1 as it is", r.IP, r.IPTruncated)
+		}
+	case "optout", "gpc", "child":
+		if r.CookieID != "" || r.CookieState != "" || r.NetworkID != "" || r.PrevNetworkID != "" || r.MemberID != "" {
+			return fmt.Errorf("consent %s with identifiers: cookie_id %q (%q), network_id %q, prev_network_id %q, member_id %q",
+				r.Consent, r.CookieID, r.CookieState, r.NetworkID, r.PrevNetworkID, r.MemberID)
+		}
+		if !r.IPTruncated || r.IP != truncatedLoopback {
+			return fmt.Errorf("consent %s with ip %q, ip_truncated %v; want %s, truncated", r.Consent, r.IP, r.IPTruncated, truncatedLoopback)
+		}
+	default:
+		return fmt.Errorf("consent %q, want full, optout, gpc or child", r.Consent)
+	}
+	return nil
 }
 
 // waitRecord waits for the first record that match is true of.
@@ -127,7 +167,9 @@ func (r *recordReader) waitRecord(t *testing.T, what string, match func(*record)
 	return r.waitRecords(t, what, 1, match)[0]
 }
 
-// waitRecords waits until n records match, and returns the matches.
+// waitRecords waits until n records match, and returns the matches in the
+// order the edge received their requests (by ts). Records arrive from
+// several partitions, so the order they are read in is not that one.
 func (r *recordReader) waitRecords(t *testing.T, what string, n int, match func(*record) bool) []*record {
 	t.Helper()
 	var found []*record
@@ -146,6 +188,8 @@ func (r *recordReader) waitRecords(t *testing.T, what string, n int, match func(
 		}
 		return b.String()
 	})
+	// ts has a fixed number of digits: as strings, they sort as times.
+	slices.SortStableFunc(found, func(a, b *record) int { return strings.Compare(a.TS, b.TS) })
 	return found
 }
 
@@ -163,23 +207,70 @@ func pageRecord(url string) func(*record) bool {
 // ---------------------------------------------------------------------------
 // The cookie
 
-var cookieRe = regexp.MustCompile(`^1\.([0-9a-f]{32})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{22})$`)
+var cookieRe = regexp.MustCompile(`^(?:1\.([0-9a-f]{32})\.([0-9a-f]{8})|2\.([0-9a-f]{32})\.([0-9a-f]{8})\.([0-9a-f]{32}))\.([A-Za-z0-9_-]{22})$`)
 
-// verifyCookie checks a b2sid value the way the edge documents it
-// (beacon/cookie.go), independently of its code:
-// 1.<id, 32 hex>.<issued, 8 hex>.<base64url of the first 16 bytes of
-// HMAC-SHA256 of what precedes the last dot>, and returns its ID and
-// issue time.
+// visitorCookie is what a b2sid value says.
+type visitorCookie struct {
+	Version   int
+	ID        string
+	NetworkID string // the ID itself in a version 1 value
+	Issued    time.Time
+}
+
+// verifyCookie checks a b2sid value of a visitor who is not linked to
+// another site (version 1) and returns its ID and issue time.
 func verifyCookie(value, key string) (id string, issued time.Time, err error) {
+	c, err := verifyAnyCookie(value, key)
+	if err == nil && c.Version != 1 {
+		err = fmt.Errorf("cookie value %q is version %d, want 1: a visitor not linked from another site", value, c.Version)
+	}
+	return c.ID, c.Issued, err
+}
+
+// verifyAnyCookie checks a b2sid value the way the edge documents it
+// (beacon/cookie.go), independently of its code:
+// 1.<id, 32 hex>.<issued, 8 hex>.<sig> or, for a visitor linked from
+// another site of the network, 2.<id>.<issued>.<network ID, 32 hex>.<sig>,
+// where sig is the base64url of the first 16 bytes of HMAC-SHA256 of what
+// precedes the last dot.
+func verifyAnyCookie(value, key string) (visitorCookie, error) {
 	m := cookieRe.FindStringSubmatch(value)
 	if m == nil {
-		return "", time.Time{}, fmt.Errorf("cookie value %q is not 1.<32 hex>.<8 hex>.<22 base64url>", value)
+		return visitorCookie{}, fmt.Errorf("cookie value %q is neither 1.<32 hex>.<8 hex>.<22 base64url> nor 2.<32 hex>.<8 hex>.<32 hex>.<22 base64url>", value)
 	}
+	if !hmac.Equal([]byte(m[6]), []byte(hmacTag(key, value[:len(value)-len(m[6])-1]))) {
+		return visitorCookie{}, fmt.Errorf("cookie value %q does not verify with the secret", value)
+	}
+	c := visitorCookie{Version: 1, ID: m[1], NetworkID: m[1]}
+	issued := m[2]
+	if m[3] != "" {
+		c = visitorCookie{Version: 2, ID: m[3], NetworkID: m[5]}
+		issued = m[4]
+	}
+	sec, _ := strconv.ParseUint(issued, 16, 32)
+	c.Issued = time.Unix(int64(sec), 0)
+	return c, nil
+}
+
+// hmacTag is the edge's signature of msg: the base64url of the first 16
+// bytes of its HMAC-SHA256.
+func hmacTag(key, msg string) string {
 	h := hmac.New(sha256.New, []byte(key))
-	h.Write([]byte(value[:len(value)-len(m[3])-1]))
-	if want := base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16]); !hmac.Equal([]byte(m[3]), []byte(want)) {
-		return "", time.Time{}, fmt.Errorf("cookie value %q does not verify with the secret", value)
+	h.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+}
+
+// verifyMemberCookie checks a b2sid_m value, <member ID>.<sig>, where sig
+// signs "m.<cookie ID>.<member ID>" (beacon/cookie.go): a member cookie is
+// good only with the cookie ID it was issued to. It returns the member ID.
+func verifyMemberCookie(value, cookieID, key string) (string, error) {
+	i := strings.LastIndexByte(value, '.')
+	if i <= 0 {
+		return "", fmt.Errorf("member cookie value %q is not <member ID>.<signature>", value)
 	}
-	sec, _ := strconv.ParseUint(m[2], 16, 32)
-	return m[1], time.Unix(int64(sec), 0), nil
+	member, sig := value[:i], value[i+1:]
+	if !hmac.Equal([]byte(sig), []byte(hmacTag(key, "m."+cookieID+"."+member))) {
+		return "", fmt.Errorf("member cookie value %q does not bind its member to cookie ID %s", value, cookieID)
+	}
+	return member, nil
 }

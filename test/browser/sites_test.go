@@ -42,13 +42,19 @@ func (e *env) installSites() {
 	}
 	e.main.handle(adsPagePath, func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, sitePref())
-		writePage(w, "b2s.com: suppliers", fmt.Sprintf(`<h1>Suppliers</h1>
-<script src="/b.js" async></script>
-<iframe id="ad" src="%s" width="300" height="250"></iframe>
-<script src="%s"></script>`,
-			html.EscapeString(e.url(adHost, adFramePath)), html.EscapeString(e.url(adHost, adScriptPath))))
+		writePage(w, "b2s.com: suppliers", "<h1>Suppliers</h1>\n"+tagScript+"\n"+e.adSlots())
 	})
 	e.installAdvertiser()
+}
+
+// tagScript includes b2s's JavaScript tag, which sends a pageview beacon.
+const tagScript = `<script src="/b.js" async></script>`
+
+// adSlots is the advertiser's frame and script, as a page embeds them.
+func (e *env) adSlots() string {
+	return fmt.Sprintf(`<iframe id="ad" src="%s" width="300" height="250"></iframe>
+<script src="%s"></script>`,
+		html.EscapeString(e.url(adHost, adFramePath)), html.EscapeString(e.url(adHost, adScriptPath)))
 }
 
 func (e *env) installHome(o *origin, name string) {
