@@ -404,7 +404,7 @@ func (t *KafkaTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		beacon <path>
 //		script <path>
 //		cookie_domain <domain>
-//		same_site lax|strict|none
+//		same_site lax|none
 //		collect off [<path patterns...>]
 //	}
 func parseCollect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -438,8 +438,8 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			c.SameSite = strings.ToLower(c.SameSite)
-			if c.SameSite != "lax" && c.SameSite != "strict" && c.SameSite != "none" {
-				return d.Errf("b2s_collect: same_site %q: want lax, strict or none", c.SameSite)
+			if c.SameSite != "lax" && c.SameSite != "none" {
+				return d.Errf("b2s_collect: same_site %q: want lax or none (strict would give every visitor arriving from another site a new ID)", c.SameSite)
 			}
 		case "collect":
 			if !d.NextArg() || d.Val() != "off" {

@@ -509,7 +509,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		same_site relaxed
 	}
 }`,
-			want: []string{`b2s_collect: same_site "relaxed": want lax, strict or none`, "Caddyfile:12"},
+			want: []string{`b2s_collect: same_site "relaxed": want lax or none`, "Caddyfile:12"},
 		},
 		{
 			name: "an unknown b2s_health option names the valid one",

@@ -64,8 +64,10 @@ type Collect struct {
 	// ignore the cookie.
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
-	// SameSite is the cookie's SameSite attribute: lax (the default),
-	// strict or none. Use none on the main site whose beacon sister sites
+	// SameSite is the SameSite attribute of the plugin's cookies: lax
+	// (the default) or none. (Strict is not offered: a visitor arriving
+	// from another site, a search engine or a link token would not send
+	// the cookie, and would get a new ID.) Use none on the main site whose beacon sister sites
 	// embed, so that browsers that allow third-party cookies send it with
 	// that beacon; it takes effect over HTTPS only (None requires
 	// Secure), plain http gets Lax.
@@ -122,8 +124,6 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 	tail += "; HttpOnly"
 	// SameSite=None needs Secure, so a plain-http response says Lax.
 	switch c.SameSite {
-	case "strict":
-		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Strict", tail+"; SameSite=Strict; Secure"
 	case "none":
 		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Lax", tail+"; SameSite=None; Secure"
 	default:
@@ -147,9 +147,9 @@ func (c *Collect) Validate() error {
 		return fmt.Errorf("b2s_collect: script path %q must start with / and differ from the beacon path %q", c.Script, c.Beacon)
 	}
 	switch c.SameSite {
-	case "", "lax", "strict", "none":
+	case "", "lax", "none":
 	default:
-		return fmt.Errorf("b2s_collect: same_site %q is not lax, strict or none", c.SameSite)
+		return fmt.Errorf("b2s_collect: same_site %q is not lax or none (strict would give every visitor arriving from another site a new ID)", c.SameSite)
 	}
 	if len(c.CollectOffPaths) > 0 && !c.CollectOff {
 		return fmt.Errorf("b2s_collect: collect_off_paths given without collect_off; use collect off <paths...>")

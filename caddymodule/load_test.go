@@ -572,7 +572,7 @@ func TestLoadErrors(t *testing.T) {
 			name:    "an unknown same_site is refused",
 			b2s:     app(nil),
 			handler: `{"handler":"b2s_collect","same_site":"sometimes"}`,
-			want:    []string{`b2s_collect: same_site "sometimes" is not lax, strict or none`},
+			want:    []string{`b2s_collect: same_site "sometimes" is not lax or none`},
 		},
 		{
 			name:    "collect_off_paths without collect_off is refused",

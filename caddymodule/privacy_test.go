@@ -475,6 +475,20 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if r := e.records.find(t, p).rec; !r.CrossSite || r.CookieID != v.ID {
 			t.Errorf("record %+v; want cross_site with cookie_id %s", r, v.ID)
 		}
+		// The opt-out cookie goes wherever the visitor cookie goes: the
+		// cross-site beacon honours it.
+		resp = get(t, e.main+"/_b2s/optout", map[string]string{"Cookie": xs["Cookie"]})
+		for _, line := range resp.header.Values("Set-Cookie") {
+			if !strings.HasSuffix(line, "; HttpOnly; SameSite=None; Secure") {
+				t.Errorf("main site opt-out Set-Cookie %q, want SameSite=None; Secure like its visitor cookie", line)
+			}
+		}
+		xs["Cookie"] += "; b2sid_optout=1"
+		p = probe()
+		get(t, e.main+"/b.gif?probe="+p, xs)
+		if r := e.records.find(t, p).rec; r.Consent != "optout" || r.CookieID != "" {
+			t.Errorf("opted-out cross-site beacon record %+v; want consent optout, no cookie ID", r)
+		}
 	})
 }
 
