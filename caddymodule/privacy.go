@@ -367,6 +367,15 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		c.finishEndpoint(w, rec, http.StatusMethodNotAllowed)
 		return
 	}
+	if !out && !c.sameSiteRequest(r) {
+		// Opting back in undoes a privacy choice: another site's page
+		// (an advertiser's image or form) must not do it for the visitor.
+		// Opting out stays open to anyone.
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		c.finishEndpoint(w, rec, http.StatusForbidden)
+		_, _ = w.Write([]byte("b2s: opt-in is accepted only from this site's own pages\n"))
+		return
+	}
 	if out {
 		h.Add("Set-Cookie", c.cookieLine(r, pv.optOutName, "1", time.Duration(a.CookieMaxAge)))
 		h.Add("Set-Cookie", c.cookieLine(r, a.CookieName, "", 0))
@@ -400,6 +409,25 @@ const (
 	optedOutPage = "<!doctype html><meta charset=utf-8><title>Opted out</title><p>You have opted out: this site no longer sets its visitor cookie in this browser, and records of your visits carry no identifier and a shortened IP address.</p>\n"
 	optedInPage  = "<!doctype html><meta charset=utf-8><title>Opted in</title><p>Your opt-out has been cleared for this site.</p>\n"
 )
+
+// sameSiteRequest reports whether r comes from this site or the visitor
+// themselves: Sec-Fetch-Site (sent by current browsers) is not
+// cross-site, and an Origin header, when sent, is this host or a network
+// site's.
+func (c *Collect) sameSiteRequest(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false // "null": a sandboxed frame or a redirect from elsewhere
+	}
+	return strings.EqualFold(u.Host, r.Host) || (u.Scheme == "https" && c.app.network.has(hostname(u.Host)))
+}
 
 // returnTo accepts a path on this site ("/x", not "//x" or "/\x") or a
 // network URL as the place to return to.

@@ -329,7 +329,18 @@ func TestNetworkAndPrivacy(t *testing.T) {
 				t.Errorf("opt-out with return=%q: %d to %q, want the 200 page", ret, resp.status, resp.header.Get("Location"))
 			}
 		}
-		resp = get(t, e.site("www.b2s.test")+"/_b2s/optin", map[string]string{"Cookie": "b2sid_optout=1"})
+		for _, hdr := range []map[string]string{
+			{"Sec-Fetch-Site": "cross-site"},
+			{"Origin": "https://ads.example"},
+			{"Origin": "null"},
+		} {
+			hdr["Cookie"] = "b2sid_optout=1"
+			resp := get(t, e.site("www.b2s.test")+"/_b2s/optin", hdr)
+			if resp.status != http.StatusForbidden || len(resp.header.Values("Set-Cookie")) != 0 {
+				t.Errorf("opt-in from another site (%v): %d, Set-Cookie %q; want 403 and no cookie change", hdr, resp.status, resp.header.Values("Set-Cookie"))
+			}
+		}
+		resp = get(t, e.site("www.b2s.test")+"/_b2s/optin", map[string]string{"Cookie": "b2sid_optout=1", "Sec-Fetch-Site": "same-origin"})
 		if c := setCookies(t, resp.header)["b2sid_optout"]; resp.status != http.StatusOK || c == nil || c.MaxAge >= 0 {
 			t.Errorf("opt-in: %d, %+v; want 200 and the opt-out cookie deleted", resp.status, c)
 		}
