@@ -492,6 +492,13 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 	c.finishEndpoint(w, rec, http.StatusFound)
 }
 
+// fromNetwork reports whether r's Referer is a page of a network site,
+// as it is when the visitor followed a link endpoint's redirect from one.
+func (c *Collect) fromNetwork(r *http.Request) bool {
+	u, err := url.Parse(r.Header.Get("Referer"))
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && c.app.network.has(hostname(u.Host))
+}
+
 // stripToken returns r's query without the link token parameter, and the
 // token; when there are several, token is empty: none is trusted.
 func stripToken(rawQuery, param string) (rest, token string, found bool) {
@@ -533,6 +540,12 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 			linkResult("wrong_host").Inc()
 		case err != nil:
 			linkResult("invalid").Inc()
+		case !c.fromNetwork(r):
+			// A token copied out of someone's address bar and handed
+			// to a victim (in a mail, on another site) would join the
+			// victim to the sender: only a navigation from a network
+			// page links.
+			linkResult("foreign_referrer").Inc()
 		case !linkReplay.Use(l, now):
 			linkResult("replayed").Inc()
 		default:
@@ -577,7 +590,7 @@ var (
 func privacyCollectors() []prometheus.Collector {
 	linkTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "b2s", Name: "link_tokens_total",
-		Help: "Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, bad_destination (a link endpoint request refused).",
+		Help: "Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, foreign_referrer (not arriving from a network page), bad_destination (a link endpoint request refused).",
 	}, []string{"result"})
 	privacySignals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "b2s", Name: "privacy_signals_total",

@@ -202,9 +202,29 @@ func TestNetworkAndPrivacy(t *testing.T) {
 			t.Fatalf("Location %q shows the visitor's ID", loc)
 		}
 
+		// A token that arrives from anywhere but a network page (pasted
+		// into a mail, linked from another site) joins nobody; it is
+		// still stripped. Sent this way, it is not used up.
+		foreign := metricValue(t, linkResult("foreign_referrer"))
+		for i, hdr := range []map[string]string{nil, {"Referer": "https://evil.example/"}} {
+			resp := get(t, strings.Replace(loc.String(), p, fmt.Sprintf("%s-foreign%d", p, i), 1), hdr)
+			if resp.status != http.StatusFound || strings.Contains(resp.header.Get("Location"), "_b2s") {
+				t.Fatalf("token from %v: %d to %q, want a redirect without it", hdr, resp.status, resp.header.Get("Location"))
+			}
+			if c := setCookies(t, resp.header)[DefaultCookieName]; c != nil {
+				if v, _ := signerOf(t, testKey1).Verify(c.Value); v.NetworkID == recA.NetworkID {
+					t.Fatalf("a token arriving from %v joined the visitor", hdr)
+				}
+			}
+		}
+		if d := metricValue(t, linkResult("foreign_referrer")) - foreign; d != 2 {
+			t.Errorf("b2s_link_tokens_total{result=foreign_referrer} moved by %v, want 2", d)
+		}
+
 		// The destination exchanges the token and strips it before the
 		// page: the upstream never sees it.
-		resp = get(t, loc.String(), nil)
+		fromA := map[string]string{"Referer": e.site("www.b2s.test") + "/"}
+		resp = get(t, loc.String(), fromA)
 		if resp.status != http.StatusFound || resp.header.Get("Location") != "/landing?x=1&probe="+p {
 			t.Fatalf("token exchange: %d to %q, want 302 to /landing?x=1&probe=%s", resp.status, resp.header.Get("Location"), p)
 		}
@@ -243,7 +263,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		q.Set("probe", p3)
 		replay := *loc
 		replay.RawQuery = q.Encode()
-		resp = get(t, replay.String(), nil)
+		resp = get(t, replay.String(), fromA)
 		if resp.status != http.StatusFound || strings.Contains(resp.header.Get("Location"), "_b2s") {
 			t.Fatalf("replayed token: %d to %q, want a redirect without it", resp.status, resp.header.Get("Location"))
 		}
@@ -257,7 +277,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		cookieB, recB := visitor(t, "www.b2smade.test")
 		resp := get(t, e.site("www.b2s.test")+"/_b2s/go?to="+url.QueryEscape(e.site("www.b2smade.test")+"/"), map[string]string{"Cookie": cookieA})
 		p := probe()
-		resp = get(t, resp.header.Get("Location")+"&probe="+p, map[string]string{"Cookie": cookieB})
+		resp = get(t, resp.header.Get("Location")+"&probe="+p, map[string]string{"Cookie": cookieB, "Referer": e.site("www.b2s.test") + "/"})
 		r := e.records.find(t, p).rec
 		if r.CookieID != recB.CookieID || r.NetworkID != recA.NetworkID || r.PrevNetwork != recB.NetworkID {
 			t.Errorf("record %+v; want cookie_id %s kept, network_id %s, prev_network_id %s", r, recB.CookieID, recA.NetworkID, recB.NetworkID)
