@@ -10,7 +10,11 @@
 // cookies it stores and sends back, what page scripts can read, which cookies
 // a third-party frame gets, what a sendBeacon carries. The advertiser's server
 // logs everything it receives, so the tests can show that the visitor's b2s
-// ID never reaches it in any header, URL, body or script-readable value.
+// ID never reaches it in any header, URL, body or script-readable value;
+// nor does it reach the advertiser's server that the main site serves
+// under its own name behind b2s_isolate, whose own cookie still goes back
+// and forth, and whose attempts to set b2s's cookies or send b2s's signals
+// come to nothing.
 // The same holds for the link token that carries a visitor's network ID
 // from the main site to the sister site: the tests follow a real click
 // through the redirects and look for the token in the address bar, the

@@ -342,7 +342,11 @@ func TestLinkEndpointRefusesOtherDestinations(t *testing.T) {
 // edge never issues a cookie on them; it records the main site's cookie
 // where the browser sends it: with third-party cookies allowed and the
 // main site's cookie SameSite=None. Everywhere the pixel loads and the
-// fetch may read the answer; a page of the advertiser may not.
+// fetch may read the answer; a page of the advertiser may not. The member
+// and opt-out cookies follow the visitor cookie's SameSite, so where the
+// beacons carry the visitor's ID, a member signed in on the main site is
+// recorded with them, and after opting out there they carry consent
+// optout, no ID and a truncated IP.
 func TestMainSiteBeaconOnTheSisterSite(t *testing.T) {
 	for _, c := range []struct {
 		name       string
@@ -361,7 +365,7 @@ func TestMainSiteBeaconOnTheSisterSite(t *testing.T) {
 			}})
 			embed, adPage := e.url(sisterHost, "/embed.html"), e.url(adHost, "/embed.html")
 			e.sister.handle("/embed.html", func(w http.ResponseWriter, r *http.Request) {
-				writePage(w, "b2smade.com", crossSiteBeacons(e, embed))
+				writePage(w, "b2smade.com", crossSiteBeacons(e, e.url(sisterHost, r.URL.RequestURI())))
 			})
 			e.ads.handle("/embed.html", func(w http.ResponseWriter, r *http.Request) {
 				writePage(w, "adnet", crossSiteBeacons(e, adPage))
@@ -380,19 +384,31 @@ func TestMainSiteBeaconOnTheSisterSite(t *testing.T) {
 				t.Errorf("main site's cookie: SameSite %q, Secure %v; want %s, Secure", mc.SameSite, mc.Secure, wantSameSite)
 			}
 
-			b.navigate(t, embed)
-			if w := eval[int](t, b.ctx, `document.getElementById("px").naturalWidth`); w != 1 {
-				t.Errorf("the pixel's naturalWidth is %d, want 1: it did not load", w)
-			}
-			if sent := eval[bool](t, b.ctx, "window.beaconSent"); !sent {
-				t.Errorf("sendBeacon returned false")
-			}
-			if got := eval[string](t, b.ctx, "window.cors", chromedp.EvalAwaitPromise); got != "204" {
-				t.Errorf("the credentialed fetch from the sister site got %q, want 204, readable", got)
+			// beaconsOn loads the sister site's page at pageURL and returns
+			// the records of its image, sendBeacon and fetch beacons.
+			events := []string{"image", "sendbeacon", "cors"}
+			beaconsOn := func(pageURL string) []*record {
+				t.Helper()
+				b.navigate(t, pageURL)
+				if w := eval[int](t, b.ctx, `document.getElementById("px").naturalWidth`); w != 1 {
+					t.Errorf("the pixel's naturalWidth is %d, want 1: it did not load", w)
+				}
+				if sent := eval[bool](t, b.ctx, "window.beaconSent"); !sent {
+					t.Errorf("sendBeacon returned false")
+				}
+				if got := eval[string](t, b.ctx, "window.cors", chromedp.EvalAwaitPromise); got != "204" {
+					t.Errorf("the credentialed fetch from the sister site got %q, want 204, readable", got)
+				}
+				var rs []*record
+				for _, event := range events {
+					rs = append(rs, e.records.waitRecord(t, "the "+event+" beacon of "+pageURL,
+						e.recordOf(mainHost, func(r *record) bool { return r.Event == event && r.URL == pageURL })))
+				}
+				return rs
 			}
 
-			for _, event := range []string{"image", "sendbeacon", "cors"} {
-				r := e.records.waitRecord(t, "the "+event+" beacon", e.recordOf(mainHost, func(r *record) bool { return r.Event == event && r.URL == embed }))
+			for i, r := range beaconsOn(embed) {
+				event := events[i]
 				want := ""
 				if c.wantCookie {
 					want = id
@@ -415,6 +431,49 @@ func TestMainSiteBeaconOnTheSisterSite(t *testing.T) {
 			if got := eval[string](t, b.ctx, "window.cors", chromedp.EvalAwaitPromise); !strings.HasPrefix(got, "error") {
 				t.Errorf("the credentialed fetch from the advertiser's page got %q, want a CORS error", got)
 			}
+
+			// The member and opt-out cookies have the visitor cookie's
+			// SameSite: where the browser sends the one with the beacon, it
+			// sends the others. Signed in on the main site, the beacons carry
+			// the member; opted out there, they carry no identifier and a
+			// truncated IP. Where the browser sends none of them, the beacons
+			// carry no identifier either way.
+			e.installPrivacyPages()
+			b.navigate(t, e.url(mainHost, signInPath))
+			if m := b.cookie(t, home, memberCookieName); string(m.SameSite) != wantSameSite || !m.Secure {
+				t.Errorf("main site's member cookie: SameSite %q, Secure %v; want %s, Secure", m.SameSite, m.Secure, wantSameSite)
+			}
+			asMember := embed + "?as=member"
+			for i, r := range beaconsOn(asMember) {
+				wantID, wantMember := "", ""
+				if c.wantCookie {
+					wantID, wantMember = id, memberID
+				}
+				if r.Consent != "full" || r.CookieID != wantID || r.MemberID != wantMember {
+					t.Errorf("%s beacon of a member recorded with consent %q, cookie_id %q, member_id %q; want full, %q, %q\n%s",
+						events[i], r.Consent, r.CookieID, r.MemberID, wantID, wantMember, r.raw)
+				}
+			}
+
+			b.navigate(t, e.url(mainHost, optOutPath+"?return=/"))
+			flagCookie(t, b, home, optOutCookieName)
+			if o := b.cookie(t, home, optOutCookieName); string(o.SameSite) != wantSameSite {
+				t.Errorf("main site's opt-out cookie: SameSite %q, want %s", o.SameSite, wantSameSite)
+			}
+			optedOut := embed + "?as=optout"
+			for i, r := range beaconsOn(optedOut) {
+				switch {
+				case c.wantCookie:
+					if r.Consent != "optout" || r.CookieID != "" || r.MemberID != "" || r.IP != truncatedLoopback || !r.IPTruncated {
+						t.Errorf("%s beacon after the opt-out recorded with consent %q, cookie_id %q, member_id %q, ip %q, ip_truncated %v; want optout, none, none, %s, truncated\n%s",
+							events[i], r.Consent, r.CookieID, r.MemberID, r.IP, r.IPTruncated, truncatedLoopback, r.raw)
+					}
+				case r.Consent != "full" || r.CookieID != "" || r.MemberID != "":
+					t.Errorf("%s beacon after the opt-out, the browser sending no cookie of the main site, recorded with consent %q, cookie_id %q, member_id %q; want full (nothing tells the edge), none, none\n%s",
+						events[i], r.Consent, r.CookieID, r.MemberID, r.raw)
+				}
+			}
+			noCookie(t, b, home, cookieName)
 		})
 	}
 }
