@@ -44,7 +44,7 @@ test: deps vet
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzVerify FuzzOpenLink FuzzCookieValue FuzzParseQuery FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
+	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 ## bench: load tests against bin/caddy and nginx (wrk, pinned cores), Go benchmarks, shipping to a broker

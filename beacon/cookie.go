@@ -318,36 +318,6 @@ func ValidMember(m string) bool {
 	return true
 }
 
-// CookieValue returns the value of the first cookie called name in a Cookie
-// header (RFC 6265, section 5.4) for which accept returns true, and
-// whether there was any cookie of that name at all. Several cookies of one
-// name are normal (a host-only and a domain cookie, say); accept lets the
-// caller take the first that verifies. It never allocates.
-func CookieValue(header, name string, accept func(string) bool) (value string, seen bool) {
-	for len(header) > 0 {
-		var part string
-		if i := indexByte(header, ';'); i >= 0 {
-			part, header = header[:i], header[i+1:]
-		} else {
-			part, header = header, ""
-		}
-		part = trimSpace(part)
-		eq := indexByte(part, '=')
-		if eq < 0 || trimSpace(part[:eq]) != name {
-			continue
-		}
-		v := trimSpace(part[eq+1:])
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = v[1 : len(v)-1]
-		}
-		seen = true
-		if accept(v) {
-			return v, true
-		}
-	}
-	return "", seen
-}
-
 // NextCookie returns the first name=value pair of a Cookie header (RFC
 // 6265, section 5.4) and the rest of the header; ok is false when no pair
 // is left. Pairs without "=" are skipped; a quoted value is unquoted. It

@@ -188,28 +188,35 @@ func TestValidateKeysRefusesShortAndMissingKeys(t *testing.T) {
 	}
 }
 
-func TestCookieValue(t *testing.T) {
-	accept := func(v string) bool { return v != "bad" }
+func TestNextCookie(t *testing.T) {
 	cases := []struct {
-		name, header, want string
-		seen               bool
+		name, header string
+		want         []string // name=value pairs, in order
 	}{
-		{"only cookie", "b2sid=abc", "abc", true},
-		{"among others", "a=1; b2sid=abc; c=3", "abc", true},
-		{"no space after semicolon", "a=1;b2sid=abc", "abc", true},
-		{"quoted value", `b2sid="abc"`, "abc", true},
-		{"prefix of another name is not it", "xb2sid=abc; b2sid2=def", "", false},
-		{"first that verifies wins", "b2sid=bad; b2sid=good", "good", true},
-		{"present but none verifies", "b2sid=bad", "", true},
-		{"no cookie", "", "", false},
-		{"name without value", "b2sid", "", false},
-		{"empty value", "b2sid=", "", true},
+		{"only cookie", "b2sid=abc", []string{"b2sid=abc"}},
+		{"among others", "a=1; b2sid=abc; c=3", []string{"a=1", "b2sid=abc", "c=3"}},
+		{"no space after semicolon", "a=1;b2sid=abc", []string{"a=1", "b2sid=abc"}},
+		{"quoted value", `b2sid="abc"`, []string{"b2sid=abc"}},
+		{"spaces around name and value", " b2sid = v ;", []string{"b2sid=v"}},
+		{"repeated names kept in order", "b2sid=bad; b2sid=good", []string{"b2sid=bad", "b2sid=good"}},
+		{"no cookie", "", nil},
+		{"name without value is skipped", "b2sid; a=1", []string{"a=1"}},
+		{"empty value", "b2sid=", []string{"b2sid="}},
+		{"only separators", ";;; ;", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, seen := CookieValue(c.header, "b2sid", accept)
-			if got != c.want || seen != c.seen {
-				t.Fatalf("CookieValue(%q) = %q, %v; want %q, %v", c.header, got, seen, c.want, c.seen)
+			var got []string
+			for h := c.header; ; {
+				n, v, rest, ok := NextCookie(h)
+				if !ok {
+					break
+				}
+				got = append(got, n+"="+v)
+				h = rest
+			}
+			if strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Fatalf("NextCookie over %q = %q, want %q", c.header, got, c.want)
 			}
 		})
 	}
@@ -241,19 +248,25 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
-// FuzzCookieValue checks the Cookie header scanner never panics and only
-// returns values that appear in the header.
-func FuzzCookieValue(f *testing.F) {
+// FuzzNextCookie checks the Cookie header scanner never panics, only
+// returns names and values that appear in the header, and always advances.
+func FuzzNextCookie(f *testing.F) {
 	for _, seed := range []string{"b2sid=abc", "a=1; b2sid=\"x\"; b2sid=y", ";;;", "b2sid", "=", " b2sid = v ", "\x00b2sid=\xff"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		v, seen := CookieValue(header, "b2sid", func(string) bool { return true })
-		if v != "" && !strings.Contains(header, v) {
-			t.Fatalf("CookieValue(%q) returned %q, not in the header", header, v)
-		}
-		if v != "" && !seen {
-			t.Fatalf("returned a value without seeing the cookie")
+		for h := header; ; {
+			n, v, rest, ok := NextCookie(h)
+			if !ok {
+				return
+			}
+			if !strings.Contains(h, n) || !strings.Contains(h, v) {
+				t.Fatalf("NextCookie(%q) returned %q=%q, not in the header", h, n, v)
+			}
+			if len(rest) >= len(h) {
+				t.Fatalf("NextCookie(%q) did not advance: rest %q", h, rest)
+			}
+			h = rest
 		}
 	})
 }
