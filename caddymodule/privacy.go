@@ -164,7 +164,7 @@ func (a *App) provisionPrivacy() error {
 		return fmt.Errorf("b2s: privacy: optout_path and optin_path are both %q; give them different paths", pv.optOutPath)
 	}
 	for _, h := range []string{pv.childHeader, pv.memberHeader} {
-		if !validHeaderName(h) {
+		if !isToken(h) { // a header name is a token (RFC 9110, section 5.1)
 			return fmt.Errorf("b2s: privacy: %q is not a header name; use e.g. X-B2S-Child", h)
 		}
 	}
@@ -220,19 +220,6 @@ func or(s, def string) string {
 		return def
 	}
 	return s
-}
-
-func validHeaderName(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // hostname is host without its port, lowercased.
