@@ -62,34 +62,55 @@ func testPorts(t *testing.T) (admin, http, https int) {
 	return adminPort, httpPort, httpsPort
 }
 
-// collectCaddyfile is the site under test. Markers __X__ are replaced.
-const collectCaddyfile = `{
+// edgeGlobals are the global options of every Caddyfile that loadEdge
+// loads into the in-process Caddy. Markers __X__ are replaced.
+const edgeGlobals = `{
 	admin localhost:__ADMIN__
 	http_port __HTTP__
 	https_port __HTTPS__
 	grace_period 1ns
-	local_certs
-	skip_install_trust
 	storage file_system __STORAGE__
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		client_ip_headers X-Forwarded-For
-	}
+	__GLOBAL_OPTIONS__
 	b2s {
-		secret __KEY1__ __KEY2__
-		geoip __GEOIP__
-		geoip_asn __GEOIP_ASN__
-		geoip_anonymous __GEOIP_ANONYMOUS__
+		secret __KEYS__
 		spool __SPOOL__
+		__B2S_OPTIONS__
 		kafka {
 			brokers __BROKERS__
 			topic __TOPIC__
-			flush_timeout 5s
+			__KAFKA_OPTIONS__
 		}
 	}
 }
 
-http://localhost:__HTTP__ {
+`
+
+// edgeConfig is a Caddyfile for loadEdge: edgeGlobals with what the
+// fields add, then the sites. In every field, __HTTP__ and __HTTPS__ are
+// the ports of testPorts, and loadEdge's replace pairs replace markers of
+// the test's own.
+type edgeConfig struct {
+	global string   // global options added: certificates, servers
+	keys   []string // the b2s secret keys; testKey1 when none
+	b2s    string   // options of the b2s app added
+	kafka  string   // options of its kafka block added
+	sites  string
+}
+
+// collectConfig is the site under test.
+var collectConfig = edgeConfig{
+	global: `local_certs
+	skip_install_trust
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Forwarded-For
+	}`,
+	keys: []string{testKey1, testKey2},
+	b2s: `geoip __GEOIP__
+		geoip_asn __GEOIP_ASN__
+		geoip_anonymous __GEOIP_ANONYMOUS__`,
+	kafka: "flush_timeout 5s",
+	sites: `http://localhost:__HTTP__ {
 	b2s_collect
 	header X-B2S-Cookie-ID {http.vars.b2s.cookie_id}
 	header X-B2S-Cookie-State {http.vars.b2s.cookie_state}
@@ -130,7 +151,8 @@ https://secure.b2s.test:__HTTPS__ {
 	b2s_collect
 	respond "secure"
 }
-`
+`,
+}
 
 // edge is a running Caddy with the b2s plugin in front of a Kafka-protocol
 // broker, and what a test needs to talk to both.
@@ -146,17 +168,10 @@ type edge struct {
 }
 
 // startEdge starts a kfake cluster with topic, an upstream that answers
-// with a cacheable page, and Caddy with collectCaddyfile.
+// with a cacheable page, and Caddy with collectConfig.
 func startEdge(t *testing.T, topic string) *edge {
 	t.Helper()
-	admin, httpP, httpsP := testPorts(t)
-
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
-	brokers := cluster.ListenAddrs()
+	brokers := startKafka(t, topic)
 
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "b2s-test" {
@@ -192,35 +207,65 @@ func startEdge(t *testing.T, topic string) *edge {
 		t.Fatal(err)
 	}
 	geoipASN, geoipAnonymous := writeEdgeGeoIP(t, t.TempDir())
+	e := loadEdge(t, collectConfig, brokers, topic,
+		"__GEOIP__", geoip,
+		"__GEOIP_ASN__", geoipASN,
+		"__GEOIP_ANONYMOUS__", geoipAnonymous,
+		"__BACKEND__", strings.TrimPrefix(upstream.URL, "http://"),
+	)
+	_, _, httpsP := testPorts(t)
+	e.shop = fmt.Sprintf("http://shop.b2s.test:%d", e.port)
+	e.secure = fmt.Sprintf("https://secure.b2s.test:%d", httpsP)
+	e.records = newRecordReader(t, brokers, topic)
+	return e
+}
+
+// startKafka starts a kfake cluster of one broker with topic in three
+// partitions, closed when the test ends, and returns its addresses.
+func startKafka(t *testing.T, topic string, opts ...kfake.Opt) []string {
+	t.Helper()
+	cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, topic)}, opts...)...)
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster.ListenAddrs()
+}
+
+// loadEdge loads c into the in-process Caddy (see loadCaddyfile) with the
+// ports of testPorts, new storage and spool directories, and the b2s app
+// shipping topic to brokers; replace are pairs of further markers and
+// their values. The edge it returns has no record reader.
+func loadEdge(t *testing.T, c edgeConfig, brokers []string, topic string, replace ...string) *edge {
+	t.Helper()
+	admin, httpP, httpsP := testPorts(t)
+	keys := c.keys
+	if len(keys) == 0 {
+		keys = []string{testKey1}
+	}
 	caddyfile := strings.NewReplacer(
+		"__GLOBAL_OPTIONS__", c.global,
+		"__B2S_OPTIONS__", c.b2s,
+		"__KAFKA_OPTIONS__", c.kafka,
+	).Replace(edgeGlobals + c.sites)
+	caddyfile = strings.NewReplacer(append([]string{
 		"__ADMIN__", strconv.Itoa(admin),
 		"__HTTP__", strconv.Itoa(httpP),
 		"__HTTPS__", strconv.Itoa(httpsP),
 		"__STORAGE__", t.TempDir(),
 		"__SPOOL__", t.TempDir(),
-		"__KEY1__", testKey1,
-		"__KEY2__", testKey2,
-		"__GEOIP__", geoip,
-		"__GEOIP_ASN__", geoipASN,
-		"__GEOIP_ANONYMOUS__", geoipAnonymous,
+		"__KEYS__", strings.Join(keys, " "),
 		"__BROKERS__", strings.Join(brokers, " "),
 		"__TOPIC__", topic,
-		"__BACKEND__", strings.TrimPrefix(upstream.URL, "http://"),
-	).Replace(collectCaddyfile)
-
-	e := &edge{
+	}, replace...)...).Replace(caddyfile)
+	loadCaddyfile(t, caddyfile)
+	return &edge{
 		client: newTestClient(t),
 		base:   fmt.Sprintf("http://localhost:%d", httpP),
-		shop:   fmt.Sprintf("http://shop.b2s.test:%d", httpP),
-		secure: fmt.Sprintf("https://secure.b2s.test:%d", httpsP),
 		admin:  fmt.Sprintf("http://localhost:%d", admin),
 		port:   httpP,
 		topic:  topic,
 	}
-
-	loadCaddyfile(t, caddyfile)
-	e.records = newRecordReader(t, brokers, topic)
-	return e
 }
 
 // loadCaddyfile loads caddyfile, whose admin endpoint must be the one

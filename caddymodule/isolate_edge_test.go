@@ -2,47 +2,27 @@ package caddymodule
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
-// isolateCaddyfile is a site with an advertiser's route behind
-// b2s_isolate and, as a control, a route of the site's own upstream
-// without it; both proxy to the same recording upstream. Markers __X__
-// are replaced.
-const isolateCaddyfile = `{
-	admin localhost:__ADMIN__
-	http_port __HTTP__
-	https_port __HTTPS__
-	grace_period 1ns
-	auto_https off
-	storage file_system __STORAGE__
-	b2s {
-		secret __KEY1__
-		spool __SPOOL__
-		kafka {
-			brokers __BROKERS__
-			topic __TOPIC__
-			flush_timeout 5s
-		}
-	}
-}
-
-http://localhost:__HTTP__ {
+// isolateConfig is a site with an advertiser's route behind b2s_isolate
+// and, as a control, a route of the site's own upstream without it; both
+// proxy to the same recording upstream, __UPSTREAM__.
+var isolateConfig = edgeConfig{
+	global: "auto_https off",
+	kafka:  "flush_timeout 5s",
+	sites: `http://localhost:__HTTP__ {
 	b2s_collect
 	# Evaluated as the response header is written, while the isolated
 	# route runs: the request outside must still be the client's.
@@ -63,7 +43,8 @@ http://localhost:__HTTP__ {
 		}
 	}
 }
-`
+`,
+}
 
 // upstreamSetCookies are what the upstream tries to set: the advertiser's
 // allowed cookies, one it was not allowed, the plugin's (forged, and
@@ -206,28 +187,11 @@ func setCookiesNamed(h http.Header, name string) []string {
 // visitor as before.
 func TestIsolateBehindCaddy(t *testing.T) {
 	const topic = "b2s.isolate"
-	admin, httpP, httpsP := testPorts(t)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
+	brokers := startKafka(t, topic)
 	upstream := newRecordingUpstream(t)
-	loadCaddyfile(t, strings.NewReplacer(
-		"__ADMIN__", strconv.Itoa(admin),
-		"__HTTP__", strconv.Itoa(httpP),
-		"__HTTPS__", strconv.Itoa(httpsP),
-		"__STORAGE__", t.TempDir(),
-		"__SPOOL__", t.TempDir(),
-		"__KEY1__", testKey1,
-		"__BROKERS__", strings.Join(cluster.ListenAddrs(), " "),
-		"__TOPIC__", topic,
-		"__UPSTREAM__", strings.TrimPrefix(upstream.URL, "http://"),
-	).Replace(isolateCaddyfile))
-	records := newRecordReader(t, cluster.ListenAddrs(), topic)
-	client := newTestClient(t)
-	base := fmt.Sprintf("http://localhost:%d", httpP)
-	adminURL := fmt.Sprintf("http://localhost:%d", admin)
+	e := loadEdge(t, isolateConfig, brokers, topic, "__UPSTREAM__", strings.TrimPrefix(upstream.URL, "http://"))
+	records := newRecordReader(t, brokers, topic)
+	client, base, adminURL := e.client, e.base, e.admin
 
 	// A returning visitor: a valid cookie, issued just now.
 	id := beacon.NewID()

@@ -95,23 +95,7 @@ func TestIsolateLoadErrors(t *testing.T) {
 			want:    []string{"b2s: secret: missing"},
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := validateConfig(t, tc.b2s, tc.handler)
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("loading failed: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("loading succeeded; want an error containing %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkLoad(t, tc.b2s, tc.handler, tc.want) })
 	}
 }
 

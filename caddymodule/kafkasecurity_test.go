@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,32 +21,18 @@ import (
 	"github.com/b2scom/b2s-edge/internal/testpki"
 )
 
-// secureCaddyfile is a site whose b2s app logs in to Kafka; __SECURITY__
+// secureConfig is a site whose b2s app logs in to Kafka; __SECURITY__
 // is the tls and sasl options.
-const secureCaddyfile = `{
-	admin localhost:__ADMIN__
-	http_port __HTTP__
-	https_port __HTTPS__
-	grace_period 1ns
-	auto_https off
-	storage file_system __STORAGE__
-	b2s {
-		secret __KEY1__
-		spool __SPOOL__
-		kafka {
-			brokers __BROKERS__
-			topic __TOPIC__
-			flush_timeout 2s
-			__SECURITY__
-		}
-	}
-}
-
-http://localhost:__HTTP__ {
+var secureConfig = edgeConfig{
+	global: "auto_https off",
+	kafka: `flush_timeout 2s
+			__SECURITY__`,
+	sites: `http://localhost:__HTTP__ {
 	b2s_collect
 	respond "page"
 }
-`
+`,
+}
 
 // TestBeaconReachesKafkaThatRequiresALogin loads Caddyfiles whose
 // credentials come from environment variables into the in-process Caddy,
@@ -97,26 +82,11 @@ func TestBeaconReachesKafkaThatRequiresALogin(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name+": a beacon's record arrives", func(t *testing.T) {
-			cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, tc.topic)}, tc.broker...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(cluster.Close)
-			admin, httpP, httpsP := testPorts(t)
-			loadCaddyfile(t, strings.NewReplacer(
-				"__ADMIN__", strconv.Itoa(admin),
-				"__HTTP__", strconv.Itoa(httpP),
-				"__HTTPS__", strconv.Itoa(httpsP),
-				"__STORAGE__", t.TempDir(),
-				"__SPOOL__", t.TempDir(),
-				"__KEY1__", testKey1,
-				"__BROKERS__", strings.Join(cluster.ListenAddrs(), " "),
-				"__TOPIC__", tc.topic,
-				"__SECURITY__", tc.security,
-			).Replace(secureCaddyfile))
+			brokers := startKafka(t, tc.topic, tc.broker...)
+			e := loadEdge(t, secureConfig, brokers, tc.topic, "__SECURITY__", tc.security)
 
 			cl, err := kgo.NewClient(append([]kgo.Opt{
-				kgo.SeedBrokers(cluster.ListenAddrs()...),
+				kgo.SeedBrokers(brokers...),
 				kgo.ConsumeTopics(tc.topic),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			}, tc.reader...)...)
@@ -127,8 +97,7 @@ func TestBeaconReachesKafkaThatRequiresALogin(t *testing.T) {
 			reader := &recordReader{cl: cl}
 
 			probe := fmt.Sprintf("login-%d", time.Now().UnixNano())
-			base := fmt.Sprintf("http://localhost:%d", httpP)
-			resp := doRequest(t, newTestClient(t), newRequest(t, http.MethodGet, base+"/b.gif?e=login&probe="+probe, nil))
+			resp := doRequest(t, e.client, newRequest(t, http.MethodGet, e.base+"/b.gif?e=login&probe="+probe, nil))
 			if resp.status != http.StatusOK {
 				t.Fatalf("beacon: status %d, want 200", resp.status)
 			}

@@ -41,6 +41,32 @@ func validateConfig(t *testing.T, b2sJSON, handlerJSON string) error {
 	return caddy.Validate(&caddy.Config{Admin: &caddy.AdminConfig{Disabled: true}, AppsRaw: apps})
 }
 
+// checkLoad loads b2sJSON and handlerJSON with validateConfig. With no
+// want the config must load; otherwise loading must fail with an error
+// that contains every want and quotes no password marked "-in-password".
+func checkLoad(t *testing.T, b2sJSON, handlerJSON string, want []string) {
+	t.Helper()
+	err := validateConfig(t, b2sJSON, handlerJSON)
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("loading failed: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("loading succeeded; want an error containing %q", want)
+	}
+	t.Logf("error: %v", err)
+	if strings.Contains(err.Error(), "-in-password") {
+		t.Errorf("error %q quotes a password", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	const unset = "B2S_TEST_UNSET_VARIABLE"
 	if _, ok := os.LookupEnv(unset); ok {
@@ -581,27 +607,7 @@ func TestLoadErrors(t *testing.T) {
 			want:    []string{"b2s_collect: collect_off_paths given without collect_off", "collect off <paths...>"},
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := validateConfig(t, tc.b2s, tc.handler)
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("loading failed: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("loading succeeded; want an error containing %q", tc.want)
-			}
-			t.Logf("error: %v", err)
-			if strings.Contains(err.Error(), "-in-password") {
-				t.Errorf("error %q quotes a password", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkLoad(t, tc.b2s, tc.handler, tc.want) })
 	}
 }
 

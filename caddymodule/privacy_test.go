@@ -12,37 +12,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
-// privacyCaddyfile is a network of two registrable domains, a
-// child-directed site and path, and an upstream that sends the member and
-// child signals. Markers __X__ are replaced.
-const privacyCaddyfile = `{
-	admin localhost:__ADMIN__
-	http_port __HTTP__
-	https_port __HTTPS__
-	grace_period 1ns
-	local_certs
-	skip_install_trust
-	storage file_system __STORAGE__
-	b2s {
-		secret __KEY1__
-		spool __SPOOL__
-		kafka {
-			brokers __BROKERS__
-			topic __TOPIC__
-		}
-		network {
+// privacyConfig is a network of two registrable domains, a
+// child-directed site and path, and an upstream, __BACKEND__, that sends
+// the member and child signals.
+var privacyConfig = edgeConfig{
+	global: `local_certs
+	skip_install_trust`,
+	b2s: `network {
 			sites b2s.test b2smade.test
 			token_ttl 20s
-		}
-	}
-}
-
-http://www.b2s.test:__HTTP__, http://shop.b2s.test:__HTTP__, http://www.b2smade.test:__HTTP__ {
+		}`,
+	sites: `http://www.b2s.test:__HTTP__, http://shop.b2s.test:__HTTP__, http://www.b2smade.test:__HTTP__ {
 	b2s_collect {
 		collect off /kids/*
 	}
@@ -62,9 +45,10 @@ https://main.b2s.test:__HTTPS__ {
 	}
 	respond "main"
 }
-`
+`,
+}
 
-// privacyEdge is a running Caddy with privacyCaddyfile.
+// privacyEdge is a running Caddy with privacyConfig.
 type privacyEdge struct {
 	*edge
 	upstream *upstreamLog
@@ -98,13 +82,8 @@ func (u *upstreamLog) saw(s string) bool {
 
 func startPrivacyEdge(t *testing.T) *privacyEdge {
 	t.Helper()
-	admin, httpP, httpsP := testPorts(t)
 	topic := "b2s.privacy"
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	brokers := startKafka(t, topic)
 	log := &upstreamLog{}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.mu.Lock()
@@ -122,18 +101,13 @@ func startPrivacyEdge(t *testing.T) *privacyEdge {
 		io.WriteString(w, "page")
 	}))
 	t.Cleanup(upstream.Close)
-	caddyfile := strings.NewReplacer(
-		"__ADMIN__", strconv.Itoa(admin), "__HTTP__", strconv.Itoa(httpP), "__HTTPS__", strconv.Itoa(httpsP),
-		"__STORAGE__", t.TempDir(), "__SPOOL__", t.TempDir(), "__KEY1__", testKey1,
-		"__BROKERS__", strings.Join(cluster.ListenAddrs(), " "), "__TOPIC__", topic,
-		"__BACKEND__", strings.TrimPrefix(upstream.URL, "http://"),
-	).Replace(privacyCaddyfile)
 	e := &privacyEdge{
-		edge: &edge{client: newTestClient(t), port: httpP, topic: topic, admin: fmt.Sprintf("http://localhost:%d", admin)},
-		main: fmt.Sprintf("https://main.b2s.test:%d", httpsP), upstream: log,
+		edge:     loadEdge(t, privacyConfig, brokers, topic, "__BACKEND__", strings.TrimPrefix(upstream.URL, "http://")),
+		upstream: log,
 	}
-	loadCaddyfile(t, caddyfile)
-	e.records = newRecordReader(t, cluster.ListenAddrs(), topic)
+	_, _, httpsP := testPorts(t)
+	e.main = fmt.Sprintf("https://main.b2s.test:%d", httpsP)
+	e.records = newRecordReader(t, brokers, topic)
 	return e
 }
 

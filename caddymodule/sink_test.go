@@ -18,66 +18,33 @@ import (
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
-// sinkCaddyfile is a site whose broker may be down. b2s_health comes after
+// sinkConfig is a site whose broker may be down. b2s_health comes after
 // b2s_collect in the file: the directive order must put it first.
-const sinkCaddyfile = `{
-	admin localhost:__ADMIN__
-	http_port __HTTP__
-	https_port __HTTPS__
-	grace_period 1ns
-	auto_https off
-	storage file_system __STORAGE__
-	b2s {
-		secret __KEY1__
-		spool __SPOOL__
-		__SPOOL_OPTIONS__
-		kafka {
-			brokers __BROKER__
-			topic __TOPIC__
-			flush_timeout 200ms
-		}
-	}
-}
-
-http://localhost:__HTTP__ {
+var sinkConfig = edgeConfig{
+	global: "auto_https off",
+	kafka:  "flush_timeout 200ms",
+	sites: `http://localhost:__HTTP__ {
 	b2s_collect
 	b2s_health /healthz
 	respond "page"
 }
-`
+`,
+}
 
 // sinkEdge is Caddy in front of a broker address that nothing listens on
 // until startBroker.
 type sinkEdge struct {
-	client *http.Client
-	base   string
-	admin  string
+	*edge
 	broker string // 127.0.0.1:port
-	topic  string
 }
 
+// startSinkEdge loads sinkConfig with spoolOptions added to the b2s app.
 func startSinkEdge(t *testing.T, topic, spoolOptions string) *sinkEdge {
 	t.Helper()
-	admin, httpP, httpsP := testPorts(t)
-	e := &sinkEdge{
-		client: newTestClient(t),
-		base:   fmt.Sprintf("http://localhost:%d", httpP),
-		admin:  fmt.Sprintf("http://localhost:%d", admin),
-		broker: deadBroker(t),
-		topic:  topic,
-	}
-	loadCaddyfile(t, strings.NewReplacer(
-		"__ADMIN__", strconv.Itoa(admin),
-		"__HTTP__", strconv.Itoa(httpP),
-		"__HTTPS__", strconv.Itoa(httpsP),
-		"__STORAGE__", t.TempDir(),
-		"__SPOOL__", t.TempDir(),
-		"__SPOOL_OPTIONS__", spoolOptions,
-		"__KEY1__", testKey1,
-		"__BROKER__", e.broker,
-		"__TOPIC__", topic,
-	).Replace(sinkCaddyfile))
-	return e
+	broker := deadBroker(t)
+	c := sinkConfig
+	c.b2s = spoolOptions
+	return &sinkEdge{edge: loadEdge(t, c, []string{broker}, topic), broker: broker}
 }
 
 // startBroker starts a Kafka-protocol broker on the address the edge was
@@ -89,12 +56,7 @@ func (e *sinkEdge) startBroker(t *testing.T) *recordReader {
 		t.Fatal(err)
 	}
 	p, _ := strconv.Atoi(port)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(3, e.topic))
-	if err != nil {
-		t.Fatalf("starting kfake on %s: %v", e.broker, err)
-	}
-	t.Cleanup(cluster.Close)
-	return newRecordReader(t, cluster.ListenAddrs(), e.topic)
+	return newRecordReader(t, startKafka(t, e.topic, kfake.Ports(p)), e.topic)
 }
 
 // health asks b2s_health.

@@ -3,7 +3,6 @@ package logship
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 const topic = "b2s.events"
@@ -161,7 +162,7 @@ func TestKeysLandInTheJavaClientsPartition(t *testing.T) {
 }
 
 func TestShipperWaitsOutABrokerThatIsDownAtStart(t *testing.T) {
-	port := freePort(t)
+	port := testproc.FreePort(t)
 	stats := new(Stats)
 	_, sp := newShipper(t, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats, WriteTimeout: time.Second})
 	put(t, sp, 0, 10)
@@ -195,7 +196,7 @@ func TestCloseDeliversWhatIsSpooled(t *testing.T) {
 }
 
 func TestCloseWithTheBrokerDownLeavesRecordsForTheNextStart(t *testing.T) {
-	port := freePort(t)
+	port := testproc.FreePort(t)
 	dir := t.TempDir()
 	stats := new(Stats)
 	sp := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
@@ -266,16 +267,6 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitFor(t *testing.T, cond func() bool) {

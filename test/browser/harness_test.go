@@ -6,18 +6,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 // The sites, as the browser names them. Chromium resolves every one of them
@@ -44,85 +43,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// ---------------------------------------------------------------------------
-// Child processes
-
-// proc is a child process whose stdout and stderr go to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
-
-// startProc starts bin and stops it when the test ends: SIGTERM, then
-// SIGKILL if it has not exited ten seconds later.
-func startProc(t *testing.T, name, logPath string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatalf("opening %s log: %v", name, err)
-	}
-	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(p.stop(t))
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop returns a func that ends the process, politely first.
-func (p *proc) stop(t *testing.T) func() {
-	return func() {
-		if p.exited() {
-			return
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s did not exit within 10s of SIGTERM; killing it", p.name)
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-}
-
-func (p *proc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // ---------------------------------------------------------------------------
@@ -156,13 +76,11 @@ type env struct {
 	storage    string // Caddy's storage: its local CA and certificates
 	caddyfile  string
 	cfg        *edgeConfig
-	broker     *proc
-	caddy      *proc
+	broker     *testproc.Proc
+	caddy      *testproc.Proc
 	records    *recordReader
 	roots      *x509.CertPool // Caddy's local root CA
 }
-
-var topicSafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
 // newEnv starts the broker, the origins and the edge, and returns once
 // every site answers TLS handshakes with its certificate.
@@ -170,22 +88,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), start: time.Now()}
 	e.secret = randomHex(20)
-	e.topic = "browser." + topicSafe.ReplaceAllString(t.Name(), "_") + "." + randomHex(4)
+	e.topic = testproc.Topic(t, "browser")
 	e.storage = filepath.Join(e.dir, "caddy-storage")
 
-	// Dump the logs after the processes have stopped (cleanups run last
-	// registered first), while the temporary directory still exists.
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		logs, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
-		for _, path := range logs {
-			if b, err := os.ReadFile(path); err == nil {
-				t.Logf("----- %s -----\n%s", filepath.Base(path), tail(b, 32<<10))
-			}
-		}
-	})
+	testproc.DumpLogsOnFailure(t, e.dir)
 
 	e.main = newOrigin(t, "b2s")
 	e.sister = newOrigin(t, "b2smade")
@@ -193,8 +99,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.installSites()
 
 	e.startBroker()
-	e.port, e.httpPort = freePort(t), freePort(t)
-	e.adminAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.port, e.httpPort = testproc.FreePort(t), testproc.FreePort(t)
+	e.adminAddr = fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 	e.cfg = e.defaultConfig()
 	if o.configure != nil {
 		o.configure(e, e.cfg)
@@ -206,13 +112,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.startCaddy()
 	e.records = newRecordReader(t, e.brokerAddr, e.topic, e.start)
 	return e
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return append([]byte("[...]\n"), b[len(b)-n:]...)
-	}
-	return b
 }
 
 // url is the absolute URL of path on host, as the browser loads it.
@@ -228,22 +127,8 @@ func (e *env) origin(host string) string { return e.url(host, "") }
 func (e *env) startBroker() {
 	t := e.t
 	t.Helper()
-	p := startProc(t, "kbroker", filepath.Join(e.dir, "kbroker.log"), nil, kbrokerBin,
+	e.broker, e.brokerAddr = testproc.StartKbroker(t, "kbroker", filepath.Join(e.dir, "kbroker.log"), bin.Kbroker,
 		"-addr", "127.0.0.1:0", "-topic", e.topic, "-partitions", "3")
-	const ready = "kbroker: listening on "
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out := p.log()
-		if i := strings.Index(out, ready); i >= 0 && strings.Contains(out[i:], "\n") {
-			line := out[i+len(ready):]
-			e.broker, e.brokerAddr = p, line[:strings.IndexAny(line, ",\n")]
-			return
-		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("kbroker did not get ready (exited: %v, %v):\n%s", p.exited(), p.waitErr, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // startCaddy runs the edge on the Caddyfile and waits until its admin
@@ -253,39 +138,29 @@ func (e *env) startBroker() {
 func (e *env) startCaddy() {
 	t := e.t
 	t.Helper()
-	e.caddy = startProc(t, "caddy", filepath.Join(e.dir, "caddy.log"),
+	e.caddy = testproc.Start(t, "caddy", filepath.Join(e.dir, "caddy.log"),
 		[]string{"HOME=" + e.dir, "XDG_DATA_HOME=" + e.dir, "XDG_CONFIG_HOME=" + e.dir},
-		caddyBin, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
-	deadline := time.Now().Add(waitFor)
+		bin.Caddy, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
 	pending := e.cfg.hosts()
-	var lastErr error
-	for len(pending) > 0 {
-		if e.caddy.exited() {
-			t.Fatalf("caddy exited at start: %v", e.caddy.waitErr)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not get ready within %v: sites %q have no certificate yet (%v)", waitFor, pending, lastErr)
-		}
+	e.caddy.WaitReady(t, waitFor, func() error {
 		if e.roots == nil {
-			e.roots, lastErr = e.loadRoots()
-		}
-		if e.roots != nil && e.adminReady() {
-			if lastErr = e.handshake(pending[0]); lastErr == nil {
-				pending = pending[1:]
-				continue
+			roots, err := e.loadRoots()
+			if err != nil {
+				return err
 			}
+			e.roots = roots
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (e *env) adminReady() bool {
-	resp, err := http.Get("http://" + e.adminAddr + "/config/")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+		if !testproc.AdminReady(e.adminAddr) {
+			return errors.New("the admin endpoint does not answer")
+		}
+		for len(pending) > 0 {
+			if err := e.handshake(pending[0]); err != nil {
+				return fmt.Errorf("sites %q have no certificate yet (%v)", pending, err)
+			}
+			pending = pending[1:]
+		}
+		return nil
+	})
 }
 
 // caPath is the certificate of Caddy's local CA of the given kind (root

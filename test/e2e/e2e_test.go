@@ -500,8 +500,8 @@ func TestClientIPAndLocationComeFromTrustedXForwardedFor(t *testing.T) {
 			})
 		}
 	}
-	if e.caddy.exited() {
-		t.Fatalf("caddy exited: %v", e.caddy.waitErr)
+	if e.caddy.Exited() {
+		t.Fatalf("caddy exited: %v", e.caddy.WaitErr)
 	}
 }
 
@@ -770,8 +770,8 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 	e.records(t, e.topic, before...)
 
 	ok := t.Run("a stalled broker delays records, not responses", func(t *testing.T) {
-		e.broker.signal(t, syscall.SIGSTOP)
-		defer e.broker.cmd.Process.Signal(syscall.SIGCONT)
+		e.broker.Signal(t, syscall.SIGSTOP)
+		defer e.broker.Cmd.Process.Signal(syscall.SIGCONT)
 		shipped := e.metrics(t)["b2s_records_shipped_total"]
 		for _, m := range stalled {
 			beacon(t, m)
@@ -779,7 +779,7 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 		if got := e.metrics(t)["b2s_records_shipped_total"]; got != shipped {
 			t.Errorf("shipped went from %v to %v while the broker was stopped", shipped, got)
 		}
-		e.broker.signal(t, syscall.SIGCONT)
+		e.broker.Signal(t, syscall.SIGCONT)
 		e.records(t, e.topic, stalled...)
 	})
 	if !ok {
@@ -848,25 +848,25 @@ func TestRecordsWaitOutAStalledOrStoppedBroker(t *testing.T) {
 	e.checkCounters()
 
 	t.Run("stopping the edge delivers what it has spooled", func(t *testing.T) {
-		e.broker.signal(t, syscall.SIGSTOP)
-		defer e.broker.cmd.Process.Signal(syscall.SIGCONT)
+		e.broker.Signal(t, syscall.SIGSTOP)
+		defer e.broker.Cmd.Process.Signal(syscall.SIGCONT)
 		last := markers("last", 10)
 		for _, m := range last {
 			beacon(t, m)
 		}
-		e.caddy.signal(t, syscall.SIGTERM)
+		e.caddy.Signal(t, syscall.SIGTERM)
 		time.Sleep(300 * time.Millisecond)
-		if e.caddy.exited() {
-			t.Errorf("caddy exited before its spool could reach the stalled broker: %v", e.caddy.waitErr)
+		if e.caddy.Exited() {
+			t.Errorf("caddy exited before its spool could reach the stalled broker: %v", e.caddy.WaitErr)
 		}
-		e.broker.signal(t, syscall.SIGCONT)
+		e.broker.Signal(t, syscall.SIGCONT)
 		select {
-		case <-e.caddy.done:
+		case <-e.caddy.Done:
 		case <-time.After(15 * time.Second):
 			t.Fatal("caddy did not exit within 15s of SIGTERM")
 		}
-		if e.caddy.waitErr != nil {
-			t.Errorf("caddy exited with %v", e.caddy.waitErr)
+		if e.caddy.WaitErr != nil {
+			t.Errorf("caddy exited with %v", e.caddy.WaitErr)
 		}
 		e.records(t, e.topic, last...)
 	})

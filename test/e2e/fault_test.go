@@ -361,9 +361,9 @@ func (e *env) waitMetric(t *testing.T, what string, d time.Duration, ok func(m m
 // as the last write(2) left it.
 func (e *env) killCaddy() {
 	e.t.Helper()
-	e.caddy.signal(e.t, syscall.SIGKILL)
+	e.caddy.Signal(e.t, syscall.SIGKILL)
 	select {
-	case <-e.caddy.done:
+	case <-e.caddy.Done:
 	case <-time.After(10 * time.Second):
 		e.t.Fatal("caddy did not die within 10s of SIGKILL")
 	}
@@ -394,7 +394,7 @@ func (e *env) goroutines(t *testing.T) (int, string) {
 // openFiles counts the edge's open file descriptors.
 func (e *env) openFiles(t *testing.T) (int, []string) {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", e.caddy.cmd.Process.Pid)
+	dir := fmt.Sprintf("/proc/%d/fd", e.caddy.Cmd.Process.Pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -843,7 +843,7 @@ func TestADamagedSpoolTailIsRepairedAtStartup(t *testing.T) {
 			if r := m[`b2s_spool_repairs_total`]; r < 1 {
 				t.Errorf("b2s_spool_repairs_total = %v after a start on a damaged segment, want at least 1", r)
 			}
-			if log := e.caddy.log(); !strings.Contains(log, "spool segment damaged") || !strings.Contains(log, filepath.Base(seg)) {
+			if log := e.caddy.Log(); !strings.Contains(log, "spool segment damaged") || !strings.Contains(log, filepath.Base(seg)) {
 				t.Errorf("the edge did not log the repair of %s", filepath.Base(seg))
 			}
 			if st, err := os.Stat(seg); err != nil || st.Size() != v.size(entries, end) {
@@ -887,9 +887,9 @@ func TestSIGTERMWithTheBrokerDownExitsWithinTheFlushTimeoutAndKeepsTheRecords(t 
 	// Under load: a beacon answered 200 while the edge shuts down must
 	// have its record in the spool too.
 	termAt := time.Now()
-	e.caddy.signal(t, syscall.SIGTERM)
+	e.caddy.Signal(t, syscall.SIGTERM)
 	select {
-	case <-e.caddy.done:
+	case <-e.caddy.Done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("caddy did not exit within 15s of SIGTERM")
 	}
@@ -901,11 +901,11 @@ func TestSIGTERMWithTheBrokerDownExitsWithinTheFlushTimeoutAndKeepsTheRecords(t 
 	if limit := flush + 2*time.Second; took > limit {
 		t.Errorf("caddy took %v to exit with flush_timeout %v, want less than %v", took, flush, limit)
 	}
-	if e.caddy.waitErr != nil {
-		t.Errorf("caddy exited with %v, want 0", e.caddy.waitErr)
+	if e.caddy.WaitErr != nil {
+		t.Errorf("caddy exited with %v, want 0", e.caddy.WaitErr)
 	}
 	l.checkAnswers(t, [2]time.Time{termAt, time.Now()})
-	if !strings.Contains(e.caddy.log(), "kafka unreachable at shutdown") {
+	if !strings.Contains(e.caddy.Log(), "kafka unreachable at shutdown") {
 		t.Errorf("the edge did not log that records stay in the spool")
 	}
 

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/b2scom/b2s-edge/internal/geotest"
 	"github.com/b2scom/b2s-edge/internal/recordschema"
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 // What the suite configures and expects of the edge.
@@ -89,91 +91,6 @@ func geoEntries() []geotest.City {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// ---------------------------------------------------------------------------
-// Child processes
-
-// proc is a child process whose stdout and stderr go to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
-
-// startProc starts bin and stops it when the test ends: SIGTERM, then
-// SIGKILL if it has not exited ten seconds later.
-func startProc(t *testing.T, name, logPath string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatalf("opening %s log: %v", name, err)
-	}
-	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop ends the process, politely first. It is safe to call twice.
-func (p *proc) stop(t *testing.T) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // in case a test left it stopped
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s did not exit within 10s of SIGTERM; killing it", p.name)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signalling %s: %v", p.name, err)
-	}
-}
-
-func (p *proc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // ---------------------------------------------------------------------------
 // The upstream site
@@ -275,8 +192,8 @@ type env struct {
 
 	brokerAddr string
 	brokerData string
-	broker     *proc
-	caddy      *proc
+	broker     *testproc.Proc
+	caddy      *testproc.Proc
 	caddyfile  string
 	spoolDir   string
 	opts       envOptions
@@ -288,8 +205,6 @@ type env struct {
 	checked map[string]*record // by topic/partition/offset
 }
 
-var topicSafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	if _, err := exec.LookPath("kcat"); err != nil {
@@ -299,38 +214,25 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// Never the default spool under Caddy's data directory: a spool is
 	// locked by one process, and each test has its own.
 	e.spoolDir = filepath.Join(e.dir, "spool")
-	e.topic = "e2e." + topicSafe.ReplaceAllString(t.Name(), "_") + "." + randomID()[:8]
+	e.topic = testproc.Topic(t, "e2e")
 	e.topics = append([]string{e.topic}, o.extraTopics...)
 
-	// Dump the logs after the processes have stopped (cleanups run last
-	// registered first), while the temporary directory still exists.
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		logs, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
-		for _, path := range logs {
-			b, err := os.ReadFile(path)
-			if err == nil {
-				t.Logf("----- %s -----\n%s", filepath.Base(path), tail(b, 48<<10))
-			}
-		}
-	})
+	testproc.DumpLogsOnFailure(t, e.dir)
 
 	e.geoPath = filepath.Join(e.dir, "city.mmdb")
 	if err := geotest.WriteCityDB(e.geoPath, geoEntries()); err != nil {
 		t.Fatal(err)
 	}
 	e.up = startUpstream(t)
-	e.deadAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.deadAddr = fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 
 	if o.persistBroker {
 		e.brokerData = filepath.Join(e.dir, "kafka-data")
 	}
 	e.startBroker("127.0.0.1:0")
 
-	e.adminAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	e.siteAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.adminAddr = fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
+	e.siteAddr = fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 32}
 	t.Cleanup(tr.CloseIdleConnections)
 	e.client = &http.Client{
@@ -356,13 +258,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return append([]byte("[...]\n"), b[len(b)-n:]...)
-	}
-	return b
-}
-
 // startBroker starts kbroker on addr (port 0 picks one) and waits until
 // it is ready.
 func (e *env) startBroker(addr string) {
@@ -373,43 +268,21 @@ func (e *env) startBroker(addr string) {
 // startKbroker starts a broker with the test's topics, logging to
 // <name>.log, and returns it with the address it listens on. dataDir ""
 // keeps its records in memory only.
-func (e *env) startKbroker(name, addr, dataDir string) (*proc, string) {
-	t := e.t
-	t.Helper()
+func (e *env) startKbroker(name, addr, dataDir string) (*testproc.Proc, string) {
+	e.t.Helper()
 	args := []string{"-addr", addr, "-topic", strings.Join(e.topics, ","), "-partitions", "3"}
 	if dataDir != "" {
 		args = append(args, "-data-dir", dataDir)
 	}
-	logPath := filepath.Join(e.dir, name+".log")
-	before := 0
-	if st, err := os.Stat(logPath); err == nil {
-		before = int(st.Size())
-	}
-	p := startProc(t, name, logPath, nil, kbrokerBin, args...)
-	const ready = "kbroker: listening on "
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out := p.log()
-		if len(out) > before {
-			out = out[before:]
-		}
-		if i := strings.Index(out, ready); i >= 0 && strings.Contains(out[i:], "\n") {
-			line := out[i+len(ready):]
-			return p, line[:strings.IndexAny(line, ",\n")]
-		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("%s did not get ready (exited: %v, %v):\n%s", name, p.exited(), p.waitErr, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testproc.StartKbroker(e.t, name, filepath.Join(e.dir, name+".log"), bin.Kbroker, args...)
 }
 
 // stopBroker stops the broker with SIGTERM and waits for it to exit.
 func (e *env) stopBroker() {
 	e.t.Helper()
-	e.broker.signal(e.t, syscall.SIGTERM)
+	e.broker.Signal(e.t, syscall.SIGTERM)
 	select {
-	case <-e.broker.done:
+	case <-e.broker.Done:
 	case <-time.After(10 * time.Second):
 		e.t.Fatal("kbroker did not exit within 10s of SIGTERM")
 	}
@@ -505,40 +378,25 @@ func (e *env) caddyEnv() []string {
 func (e *env) startCaddy() {
 	t := e.t
 	t.Helper()
-	e.caddy = startProc(t, "caddy", filepath.Join(e.dir, "caddy.log"), e.caddyEnv(),
-		caddyBin, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if e.caddy.exited() {
-			t.Fatalf("caddy exited at start: %v", e.caddy.waitErr)
+	e.caddy = testproc.Start(t, "caddy", filepath.Join(e.dir, "caddy.log"), e.caddyEnv(),
+		bin.Caddy, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
+	e.caddy.WaitReady(t, 20*time.Second, func() error {
+		if !testproc.AdminReady(e.adminAddr) {
+			return errors.New("the admin endpoint does not answer")
 		}
-		if e.adminReady() {
-			if c, err := net.DialTimeout("tcp", e.siteAddr, time.Second); err == nil {
-				c.Close()
-				return
-			}
+		c, err := net.DialTimeout("tcp", e.siteAddr, time.Second)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("caddy did not get ready within 20s")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (e *env) adminReady() bool {
-	resp, err := http.Get("http://" + e.adminAddr + "/config/")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+		return c.Close()
+	})
 }
 
 // reload loads the Caddyfile as it is now with `caddy reload`.
 func (e *env) reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBin, "reload", "--config", e.caddyfile, "--adapter", "caddyfile", "--address", e.adminAddr)
+	cmd := exec.CommandContext(ctx, bin.Caddy, "reload", "--config", e.caddyfile, "--adapter", "caddyfile", "--address", e.adminAddr)
 	cmd.Env = append(os.Environ(), e.caddyEnv()...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -1118,7 +976,7 @@ func (e *env) waitMetrics(t *testing.T, want map[string]float64) map[string]floa
 func (e *env) checkCounters() {
 	t := e.t
 	p, b := float64(e.pages.Load()), float64(e.beacons.Load())
-	if e.caddy.exited() {
+	if e.caddy.Exited() {
 		return
 	}
 	m := e.waitMetrics(t, map[string]float64{

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 // repoRoot is the module's root directory; binDir holds what the tests build.
@@ -18,7 +20,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
+	out, err := exec.Command(testproc.GoTool(), "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" {
 		fmt.Fprintf(os.Stderr, "ops: finding the module root with go env GOMOD: %v\n", err)
 		return 1
@@ -39,34 +41,21 @@ var caddyBuild struct {
 	err  error
 }
 
-// caddyBinary builds ./cmd/caddy as `make build` does (static, -trimpath,
-// which also lets the xcaddy test reuse the compiled packages), once per run.
+// caddyBinary builds ./cmd/caddy as `make build` does (testproc.Build,
+// which also lets the xcaddy test reuse the compiled packages), once per
+// run.
 func caddyBinary(t *testing.T) string {
 	t.Helper()
 	caddyBuild.once.Do(func() {
 		p := filepath.Join(binDir, "caddy")
-		cmd := exec.Command(goTool(), "build", "-trimpath", "-o", p, "./cmd/caddy")
-		cmd.Dir = repoRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			caddyBuild.err = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-			return
+		if caddyBuild.err = testproc.Build(p, testproc.CaddyPackage); caddyBuild.err == nil {
+			caddyBuild.path = p
 		}
-		caddyBuild.path = p
 	})
 	if caddyBuild.err != nil {
 		t.Fatal(caddyBuild.err)
 	}
 	return caddyBuild.path
-}
-
-// goTool is the go command running this test: since Go 1.19 `go test`
-// puts its own GOROOT/bin first in the test binary's PATH.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
 
 // repoFile is the path of a file given relative to the repository root.

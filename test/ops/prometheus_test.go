@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,11 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 const (
@@ -161,7 +161,7 @@ func TestAlertRulesReadMetricsTheEdgeExposes(t *testing.T) {
 
 	caddy := caddyBinary(t)
 	dir := t.TempDir()
-	admin, site, health, kafka := freePort(t), freePort(t), freePort(t), freePort(t) // nothing listens on kafka
+	admin, site, health, kafka := testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t) // nothing listens on kafka
 	config := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	metrics
@@ -195,47 +195,14 @@ http://127.0.0.1:%d {
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(caddy, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	logFile, err := os.Create(filepath.Join(dir, "caddy.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-
+	edge := testproc.Start(t, "caddy", filepath.Join(dir, "caddy.log"),
+		[]string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir},
+		caddy, "run", "--config", cfg, "--adapter", "caddyfile")
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", admin)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, _, err := httpGet(metricsURL); err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("caddy exited: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("caddy's admin endpoint did not answer within 15s\n%s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	edge.WaitReady(t, 15*time.Second, func() error {
+		_, _, err := httpGet(metricsURL)
+		return err
+	})
 	siteRequests := []string{"/", "/b.gif?e=pageview"}
 	for _, p := range siteRequests {
 		if code, _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d%s", site, p)); err != nil || code != http.StatusOK {
@@ -298,18 +265,6 @@ http://127.0.0.1:%d {
 		t.Errorf("B2SEdgeNotRecording counts %v requests and leaves out %v; want the %d site requests counted and the 3 health checks left out\n%s",
 			counted, left, len(siteRequests), body)
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that nothing listened on a
-// moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // httpGet returns the status and body of a GET.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 const (
@@ -36,11 +38,11 @@ func TestPluginBuildsWithXcaddy(t *testing.T) {
 	env := append(os.Environ(),
 		"GOBIN="+filepath.Join(dir, "bin"),
 		"GOTOOLCHAIN=local", // build with this Go, never download another
-		"XCADDY_WHICH_GO="+goTool(),
+		"XCADDY_WHICH_GO="+testproc.GoTool(),
 		"GOPROXY="+replacedModuleProxy(t),
 	)
 	start := time.Now()
-	install := exec.CommandContext(ctx, goTool(), "install", xcaddyModule)
+	install := exec.CommandContext(ctx, testproc.GoTool(), "install", xcaddyModule)
 	install.Env = env
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("go install %s: %v\n%s", xcaddyModule, err, out)
@@ -84,7 +86,7 @@ func TestPluginBuildsWithXcaddy(t *testing.T) {
 // through to the next, and "off" answers "no such module" in the end.
 func replacedModuleProxy(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command(goTool(), "env", "GOPROXY").Output()
+	out, err := exec.Command(testproc.GoTool(), "env", "GOPROXY").Output()
 	if err != nil {
 		t.Fatalf("go env GOPROXY: %v", err)
 	}
