@@ -173,8 +173,10 @@ type Spool struct {
 	buf       []byte // entry being written
 	dirty     bool   // appended since the last fsync
 	segments  []segment
-	size      int64 // bytes of entries and headers in all segments
-	preparing bool  // segment activeN+1 is being or has been prepared: its result is in (or on its way to) prepared
+	size      int64    // bytes of entries and headers in all segments
+	preparing bool     // segment activeN+1 is being or has been prepared: its result is in (or on its way to) prepared
+	unsynced  []sealed // segments rolled since the last Sync, with an fsync interval
+	dirDirty  bool     // a segment was activated since the last Sync, with an fsync interval
 
 	prepared chan segFile // the next segment, prepared ahead; capacity 1
 	// prepareHook, set by tests only, runs before a segment is prepared;
@@ -501,20 +503,39 @@ func (s *Spool) roll() error {
 }
 
 // activate makes sf the active segment, with nothing but assignments: the
-// old active segment is unmapped, trimmed to its entries, synced (unless
-// fsync is never) and closed by a goroutine, since that takes a
-// millisecond or more (unmapping alone tears down thousands of page table
-// entries). Its entries are in the page cache already, and the reader
-// stops at their recorded end, not at the file's size. Close waits for
-// the goroutine. Called with mu held or before the spool is shared.
+// old active segment is unmapped and trimmed to its entries by a
+// goroutine, since that takes a millisecond or more (unmapping alone tears
+// down thousands of page table entries). Its entries are in the page cache
+// already, and the reader stops at their recorded end, not at the file's
+// size. Close waits for the goroutine. With an fsync interval, the old
+// segment is then synced and closed by the next Sync, with the directory
+// that holds the new one's name: within the interval, as its records
+// require, and in the sync loop's goroutine, not in one per roll. (An
+// fsync blocks for milliseconds, and with GOMAXPROCS=1 the goroutine
+// blocked in it keeps the only processor until the scheduler's monitor
+// takes it back, up to 20ms later: one per roll stalled appends far more
+// than one per interval, measured.) With fsync always, every record was
+// synced when appended; with never, nothing is. Called with mu held or
+// before the spool is shared.
 func (s *Spool) activate(sf segFile) {
 	if old := s.active; old != nil {
 		mapped, end := s.mapped, s.writeEnd.Off
 		s.segments[len(s.segments)-1].end = end
+		var trimmed chan struct{}
+		if s.cfg.Fsync > 0 {
+			trimmed = make(chan struct{})
+			s.unsynced = append(s.unsynced, sealed{f: old, trimmed: trimmed})
+			s.dirDirty = true
+		}
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			_ = s.seal(old, mapped, end)
+			_ = unmap(old, mapped, end)
+			if trimmed != nil {
+				close(trimmed) // Sync syncs and closes it
+			} else {
+				_ = old.Close()
+			}
 		}()
 	} else if s.cfg.Fsync != FsyncNever {
 		syncDir(s.cfg.Dir)
@@ -525,25 +546,31 @@ func (s *Spool) activate(sf segFile) {
 	s.writeEnd = Pos{Seg: sf.n, Off: int64(len(segmentHeader))}
 }
 
-// seal unmaps a segment that is no longer written to, trims it to its
-// entries and finishes it.
-func (s *Spool) seal(f *os.File, mapped []byte, end int64) error {
-	var err error
-	if mapped != nil {
-		err = errors.Join(unix.Munmap(mapped), f.Truncate(end))
-	}
-	return errors.Join(err, s.finish(f))
+// sealed is a segment no longer written to, waiting for Sync.
+type sealed struct {
+	f       *os.File
+	trimmed chan struct{} // closed once it is unmapped and trimmed
 }
 
-// closeActive seals the active segment. Called with mu held.
+// unmap unmaps a segment that is no longer written to and trims it to its
+// entries.
+func unmap(f *os.File, mapped []byte, end int64) error {
+	if mapped == nil {
+		return nil
+	}
+	return errors.Join(unix.Munmap(mapped), f.Truncate(end))
+}
+
+// closeActive unmaps, trims and finishes the active segment. Called with
+// mu held.
 func (s *Spool) closeActive() error {
 	f := s.active
 	if f == nil {
 		return nil
 	}
-	mapped := s.mapped
+	err := unmap(f, s.mapped, s.writeEnd.Off)
 	s.active, s.mapped = nil, nil
-	return s.seal(f, mapped, s.writeEnd.Off)
+	return errors.Join(err, s.finish(f))
 }
 
 // discard removes a prepared segment that was never used.
@@ -559,7 +586,7 @@ func (s *Spool) discard(sf segFile) error {
 }
 
 // finish syncs (unless fsync is never) and closes a segment that is no
-// longer written to, and syncs the directory, which a new segment changed.
+// longer written to, and syncs the directory.
 func (s *Spool) finish(f *os.File) error {
 	var err error
 	if s.cfg.Fsync != FsyncNever {
@@ -674,14 +701,26 @@ func (s *Spool) syncLoop(every time.Duration) {
 	}
 }
 
-// Sync flushes appended records to stable storage.
+// Sync flushes appended records to stable storage: those of the active
+// segment and of the segments rolled since the last Sync, and the names
+// of new segments. It is the sync loop's; Close does the same.
 func (s *Spool) Sync() {
 	s.mu.Lock()
 	f, dirty := s.active, s.dirty
 	s.dirty = false
+	rolled, dir := s.unsynced, s.dirDirty
+	s.unsynced, s.dirDirty = nil, false
 	s.mu.Unlock()
+	for _, r := range rolled {
+		<-r.trimmed
+		_ = r.f.Sync()
+		_ = r.f.Close()
+	}
 	if dirty && f != nil {
-		_ = f.Sync() // a closed file here means a newer segment was synced on roll
+		_ = f.Sync() // with fsync never or always, a roll may have closed it: nothing to sync then
+	}
+	if dir {
+		syncDir(s.cfg.Dir)
 	}
 }
 
@@ -943,6 +982,8 @@ func (s *Spool) closeFiles() error {
 	err := s.closeActive()
 	preparing := s.preparing
 	s.preparing = false
+	rolled := s.unsynced
+	s.unsynced = nil
 	s.mu.Unlock()
 	if preparing {
 		// Closed, so nothing else takes it: wait for the preparation in
@@ -950,6 +991,9 @@ func (s *Spool) closeFiles() error {
 		err = errors.Join(err, s.discard(<-s.prepared))
 	}
 	s.bg.Wait()
+	for _, r := range rolled {
+		err = errors.Join(err, r.f.Sync(), r.f.Close())
+	}
 	if s.cf != nil {
 		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
 	}

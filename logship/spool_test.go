@@ -749,3 +749,47 @@ func TestTheReaderStopsAtARolledSegmentsLastEntryBeforeItIsTrimmed(t *testing.T)
 		t.Fatalf("SpoolRepairs = %d: the untrimmed end was taken for damage", r)
 	}
 }
+
+// openSegments counts this process's open descriptors of dir's segments.
+func openSegments(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && filepath.Dir(target) == dir && strings.HasSuffix(target, ".seg") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRolledSegmentsAreSyncedAndClosedByTheNextSync(t *testing.T) {
+	dir := t.TempDir()
+	// An interval the test never waits for: it calls Sync itself.
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Fsync: time.Hour})
+	appendN(t, s, 0, 10_000) // five segments
+	s.bg.Wait()              // the rolled segments are unmapped and trimmed
+	if n := openSegments(t, dir); n < 4 {
+		t.Fatalf("%d segments open after four rolls: rolled segments were closed before being synced", n)
+	}
+	s.Sync()
+	if n := openSegments(t, dir); n > 2 {
+		t.Fatalf("%d segments open after Sync, want the active one and the next, prepared", n)
+	}
+	appendN(t, s, 10_000, 5_000)
+	s.bg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openSegments(t, dir); n != 0 {
+		t.Fatalf("%d segments still open after Close", n)
+	}
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	if got := drain(t, s2); !slices.Equal(got, want(0, 15_000)) {
+		t.Fatalf("read %d records after a reopen, want the 15000 appended", len(got))
+	}
+}
