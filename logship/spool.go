@@ -514,9 +514,10 @@ func (s *Spool) roll() error {
 // fsync blocks for milliseconds, and with GOMAXPROCS=1 the goroutine
 // blocked in it keeps the only processor until the scheduler's monitor
 // takes it back, up to 20ms later: one per roll stalled appends far more
-// than one per interval, measured.) With fsync always, every record was
-// synced when appended; with never, nothing is. Called with mu held or
-// before the spool is shared.
+// than one per interval, measured. At rates far above the edge's, it
+// makes each interval's fsync larger: see docs/spool.md.) With fsync
+// always, every record was synced when appended; with never, nothing is.
+// Called with mu held or before the spool is shared.
 func (s *Spool) activate(sf segFile) {
 	if old := s.active; old != nil {
 		mapped, end := s.mapped, s.writeEnd.Off
