@@ -166,7 +166,8 @@ type KafkaConfig struct {
 	BatchSize int `json:"batch_size,omitempty"`
 
 	// BatchTimeout is how long the producer waits to fill a batch.
-	// Default 1ms.
+	// Default 1µs: the shipper hands over whole batches read from the
+	// spool, so a wait only delays them.
 	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`
 
 	// WriteTimeout bounds one produce request, acknowledgement included.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,6 +123,52 @@ func TestShipperDeliversEveryRecordWithItsKey(t *testing.T) {
 			checkExactly(t, consume(t, b.ListenAddrs(), n), 0, n)
 			waitFor(t, func() bool { return stats.Shipped.Load() == n && sp.Lag() == 0 })
 		})
+	}
+}
+
+func TestASpooledBatchGoesToEachPartitionInOneProduceRequest(t *testing.T) {
+	// With the default BatchTimeout of 1µs, the timer of a partition's
+	// batch fires while kafka-go is still adding the write's records. It
+	// must not split them: one write, one request per partition.
+	b := newBroker(t, kfake.SeedTopics(6, topic))
+	var mu sync.Mutex
+	requests := map[int32]int{} // partition: produce requests carrying its records
+	records := 0
+	b.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range kr.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				var rb kmsg.RecordBatch
+				if err := rb.ReadFrom(p.Records); err != nil {
+					t.Errorf("partition %d: reading its record batch: %v", p.Partition, err)
+				}
+				requests[p.Partition]++
+				records += int(rb.NumRecords)
+			}
+		}
+		return nil, nil, false // observed, handled as usual
+	})
+	stats := new(Stats)
+	sp := openSpool(t, SpoolConfig{Stats: stats})
+	const n = 1000 // one read: the default BatchSize
+	put(t, sp, 0, n)
+	s, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	waitFor(t, func() bool { return stats.Shipped.Load() == n })
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(requests) != 6 || records != n {
+		t.Fatalf("%d records in produce requests to %d partitions, want %d to all 6", records, len(requests), n)
+	}
+	for p, r := range requests {
+		if r != 1 {
+			t.Errorf("partition %d got its records in %d produce requests, want 1", p, r)
+		}
 	}
 }
 

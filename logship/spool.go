@@ -40,10 +40,23 @@ import (
 // policy bounds what a power loss can take. On a file system that cannot
 // allocate or map, appends fall back to one write(2) each. A segment is
 // truncated to its entries when it is rolled or the spool closed; after a
-// crash, the zeros after the last entry are found and cut on open. On open, every segment still to be shipped is checked entry by
-// entry; the first entry that is short or fails its CRC ends the segment,
-// which is truncated there (a torn tail after a crash), and the repair is
-// counted. Appends always go to a new segment after an open.
+// crash, the zeros after the last entry are found and cut on open. On
+// open, every segment still to be shipped is checked entry by entry; the
+// first entry that is short or fails its CRC ends the segment, which is
+// truncated there (a torn tail after a crash), and the repair is counted.
+// Appends always go to a new segment after an open.
+//
+// Rolling must not stall appends: creating, allocating and mapping a
+// segment takes a few hundred microseconds, unmapping and trimming the old
+// one about a millisecond more. So the next segment is prepared by a
+// goroutine as soon as the active one takes its first record, and the old
+// one is unmapped, trimmed, synced and closed by another after the roll;
+// under the lock a roll only swaps them. A prepared segment is a header
+// and zeros (or, if the process died while creating it, less): the next
+// open trims it to its header like any zeroed end, without counting a
+// repair, and the reader passes over it. It is allocated, not counted:
+// MaxSize bounds the records, and the disk holds up to two segments more
+// (the active one's unused end, and the next).
 const (
 	segmentHeader  = "B2SSPL1\n"
 	entryHeaderLen = 8
@@ -77,7 +90,10 @@ const (
 type SpoolConfig struct {
 	// Dir holds the spool's files. Required; created if missing.
 	Dir string
-	// MaxSize bounds the bytes on disk. Default 1 GiB.
+	// MaxSize bounds the bytes of the records held, segment headers
+	// included. The disk holds up to two segments more: the active segment
+	// is allocated in full, and so is the next one, prepared ahead.
+	// Default 1 GiB.
 	MaxSize int64
 	// SegmentSize is the size at which a new segment file is started, and
 	// the size of the active segment's memory map. Default 16 MiB, at most
@@ -148,16 +164,24 @@ type Spool struct {
 	stats *Stats
 	lock  *os.File
 
-	mu       sync.Mutex // guards the writing side
-	closed   bool
-	active   *os.File
-	mapped   []byte // the active segment's memory map; nil when appends use write(2)
-	activeN  uint64
-	writeEnd Pos    // end of the last complete entry
-	buf      []byte // entry being written
-	dirty    bool   // appended since the last fsync
-	segments []uint64
-	size     int64 // bytes on disk in all segments
+	mu        sync.Mutex // guards the writing side
+	closed    bool
+	active    *os.File
+	mapped    []byte // the active segment's memory map; nil when appends use write(2)
+	activeN   uint64
+	writeEnd  Pos    // end of the last complete entry
+	buf       []byte // entry being written
+	dirty     bool   // appended since the last fsync
+	segments  []segment
+	size      int64    // bytes of entries and headers in all segments
+	preparing bool     // segment activeN+1 is being or has been prepared: its result is in (or on its way to) prepared
+	unsynced  []sealed // segments rolled since the last Sync, with an fsync interval
+	dirDirty  bool     // a segment was activated since the last Sync, with an fsync interval
+
+	prepared chan segFile // the next segment, prepared ahead; capacity 1
+	// prepareHook, set by tests only, runs before a segment is prepared;
+	// an error fails the preparation.
+	prepareHook func(n uint64) error
 
 	more chan struct{} // signalled after each append
 
@@ -199,7 +223,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 		lock.Close()
 		return nil, fmt.Errorf("spool directory %s is in use by another process: %w", cfg.Dir, err)
 	}
-	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1),
+	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1), prepared: make(chan segFile, 1),
 		dropLog: rateLimitedLog{logger: cfg.Logger, every: 10 * time.Second}}
 	s.maxSize.Store(cfg.MaxSize)
 	if err := s.recover(); err != nil {
@@ -213,6 +237,12 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	return s, nil
 }
 
+// segment is one segment file of the spool.
+type segment struct {
+	n   uint64
+	end int64 // the end of its entries once it is no longer active (the active one's is writeEnd)
+}
+
 func segName(n uint64) string { return fmt.Sprintf("%020d.seg", n) }
 
 func (s *Spool) segPath(n uint64) string { return filepath.Join(s.cfg.Dir, segName(n)) }
@@ -224,6 +254,7 @@ func (s *Spool) recover() error {
 	if err != nil {
 		return fmt.Errorf("reading spool directory: %w", err)
 	}
+	var found []uint64
 	for _, e := range names {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".seg") {
@@ -233,27 +264,26 @@ func (s *Spool) recover() error {
 		if err != nil {
 			continue
 		}
-		s.segments = append(s.segments, n)
+		found = append(found, n)
 	}
-	slices.Sort(s.segments)
+	slices.Sort(found)
 
 	s.cf, err = os.OpenFile(filepath.Join(s.cfg.Dir, "cursor"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening spool cursor: %w", err)
 	}
 	cur, ok := s.readCursor()
-	if !ok || !slices.Contains(s.segments, cur.Seg) {
+	if !ok || !slices.Contains(found, cur.Seg) {
 		// No usable cursor: start from the oldest segment. At worst this
 		// ships some records again (same event_id), never loses any.
 		cur = Pos{}
-		if len(s.segments) > 0 {
-			cur = Pos{Seg: s.segments[0], Off: int64(len(segmentHeader))}
+		if len(found) > 0 {
+			cur = Pos{Seg: found[0], Off: int64(len(segmentHeader))}
 		}
 	}
 
 	// Drop what was shipped, check the rest.
-	var keep []uint64
-	for _, n := range s.segments {
+	for _, n := range found {
 		if n < cur.Seg {
 			_ = os.Remove(s.segPath(n))
 			continue
@@ -266,21 +296,25 @@ func (s *Spool) recover() error {
 			cur.Off = size
 		}
 		s.size += size
-		keep = append(keep, n)
+		s.segments = append(s.segments, segment{n: n, end: size})
 	}
-	s.segments = keep
 	s.cursor = cur
 
 	next := uint64(1)
 	if len(s.segments) > 0 {
-		next = s.segments[len(s.segments)-1] + 1
+		next = s.segments[len(s.segments)-1].n + 1
 	}
 	if s.cursor.Seg == 0 {
 		s.cursor = Pos{Seg: next, Off: int64(len(segmentHeader))}
 	}
-	if err := s.newSegment(next); err != nil {
-		return err
+	sf := s.createSegment(next)
+	if sf.err != nil {
+		return sf.err
 	}
+	if sf.mapped != nil {
+		readAhead(sf.mapped)
+	}
+	s.activate(sf)
 	return s.writeCursor(s.cursor)
 }
 
@@ -299,8 +333,13 @@ func (s *Spool) checkSegment(n uint64) (int64, error) {
 	}
 	hdr := make([]byte, len(segmentHeader))
 	if _, err := io.ReadFull(f, hdr); err != nil || string(hdr) != segmentHeader {
-		// Not even a header: nothing in it can be trusted.
-		s.repaired(path, 0, st.Size())
+		// Not even a header: nothing in it can be trusted. An empty or
+		// all-zero file is a segment that was being created (or prepared
+		// ahead) when the process died, before its header was written:
+		// no entry can have been appended to it, so it is not damage.
+		if !zerosFrom(f, 0, st.Size()) {
+			s.repaired(path, 0, st.Size())
+		}
 		if err := f.Truncate(0); err != nil {
 			return 0, err
 		}
@@ -366,75 +405,189 @@ func (s *Spool) repaired(path string, off, lost int64) {
 		zap.String("segment", path), zap.Int64("offset", off), zap.Int64("bytes_discarded", lost))
 }
 
-// newSegment makes segment n the active one. Called with mu held or
-// before the spool is shared.
-func (s *Spool) newSegment(n uint64) error {
+// segFile is a segment file ready to become the active one.
+type segFile struct {
+	n      uint64
+	f      *os.File
+	mapped []byte // nil when appends to it use write(2)
+	err    error
+}
+
+// createSegment creates segment n with its header, allocates it in full
+// and maps it; on a file system that cannot, the file is left for write(2)
+// appends. It takes no lock.
+func (s *Spool) createSegment(n uint64) segFile {
 	f, err := os.OpenFile(s.segPath(n), os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("creating spool segment: %w", err)
+		return segFile{n: n, err: fmt.Errorf("creating spool segment: %w", err)}
 	}
 	if _, err := f.Write([]byte(segmentHeader)); err != nil {
 		f.Close()
 		_ = os.Remove(s.segPath(n))
-		return fmt.Errorf("writing spool segment: %w", err)
+		return segFile{n: n, err: fmt.Errorf("writing spool segment: %w", err)}
 	}
-	var mapped []byte
+	sf := segFile{n: n, f: f}
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.SegmentSize); err == nil {
 		m, err := unix.Mmap(int(f.Fd()), 0, int(s.cfg.SegmentSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err == nil {
-			mapped = m
+			sf.mapped = m
 		} else {
 			_ = f.Truncate(int64(len(segmentHeader)))
 		}
+	} else {
+		// A failed allocation (a full disk) may have grown the file
+		// part of the way; write(2) appends must follow the header.
+		_ = f.Truncate(int64(len(segmentHeader)))
 	}
-	// Syncing the old segment can take milliseconds: do it off the append
-	// lock. Its entries are in the page cache already; the fsync policy's
-	// window is unchanged. Close waits for it.
-	if old, _ := s.detachActive(); old != nil {
+	return sf
+}
+
+// prepare creates segment n ahead of its use and hands it to the roll
+// that will need it. It starts when the segment before takes its first
+// record, not later: with GOMAXPROCS=1 and a goroutine appending without
+// pause, it may first run when the scheduler preempts that one (every
+// 10ms), and each of its system calls long enough for the scheduler to
+// hand the processor back costs another round. Measured so (appendlat,
+// one core): started at half a segment, it was not ready for more than
+// half of the rolls; started at the first record, for a few in forty.
+func (s *Spool) prepare(n uint64) {
+	if s.prepareHook != nil {
+		if err := s.prepareHook(n); err != nil {
+			s.prepared <- segFile{n: n, err: err}
+			return
+		}
+	}
+	sf := s.createSegment(n)
+	if sf.err == nil && s.cfg.Fsync == FsyncAlways {
+		// Its name is durable before any record goes in. With an fsync
+		// interval, syncing the segment before it after the roll does it.
+		syncDir(s.cfg.Dir)
+	}
+	if sf.mapped != nil {
+		readAhead(sf.mapped)
+	}
+	s.prepared <- sf
+}
+
+// readAhead brings a new segment's pages (zeros: its blocks are allocated
+// but unwritten) into the page cache, without mapping them. Otherwise the
+// first append to fault on a page past the header starts the kernel's
+// readahead from the append path: with a large read_ahead_kb (8 MiB on
+// some virtual disks) that stalled one append per segment for 3-4 ms,
+// measured.
+func readAhead(mapped []byte) { _ = unix.Madvise(mapped, unix.MADV_WILLNEED) }
+
+// roll makes segment activeN+1 the active one: the one prepared ahead,
+// waiting for its preparation if that is still running (no longer than
+// creating it here would take), or, when there is none or it failed, one
+// created now. Called with mu held.
+func (s *Spool) roll() error {
+	if s.preparing {
+		s.preparing = false
+		sf := <-s.prepared
+		if sf.err == nil {
+			s.activate(sf)
+			return nil
+		}
+		s.cfg.Logger.Warn("preparing the next spool segment failed, creating it now", zap.Error(sf.err))
+	}
+	sf := s.createSegment(s.activeN + 1)
+	if sf.err != nil {
+		return sf.err
+	}
+	if s.cfg.Fsync == FsyncAlways {
+		syncDir(s.cfg.Dir)
+	}
+	s.activate(sf)
+	return nil
+}
+
+// activate makes sf the active segment, with nothing but assignments: the
+// old active segment is unmapped and trimmed to its entries by a
+// goroutine, since that takes a millisecond or more (unmapping alone tears
+// down thousands of page table entries). Its entries are in the page cache
+// already, and the reader stops at their recorded end, not at the file's
+// size. Close waits for the goroutine. With an fsync interval, the old
+// segment is then synced and closed by the next Sync, with the directory
+// that holds the new one's name: within the interval, as its records
+// require, and in the sync loop's goroutine, not in one per roll. (An
+// fsync blocks for milliseconds, and with GOMAXPROCS=1 the goroutine
+// blocked in it keeps the only processor until the scheduler's monitor
+// takes it back, up to 20ms later: one per roll stalled appends far more
+// than one per interval, measured. At rates far above the edge's, it
+// makes each interval's fsync larger: see docs/spool.md.) With fsync
+// always, every record was synced when appended; with never, nothing is.
+// Called with mu held or before the spool is shared.
+func (s *Spool) activate(sf segFile) {
+	if old := s.active; old != nil {
+		mapped, end := s.mapped, s.writeEnd.Off
+		s.segments[len(s.segments)-1].end = end
+		var trimmed chan struct{}
+		if s.cfg.Fsync > 0 {
+			trimmed = make(chan struct{})
+			s.unsynced = append(s.unsynced, sealed{f: old, trimmed: trimmed})
+			s.dirDirty = true
+		}
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			_ = s.finish(old)
+			_ = unmap(old, mapped, end)
+			if trimmed != nil {
+				close(trimmed) // Sync syncs and closes it
+			} else {
+				_ = old.Close()
+			}
 		}()
 	} else if s.cfg.Fsync != FsyncNever {
 		syncDir(s.cfg.Dir)
 	}
-	s.active, s.activeN, s.mapped = f, n, mapped
-	s.segments = append(s.segments, n)
+	s.active, s.activeN, s.mapped = sf.f, sf.n, sf.mapped
+	s.segments = append(s.segments, segment{n: sf.n})
 	s.size += int64(len(segmentHeader))
-	s.writeEnd = Pos{Seg: n, Off: int64(len(segmentHeader))}
-	return nil
+	s.writeEnd = Pos{Seg: sf.n, Off: int64(len(segmentHeader))}
 }
 
-// closeActive unmaps the active segment, trims it to its entries, syncs it
-// unless fsync is never, and closes it. Called with mu held.
-func (s *Spool) closeActive() error {
-	f, err := s.detachActive()
-	if f == nil {
-		return err
+// sealed is a segment no longer written to, waiting for Sync.
+type sealed struct {
+	f       *os.File
+	trimmed chan struct{} // closed once it is unmapped and trimmed
+}
+
+// unmap unmaps a segment that is no longer written to and trims it to its
+// entries.
+func unmap(f *os.File, mapped []byte, end int64) error {
+	if mapped == nil {
+		return nil
 	}
+	return errors.Join(unix.Munmap(mapped), f.Truncate(end))
+}
+
+// closeActive unmaps, trims and finishes the active segment. Called with
+// mu held.
+func (s *Spool) closeActive() error {
+	f := s.active
+	if f == nil {
+		return nil
+	}
+	err := unmap(f, s.mapped, s.writeEnd.Off)
+	s.active, s.mapped = nil, nil
 	return errors.Join(err, s.finish(f))
 }
 
-// detachActive unmaps the active segment and trims it to its entries.
-// Called with mu held; the caller finishes the file (finish).
-func (s *Spool) detachActive() (*os.File, error) {
-	f := s.active
-	if f == nil {
-		return nil, nil
+// discard removes a prepared segment that was never used.
+func (s *Spool) discard(sf segFile) error {
+	if sf.err != nil {
+		return nil
 	}
 	var err error
-	if s.mapped != nil {
-		err = unix.Munmap(s.mapped)
-		s.mapped = nil
-		err = errors.Join(err, f.Truncate(s.writeEnd.Off))
+	if sf.mapped != nil {
+		err = unix.Munmap(sf.mapped)
 	}
-	s.active = nil
-	return f, err
+	return errors.Join(err, sf.f.Close(), os.Remove(s.segPath(sf.n)))
 }
 
 // finish syncs (unless fsync is never) and closes a segment that is no
-// longer written to, and syncs the directory, which a new segment changed.
+// longer written to, and syncs the directory.
 func (s *Spool) finish(f *os.File) error {
 	var err error
 	if s.cfg.Fsync != FsyncNever {
@@ -482,7 +635,7 @@ func (s *Spool) append(key string, value []byte) error {
 		return ErrSpoolFull
 	}
 	if s.writeEnd.Off+n > s.cfg.SegmentSize {
-		if err := s.newSegment(s.activeN + 1); err != nil {
+		if err := s.roll(); err != nil {
 			s.mu.Unlock()
 			return err
 		}
@@ -504,9 +657,9 @@ func (s *Spool) append(key string, value []byte) error {
 		// In the page cache already.
 	} else if _, err := s.active.Write(b); err != nil {
 		// A short write may leave a torn entry that writeEnd does not
-		// cover; start a clean segment after it. The reader skips the
-		// torn bytes and the next open truncates them.
-		_ = s.newSegment(s.activeN + 1)
+		// cover; start a clean segment after it. The reader stops at
+		// writeEnd and the next open truncates the torn bytes.
+		_ = s.roll()
 		s.mu.Unlock()
 		return fmt.Errorf("writing to spool: %w", err)
 	}
@@ -519,6 +672,13 @@ func (s *Spool) append(key string, value []byte) error {
 	s.dirty = true
 	s.writeEnd.Off += n
 	s.size += n
+	if !s.preparing {
+		// The first record in a new segment: prepare the next one now,
+		// which leaves its goroutine the time it takes to fill this one
+		// to be scheduled, even on one busy core (see prepare).
+		s.preparing = true
+		go s.prepare(s.activeN + 1)
+	}
 	s.mu.Unlock()
 	select {
 	case s.more <- struct{}{}:
@@ -542,14 +702,26 @@ func (s *Spool) syncLoop(every time.Duration) {
 	}
 }
 
-// Sync flushes appended records to stable storage.
+// Sync flushes appended records to stable storage: those of the active
+// segment and of the segments rolled since the last Sync, and the names
+// of new segments. It is the sync loop's; Close does the same.
 func (s *Spool) Sync() {
 	s.mu.Lock()
 	f, dirty := s.active, s.dirty
 	s.dirty = false
+	rolled, dir := s.unsynced, s.dirDirty
+	s.unsynced, s.dirDirty = nil, false
 	s.mu.Unlock()
+	for _, r := range rolled {
+		<-r.trimmed
+		_ = r.f.Sync()
+		_ = r.f.Close()
+	}
 	if dirty && f != nil {
-		_ = f.Sync() // a closed file here means a newer segment was synced on roll
+		_ = f.Sync() // with fsync never or always, a roll may have closed it: nothing to sync then
+	}
+	if dir {
+		syncDir(s.cfg.Dir)
 	}
 }
 
@@ -607,11 +779,9 @@ func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry,
 		}
 		segEnd := end.Off
 		if pos.Seg != end.Seg {
-			st, err := s.rf.Stat()
-			if err != nil {
-				return out, pos, err
-			}
-			segEnd = st.Size()
+			// Not the file's size: a segment rolled a moment ago may not
+			// be trimmed yet.
+			segEnd = s.segmentEnd(pos.Seg)
 		}
 		b, err := s.window(pos.Off, segEnd)
 		if err != nil {
@@ -673,12 +843,25 @@ func (s *Spool) window(off, segEnd int64) ([]byte, error) {
 func (s *Spool) nextSegment(n uint64) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.segments {
-		if m > n {
-			return m
+	for _, sg := range s.segments {
+		if sg.n > n {
+			return sg.n
 		}
 	}
 	return s.activeN
+}
+
+// segmentEnd returns the end of the entries of segment n, which is no
+// longer the active one.
+func (s *Spool) segmentEnd(n uint64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sg := range s.segments {
+		if sg.n == n {
+			return sg.end
+		}
+	}
+	return int64(len(segmentHeader)) // deleted: nothing left to read
 }
 
 // Ack records that everything before pos was delivered: the cursor is
@@ -694,22 +877,17 @@ func (s *Spool) Ack(pos Pos) error {
 	s.mu.Lock()
 	var removed []uint64
 	keep := s.segments[:0]
-	for _, n := range s.segments {
-		if n < pos.Seg && n != s.activeN {
-			removed = append(removed, n)
+	for _, sg := range s.segments {
+		if sg.n < pos.Seg && sg.n != s.activeN {
+			removed = append(removed, sg.n)
+			s.size -= sg.end
 			continue
 		}
-		keep = append(keep, n)
+		keep = append(keep, sg)
 	}
 	s.segments = keep
 	s.mu.Unlock()
 	for _, n := range removed {
-		st, err := os.Stat(s.segPath(n))
-		if err == nil {
-			s.mu.Lock()
-			s.size -= st.Size()
-			s.mu.Unlock()
-		}
 		_ = os.Remove(s.segPath(n))
 		if s.rf != nil && s.rfSeg == n {
 			s.rf.Close()
@@ -730,7 +908,8 @@ func (s *Spool) Lag() time.Duration {
 }
 
 // SetMaxSize changes the maximum size; a smaller size than the spool holds
-// refuses appends until shipping has made room.
+// refuses appends until shipping has made room. The segment size, set at
+// open, and the segment prepared ahead stay as they are.
 func (s *Spool) SetMaxSize(n int64) {
 	if n >= minimumSpoolMaxSize {
 		s.maxSize.Store(n)
@@ -746,7 +925,8 @@ func (s *Spool) MaxSize() int64 { return s.maxSize.Load() }
 // Dir returns the spool's directory.
 func (s *Spool) Dir() string { return s.cfg.Dir }
 
-// Size returns the bytes on disk.
+// Size returns the bytes of the records held, segment headers included:
+// what MaxSize bounds.
 func (s *Spool) Size() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -801,8 +981,20 @@ func (s *Spool) Close() error {
 func (s *Spool) closeFiles() error {
 	s.mu.Lock()
 	err := s.closeActive()
+	preparing := s.preparing
+	s.preparing = false
+	rolled := s.unsynced
+	s.unsynced = nil
 	s.mu.Unlock()
+	if preparing {
+		// Closed, so nothing else takes it: wait for the preparation in
+		// flight and remove the segment it made.
+		err = errors.Join(err, s.discard(<-s.prepared))
+	}
 	s.bg.Wait()
+	for _, r := range rolled {
+		err = errors.Join(err, r.f.Sync(), r.f.Close())
+	}
 	if s.cf != nil {
 		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
 	}

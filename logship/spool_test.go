@@ -1,6 +1,8 @@
 package logship
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -336,10 +338,12 @@ func segments(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	slices.Sort(m)
-	// Skip empty segments (a header only), such as the active one.
+	// Skip segments without a record (a header, then nothing or zeros),
+	// such as a new active segment or the next one, prepared ahead.
 	var out []string
 	for _, p := range m {
-		if st, err := os.Stat(p); err == nil && st.Size() > int64(len(segmentHeader)) {
+		b, err := os.ReadFile(p)
+		if err == nil && len(b) >= len(segmentHeader)+entryHeaderLen && binary.LittleEndian.Uint64(b[len(segmentHeader):]) != 0 {
 			out = append(out, p)
 		}
 	}
@@ -485,5 +489,307 @@ func TestSpoolAfterACrashKeepsEveryAppendedRecord(t *testing.T) {
 				t.Fatalf("read %d records, want the %d intact", len(got), c.intact)
 			}
 		})
+	}
+}
+
+// waitPrepared waits until the next segment has been prepared ahead.
+func waitPrepared(t *testing.T, s *Spool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.prepared) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the next segment was never prepared")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSpoolPreparesTheNextSegmentAheadAndRollsOntoIt(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 1000) // the next segment is prepared at the first
+	waitPrepared(t, s)
+	s.mu.Lock()
+	next := s.activeN + 1
+	s.mu.Unlock()
+	st, err := os.Stat(s.segPath(next))
+	if err != nil {
+		t.Fatalf("segment %d was not prepared: %v", next, err)
+	}
+	if st.Size() != 64<<10 && st.Size() != int64(len(segmentHeader)) {
+		t.Fatalf("prepared segment is %d bytes, want the segment size or a header", st.Size())
+	}
+	appendN(t, s, 1000, 2000) // rolls onto it
+	s.mu.Lock()
+	active := s.activeN
+	s.mu.Unlock()
+	if active != next {
+		t.Fatalf("active segment %d after the roll, want the prepared %d", active, next)
+	}
+	if got := drain(t, s); !slices.Equal(got, want(0, 3000)) {
+		t.Fatalf("read %d records, not the 3000 appended in order", len(got))
+	}
+}
+
+func TestSpoolAfterACrashWithAPreparedSegment(t *testing.T) {
+	const seg = 64 << 10
+	cases := []struct {
+		name    string
+		damage  func(t *testing.T, prepared, rolled string)
+		repairs uint64
+	}{
+		{"a prepared segment never written to is passed over", func(*testing.T, string, string) {}, 0},
+		{"a prepared segment cut before its header is not damage", func(t *testing.T, prepared, _ string) {
+			if err := os.Truncate(prepared, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"a prepared segment of zeros without a header is not damage", func(t *testing.T, prepared, _ string) {
+			if err := os.WriteFile(prepared, make([]byte, seg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"a rolled segment not yet trimmed is trimmed, not counted", func(t *testing.T, _, rolled string) {
+			if err := os.Truncate(rolled, seg); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"garbage instead of a prepared segment's header is damage", func(t *testing.T, prepared, _ string) {
+			if err := os.WriteFile(prepared, []byte("not a spool segment"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: seg})
+			appendN(t, s, 0, 3000) // one full segment, the next over half full
+			waitPrepared(t, s)
+			s.mu.Lock()
+			rolled, prepared := s.segPath(s.activeN-1), s.segPath(s.activeN+1)
+			s.mu.Unlock()
+			if st, err := os.Stat(prepared); err != nil {
+				t.Fatal(err)
+			} else if st.Size() != seg {
+				t.Skipf("segments are not allocated in full on this file system (size %d)", st.Size())
+			}
+			copied := crashCopy(t, dir)
+			prepared = filepath.Join(copied, filepath.Base(prepared))
+			rolled = filepath.Join(copied, filepath.Base(rolled))
+			c.damage(t, prepared, rolled)
+
+			stats := new(Stats)
+			s2 := openSpool(t, SpoolConfig{Dir: copied, SegmentSize: seg, Stats: stats})
+			if got := stats.SpoolRepairs.Load(); got != c.repairs {
+				t.Errorf("SpoolRepairs = %d, want %d", got, c.repairs)
+			}
+			if got := drain(t, s2); !slices.Equal(got, want(0, 3000)) {
+				t.Fatalf("read %d records, want the 3000 appended, once each, in order", len(got))
+			}
+			appendN(t, s2, 3000, 10)
+			if got := drain(t, s2); !slices.Equal(got, want(3000, 10)) {
+				t.Fatalf("after the reopen read %v, want the 10 new records", got)
+			}
+		})
+	}
+}
+
+func TestRollsUnderConcurrentAppendsKeepEveryRecordOnceInOrder(t *testing.T) {
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, Stats: stats})
+	const writers, each = 4, 3000
+	pad := strings.Repeat("x", 200) // about 50 rolls in all
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := s.Append("k", fmt.Appendf(nil, "%d %d %s", w, i, pad)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, writers) // each writer's next record
+	stop := make(chan struct{})
+	var buf []Entry
+	for n := 0; n < writers*each; {
+		entries, pos, err := s.Read(stop, buf[:0], 500, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			var w, i int
+			if _, err := fmt.Sscanf(string(e.Value), "%d %d", &w, &i); err != nil {
+				t.Fatalf("record %q: %v", e.Value, err)
+			}
+			if i != next[w] {
+				t.Fatalf("writer %d: read record %d, want %d (lost, repeated or out of order)", w, i, next[w])
+			}
+			next[w]++
+			n++
+		}
+		buf = entries
+		if err := s.Ack(pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if got := drain(t, s); len(got) != 0 {
+		t.Fatalf("read %d records more than were appended", len(got))
+	}
+	if r := stats.SpoolRepairs.Load(); r != 0 {
+		t.Fatalf("SpoolRepairs = %d while rolling, want 0", r)
+	}
+	s.mu.Lock()
+	size, active, segs := s.size, s.writeEnd.Off, len(s.segments)
+	s.mu.Unlock()
+	if segs != 1 || size != active {
+		t.Fatalf("after shipping everything: %d segments, size %d; want the active segment only, %d bytes", segs, size, active)
+	}
+}
+
+func TestCloseWhileTheNextSegmentIsBeingPrepared(t *testing.T) {
+	dir := t.TempDir()
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats})
+	started, release := make(chan uint64, 1), make(chan struct{})
+	s.prepareHook = func(n uint64) error {
+		started <- n
+		<-release
+		return nil
+	}
+	appendN(t, s, 0, 1000)
+	n := <-started
+	closed := make(chan error)
+	go func() { closed <- s.Close() }()
+	for {
+		s.mu.Lock()
+		c := s.closed
+		s.mu.Unlock()
+		if c {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.segPath(n)); !os.IsNotExist(err) {
+		t.Fatalf("the segment prepared during Close is still there: %v", err)
+	}
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats})
+	if got := drain(t, s2); !slices.Equal(got, want(0, 1000)) {
+		t.Fatalf("read %d records, want the 1000 appended", len(got))
+	}
+	if r := stats.SpoolRepairs.Load(); r != 0 {
+		t.Fatalf("SpoolRepairs = %d, want 0", r)
+	}
+}
+
+func TestRollsWithoutAPreparedSegment(t *testing.T) {
+	cases := []struct {
+		name string
+		hook func(release <-chan struct{}) func(uint64) error
+	}{
+		{"every preparation fails: segments are created on roll", func(<-chan struct{}) func(uint64) error {
+			return func(uint64) error { return errors.New("no space left on device") }
+		}},
+		{"a preparation still running when the segment is full is waited for", func(release <-chan struct{}) func(uint64) error {
+			return func(uint64) error {
+				<-release
+				return nil
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stats := new(Stats)
+			s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, Stats: stats})
+			release := make(chan struct{})
+			s.prepareHook = c.hook(release)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				appendN(t, s, 0, 10_000) // five segments
+			}()
+			time.Sleep(10 * time.Millisecond) // let the appends reach a roll, usually
+			close(release)
+			<-done
+			if got := drain(t, s); !slices.Equal(got, want(0, 10_000)) {
+				t.Fatalf("read %d records, not the 10000 appended in order", len(got))
+			}
+			if d, r := stats.DroppedError.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 0 {
+				t.Fatalf("%d records dropped, %d repairs; want none", d, r)
+			}
+		})
+	}
+}
+
+func TestTheReaderStopsAtARolledSegmentsLastEntryBeforeItIsTrimmed(t *testing.T) {
+	const seg = 64 << 10
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{SegmentSize: seg, Stats: stats})
+	appendN(t, s, 0, 3000) // rolled once
+	s.bg.Wait()            // the rolled segment is trimmed...
+	s.mu.Lock()
+	rolled := s.segPath(s.activeN - 1)
+	s.mu.Unlock()
+	if err := os.Truncate(rolled, seg); err != nil { // ...and zeros put back, as before its trim
+		t.Fatal(err)
+	}
+	if got := drain(t, s); !slices.Equal(got, want(0, 3000)) {
+		t.Fatalf("read %d records, want the 3000 appended", len(got))
+	}
+	if r := stats.SpoolRepairs.Load(); r != 0 {
+		t.Fatalf("SpoolRepairs = %d: the untrimmed end was taken for damage", r)
+	}
+}
+
+// openSegments counts this process's open descriptors of dir's segments.
+func openSegments(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && filepath.Dir(target) == dir && strings.HasSuffix(target, ".seg") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRolledSegmentsAreSyncedAndClosedByTheNextSync(t *testing.T) {
+	dir := t.TempDir()
+	// An interval the test never waits for: it calls Sync itself.
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Fsync: time.Hour})
+	appendN(t, s, 0, 10_000) // five segments
+	s.bg.Wait()              // the rolled segments are unmapped and trimmed
+	if n := openSegments(t, dir); n < 4 {
+		t.Fatalf("%d segments open after four rolls: rolled segments were closed before being synced", n)
+	}
+	s.Sync()
+	if n := openSegments(t, dir); n > 2 {
+		t.Fatalf("%d segments open after Sync, want the active one and the next, prepared", n)
+	}
+	appendN(t, s, 10_000, 5_000)
+	s.bg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openSegments(t, dir); n != 0 {
+		t.Fatalf("%d segments still open after Close", n)
+	}
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	if got := drain(t, s2); !slices.Equal(got, want(0, 15_000)) {
+		t.Fatalf("read %d records after a reopen, want the 15000 appended", len(got))
 	}
 }

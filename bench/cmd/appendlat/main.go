@@ -8,7 +8,7 @@
 //
 // Records are 640-byte values with a 32-byte key, appended from one
 // goroutine as fast as it can; the spool has the product's defaults
-// otherwise (64 MiB segments).
+// otherwise (16 MiB segments).
 package main
 
 import (

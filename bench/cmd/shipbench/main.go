@@ -7,7 +7,7 @@
 // each run, with the topic already created, and pins both processes. One
 // invocation is one path:
 //
-//	shipbench -brokers 127.0.0.1:19092 -topic t -path spool|kafkago|kgo-sync|kgo-async [-compression snappy] [-records 200000] [-batch-timeout 1ms]
+//	shipbench -brokers 127.0.0.1:19092 -topic t -path spool|kafkago|kgo-sync|kgo-async [-compression snappy] [-records 200000] [-batch-timeout 1ms] [-cpuprofile FILE]
 //	shipbench -brokers 127.0.0.1:19092 -topic t -count
 //
 // It prints one JSON object on stdout: records, seconds, records/s, CPU
@@ -29,6 +29,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -81,7 +82,8 @@ func run() error {
 		dir         = flag.String("dir", "", "`directory` for the spool (default: a new temporary directory, removed at exit)")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "give up after this long")
 		count       = flag.Bool("count", false, "only print the number of records the topic holds (sum of end offsets) and exit")
-		batchWait   = flag.Duration("batch-timeout", 0, "kafka-go BatchTimeout for the spool and kafkago paths (default: logship's, 1ms)")
+		batchWait   = flag.Duration("batch-timeout", 0, "kafka-go BatchTimeout for the spool and kafkago paths (default: logship's, 1µs)")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the timed part to `file`")
 	)
 	flag.Parse()
 	if *topic == "" || flag.NArg() > 0 {
@@ -118,6 +120,14 @@ func run() error {
 		return &countingConn{Conn: c, n: &wire}, nil
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		profiling = f
+	}
 	var err error
 	switch *path {
 	case "spool":
@@ -141,6 +151,9 @@ func run() error {
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
+// profiling, when set, receives a CPU profile of the timed part.
+var profiling *os.File
+
 // timer measures wall time and this process's CPU time.
 type timer struct {
 	start time.Time
@@ -154,9 +167,17 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func startTimer() timer { return timer{start: time.Now(), cpu: cpuTime(), cpus: readCPUStats()} }
+func startTimer() timer {
+	if profiling != nil {
+		_ = pprof.StartCPUProfile(profiling)
+	}
+	return timer{start: time.Now(), cpu: cpuTime(), cpus: readCPUStats()}
+}
 
 func (t timer) stop(res *result) {
+	if profiling != nil {
+		pprof.StopCPUProfile()
+	}
 	res.Seconds = time.Since(t.start).Seconds()
 	res.CPUMicros = float64((cpuTime() - t.cpu).Microseconds()) / float64(res.Records)
 	end := readCPUStats()
@@ -253,7 +274,7 @@ func shipSpool(ctx context.Context, res *result, brokers []string, topic, compre
 
 // shipKafkaGo writes the records from memory with a kafka-go Writer set up
 // as logship's (RequiredAcks all, Murmur2Balancer, BatchSize 1000,
-// BatchTimeout 1ms, the codec), in synchronous 1000-record calls as the
+// BatchTimeout 1µs, the codec), in synchronous 1000-record calls as the
 // shipper makes.
 func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration,
 	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
