@@ -432,6 +432,8 @@ for ROUND in $(seq "$HTTP_ROUNDS"); do
 		profile beacon-valid "$A$BEACON" "${H[@]}" "$VALID"
 		profile beacon-new "$A$BEACON" "${H[@]}" "$NONE"
 		profile respond "http://127.0.0.1:$PORT_B$BEACON" "${H[@]}" "$VALID"
+		profile page-valid "http://127.0.0.1:$PORT_E1$PAGE" "${H[@]}" "$VALID"
+		profile page-plain "http://127.0.0.1:$PORT_E0$PAGE" "${H[@]}" "$VALID"
 		curl -s "http://127.0.0.1:$ADMIN/metrics" | grep '^b2s_' >"$R/http/metrics.txt" || true
 	fi
 	caddy_totals

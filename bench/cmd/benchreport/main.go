@@ -846,6 +846,7 @@ var profileRows = []struct{ label, suffix string }{
 	{"↳ GeoIP lookup (`geo.(*DB).Lookup`)", "geo.(*DB).Lookup"},
 	{"↳ record encoding + spool append (`caddymodule.(*Collect).emit`)", "caddymodule.(*Collect).emit"},
 	{"↳ ↳ spool append (`logship.(*Spool).Append`)", "logship.(*Spool).Append"},
+	{"`reverse_proxy` (`reverseproxy.(*Handler).ServeHTTP`)", "reverseproxy.(*Handler).ServeHTTP"},
 	{"shipper goroutine (`logship.(*Shipper).run`)", "logship.(*Shipper).run"},
 	{"kafka-go connection goroutine (`kafka-go.(*conn).run`)", "kafka-go.(*conn).run"},
 	{"`header` + `respond` (`headers.Handler`, `StaticResponse`)", "headers.Handler.ServeHTTP|caddyhttp.StaticResponse.ServeHTTP"},
@@ -854,10 +855,16 @@ var profileRows = []struct{ label, suffix string }{
 }
 
 func (r *report) profileSection(b *bytes.Buffer, c map[string]*httpCase) {
-	profiles := []struct{ name, caseID string }{{"beacon-valid", "a_valid"}, {"beacon-new", "a_new"}, {"respond", "b_respond"}}
+	profiles := []struct{ name, caseID string }{{"beacon-valid", "a_valid"}, {"beacon-new", "a_new"}, {"respond", "b_respond"},
+		{"page-valid", "e_b2s_valid"}, {"page-plain", "e_plain"}}
 	cum := map[string]map[string]float64{}
 	for _, p := range profiles {
 		cum[p.name] = pprofCum(filepath.Join(r.dir, "profile-"+p.name+".cum.txt"))
+	}
+	for _, p := range profiles {
+		if c[p.caseID] == nil {
+			return // a case that did not run: no section rather than a wrong one
+		}
 	}
 	if len(cum["beacon-valid"]) == 0 {
 		return
@@ -868,7 +875,7 @@ func (r *report) profileSection(b *bytes.Buffer, c map[string]*httpCase) {
 	fmt.Fprintf(b, "request from the table above (an estimate: the profiled run is not the timed one). Functions overlap\n")
 	fmt.Fprintf(b, "(rows marked ↳ are inside the row above). Full listings: `bench/results/profile-*.txt`, profiles:\n")
 	fmt.Fprintf(b, "`go tool pprof bin/caddy bench/results/profile-beacon-valid.pprof`.\n\n")
-	fmt.Fprintf(b, "| function | beacon, valid cookie | beacon, new cookie | `respond` |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| function | beacon, valid cookie | beacon, new cookie | `respond` | page with `b2s_collect`, valid cookie | page without |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, row := range profileRows {
 		fmt.Fprintf(b, "| %s |", row.label)
 		for _, p := range profiles {
