@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test test-unit test-e2e fuzz bench deps vet clean
+.PHONY: all build run test test-unit test-e2e fuzz bench deps deps-run vet clean
 
 all: build
 
@@ -14,15 +14,11 @@ build:
 	$(GO) build -o $(BIN)/demogeo ./test/demogeo
 
 ## run: the proxy on http://localhost:8080 in front of the demo site, with a local broker
-run: build deps
+run: build deps-run
 	./scripts/run-demo.sh
 
-## deps: what the tests and the demo need from the system (kcat, promtool, chromium)
-deps:
-	@command -v kcat >/dev/null 2>&1 || { \
-		echo "installing kcat (Debian package) to read records back from Kafka"; \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
-		else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
+## deps: what the tests need from the system (kcat, promtool, chromium); deps-run: what the demo needs (kcat)
+deps: deps-run
 	@command -v promtool >/dev/null 2>&1 || { \
 		echo "installing promtool (Debian package prometheus) for the alert rule tests"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
@@ -31,6 +27,12 @@ deps:
 		echo "installing chromium (Debian package) for the browser tests"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
+
+deps-run:
+	@command -v kcat >/dev/null 2>&1 || { \
+		echo "installing kcat (Debian package) to read records back from Kafka"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
+		else echo "kcat is missing: run 'sudo apt-get install kcat'" >&2; exit 1; fi; }
 
 vet:
 	$(GO) vet ./...
