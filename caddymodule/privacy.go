@@ -351,7 +351,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	h := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 		h.Set("Allow", "GET, HEAD, POST")
-		c.finishEndpoint(w, rec, http.StatusMethodNotAllowed)
+		c.finishEndpoint(w, r, rec, http.StatusMethodNotAllowed, "")
 		return
 	}
 	if !out && !c.sameSiteRequest(r) {
@@ -359,8 +359,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		// (an advertiser's image or form) must not do it for the visitor.
 		// Opting out stays open to anyone.
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		c.finishEndpoint(w, rec, http.StatusForbidden)
-		_, _ = w.Write([]byte("b2s: opt-in is accepted only from this site's own pages\n"))
+		c.finishEndpoint(w, r, rec, http.StatusForbidden, "b2s: opt-in is accepted only from this site's own pages\n")
 		return
 	}
 	if out {
@@ -376,7 +375,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	if to := r.URL.Query().Get("return"); to != "" {
 		if loc, ok := c.returnTo(r, to); ok {
 			h.Set("Location", loc)
-			c.finishEndpoint(w, rec, http.StatusSeeOther)
+			c.finishEndpoint(w, r, rec, http.StatusSeeOther, "")
 			return
 		}
 	}
@@ -386,10 +385,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	if !out {
 		msg = optedInPage
 	}
-	c.finishEndpoint(w, rec, http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(msg))
-	}
+	c.finishEndpoint(w, r, rec, http.StatusOK, msg)
 }
 
 const (
@@ -442,7 +438,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 	h.Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
-		c.finishEndpoint(w, rec, http.StatusMethodNotAllowed)
+		c.finishEndpoint(w, r, rec, http.StatusMethodNotAllowed, "")
 		return
 	}
 	dest, ok := a.network.destination(r.URL.Query().Get("to"), r.TLS != nil)
@@ -450,8 +446,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 		linkResult("bad_destination").Inc()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
-		c.finishEndpoint(w, rec, http.StatusBadRequest)
-		_, _ = w.Write([]byte("b2s: the link's destination (to=) must be an absolute URL of a site of the network\n"))
+		c.finishEndpoint(w, r, rec, http.StatusBadRequest, "b2s: the link's destination (to=) must be an absolute URL of a site of the network\n")
 		return
 	}
 	if rec.Consent.Identifying() {
@@ -476,7 +471,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 		}
 	}
 	h.Set("Location", dest.String())
-	c.finishEndpoint(w, rec, http.StatusFound)
+	c.finishEndpoint(w, r, rec, http.StatusFound, "")
 }
 
 // fromNetwork reports whether r's Referer is a page of a network site,
@@ -555,17 +550,26 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 	h.Set("Location", loc)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
-	c.finishEndpoint(w, rec, http.StatusFound)
+	c.finishEndpoint(w, r, rec, http.StatusFound, "")
 }
 
 // finishEndpoint records a response the plugin answers itself (not the
-// beacon) and writes its header.
-func (c *Collect) finishEndpoint(w http.ResponseWriter, rec *beacon.Record, status int) {
+// beacon), then writes it: status and body.
+func (c *Collect) finishEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, status int, body string) {
 	rec.Kind = beacon.KindPage
 	rec.Status = status
+	if r.Method != http.MethodHead {
+		rec.Bytes = int64(len(body))
+	}
 	c.emit(rec)
 	recordsPage.Inc()
+	if body != "" {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	w.WriteHeader(status)
+	if body != "" && r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(body))
+	}
 }
 
 // Metrics of the network and privacy features.

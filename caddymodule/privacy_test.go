@@ -317,10 +317,15 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if c.key != "" {
 			t.Errorf("opted-out record keyed by %q, want no key", c.key)
 		}
+		p = probe()
+		resp = get(t, e.site("www.b2s.test")+"/_b2s/optout?probe="+p, nil)
+		if r := e.records.find(t, p).rec; r.Status != http.StatusOK || r.Bytes != int64(len(resp.body)) || r.Bytes == 0 {
+			t.Errorf("opt-out page record: status %d, bytes %d; want 200 and the %d bytes sent", r.Status, r.Bytes, len(resp.body))
+		}
 		for _, ret := range []string{"//evil.example/", "/\\evil.example", "https://evil.example/"} {
 			resp := get(t, e.site("www.b2s.test")+"/_b2s/optout?return="+url.QueryEscape(ret), nil)
-			if resp.status != http.StatusOK || resp.header.Get("Location") != "" {
-				t.Errorf("opt-out with return=%q: %d to %q, want the 200 page", ret, resp.status, resp.header.Get("Location"))
+			if resp.status != http.StatusOK || resp.header.Get("Location") != "" || !strings.Contains(string(resp.body), "opted out") {
+				t.Errorf("opt-out with return=%q: %d to %q, %q; want the 200 page", ret, resp.status, resp.header.Get("Location"), resp.body)
 			}
 		}
 		for _, hdr := range []map[string]string{
