@@ -77,7 +77,8 @@ type Collect struct {
 	// cookie is read or set, records carry consent "child", no cookie,
 	// network or member ID, and a truncated IP. On the whole site, or
 	// only under CollectOffPaths (path patterns as in Caddy's path
-	// matcher, e.g. /kids/*).
+	// matcher, e.g. /kids/*), which also cover beacons reporting a page
+	// under them (u, else the Referer).
 	CollectOff      bool     `json:"collect_off,omitempty"`
 	CollectOffPaths []string `json:"collect_off_paths,omitempty"`
 
@@ -205,6 +206,9 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var jar visitorCookies
 	c.readCookies(r, &jar)
 	rec.Consent = c.consent(r, &jar)
+	if isBeacon && rec.Consent.Identifying() && c.offPageBeacon(r, body) {
+		rec.Consent = beacon.ConsentChild
+	}
 	if sfs := r.Header["Sec-Fetch-Site"]; len(sfs) > 0 && sfs[0] == "cross-site" {
 		rec.CrossSite = true
 		// A subresource of another site's page (the main site's beacon on

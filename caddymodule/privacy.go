@@ -316,6 +316,34 @@ func (c *Collect) collectOff(r *http.Request) bool {
 	return ok
 }
 
+// offPageBeacon reports whether a beacon reports a page under the
+// collect off paths (the beacon's own path is site-wide): the page named
+// by u in the body or query, else the Referer.
+func (c *Collect) offPageBeacon(r *http.Request, body *[]byte) bool {
+	if !c.CollectOff || len(c.offPaths) == 0 {
+		return false
+	}
+	var params [8]beacon.Param
+	q := beacon.Query{Params: params[:0]}
+	if body != nil {
+		beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), *body, &q)
+	} else {
+		beacon.ParseQuery(r.URL.RawQuery, &q)
+	}
+	page := q.URL
+	if page == "" {
+		page = r.Header.Get("Referer")
+	}
+	u, err := url.Parse(page)
+	if err != nil || page == "" {
+		return false
+	}
+	pr := *r // the matcher reads the path; the rest (placeholders) stays r's
+	pr.URL = u
+	ok, _ := c.offPaths.MatchWithError(&pr)
+	return ok
+}
+
 // cookieLine builds a Set-Cookie value for one of the plugin's cookies,
 // with the visitor cookie's attributes; maxAge 0 deletes it.
 func (c *Collect) cookieLine(r *http.Request, name, value string, maxAge time.Duration) string {

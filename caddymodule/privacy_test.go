@@ -370,6 +370,37 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		}
 	})
 
+	t.Run("a beacon reporting a child-directed page collects no identifiers", func(t *testing.T) {
+		kids := e.site("www.b2s.test") + "/kids/games"
+		for name, req := range map[string]*http.Request{
+			"u in the query": newRequest(t, http.MethodGet, e.site("www.b2s.test")+"/b.gif?u="+url.QueryEscape(kids)+"&probe=%s", nil),
+			"the Referer":    newRequest(t, http.MethodGet, e.site("www.b2s.test")+"/b.gif?probe=%s", map[string]string{"Referer": kids}),
+			"u in a POST":    newRequest(t, http.MethodPost, e.site("www.b2s.test")+"/b.gif?probe=%s", map[string]string{"Content-Type": "text/plain"}),
+		} {
+			p := probe()
+			req.URL.RawQuery = strings.Replace(req.URL.RawQuery, "%s", p, 1)
+			if req.Method == http.MethodPost {
+				req.Body = io.NopCloser(strings.NewReader(`{"u":"` + kids + `"}`))
+			}
+			resp := e.do(t, req)
+			if len(resp.header.Values("Set-Cookie")) != 0 {
+				t.Errorf("%s: Set-Cookie %q, want none", name, resp.header.Values("Set-Cookie"))
+			}
+			if r := e.records.find(t, p).rec; r.Consent != "child" || r.CookieID != "" || !r.IPTruncated {
+				t.Errorf("%s: record %+v; want consent child, no cookie ID", name, r)
+			}
+		}
+		// A beacon for another page of the site is a visitor's as usual.
+		p := probe()
+		resp := get(t, e.site("www.b2s.test")+"/b.gif?u="+url.QueryEscape(e.site("www.b2s.test")+"/products")+"&probe="+p, nil)
+		if len(resp.header.Values("Set-Cookie")) != 1 {
+			t.Errorf("beacon of a grown-up page: Set-Cookie %q, want the visitor cookie", resp.header.Values("Set-Cookie"))
+		}
+		if r := e.records.find(t, p).rec; r.Consent != "full" || r.CookieID == "" {
+			t.Errorf("beacon of a grown-up page: record %+v, want full consent with a cookie ID", r)
+		}
+	})
+
 	t.Run("the site's child signal deletes the cookies and marks the browser", func(t *testing.T) {
 		cookieA, recA := visitor(t, "www.b2s.test")
 		p := probe()
