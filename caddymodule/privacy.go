@@ -615,6 +615,14 @@ func privacyCollectors() []prometheus.Collector {
 		Namespace: "b2s", Name: "privacy_signals_total",
 		Help: "Privacy signals acted on: optout, optin, child (the site's child header), member (sign-in), signout.",
 	}, []string{"signal"})
+	// Every known label value starts at 0, so that rates and alerts see a
+	// series from the first scrape.
+	for _, r := range []string{"issued", "linked", "expired", "replayed", "wrong_host", "invalid", "foreign_referrer", "bad_destination"} {
+		linkTokens.WithLabelValues(r)
+	}
+	for _, sig := range []string{"optout", "optin", "child", "member", "signout"} {
+		privacySignals.WithLabelValues(sig)
+	}
 	return []prometheus.Collector{linkTokens, privacySignals}
 }
 
