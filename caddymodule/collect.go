@@ -289,7 +289,7 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	// cookie: it may be cached as a shared page. The record lives in the
 	// writer (one allocation), so the beacon path keeps its own on the
 	// stack.
-	pw := &pageWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+	pw := &pageWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		c: c, r: r, rec: *rec0, ip: ip, cookie: cookie}
 	rec := &pw.rec
 	rec.Kind = beacon.KindPage
