@@ -317,6 +317,12 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if c.key != "" {
 			t.Errorf("opted-out record keyed by %q, want no key", c.key)
 		}
+		// Network-wide: each site's opt-out returns to the next one's.
+		chain := e.site("www.b2smade.test") + "/_b2s/optout?return=" + url.QueryEscape(e.site("www.b2s.test")+"/privacy")
+		resp = get(t, e.site("www.b2s.test")+"/_b2s/optout?return="+url.QueryEscape(chain), nil)
+		if resp.status != http.StatusSeeOther || resp.header.Get("Location") != chain {
+			t.Errorf("opt-out returning to a network site's opt-out: %d to %q, want 303 to %q", resp.status, resp.header.Get("Location"), chain)
+		}
 		p = probe()
 		resp = get(t, e.site("www.b2s.test")+"/_b2s/optout?probe="+p, nil)
 		if r := e.records.find(t, p).rec; r.Status != http.StatusOK || r.Bytes != int64(len(resp.body)) || r.Bytes == 0 {
