@@ -21,12 +21,12 @@ import (
 // store it, and leaves browser caching as the upstream asked.
 type pageWriter struct {
 	caddyhttp.ResponseWriterWrapper // by value: one allocation less per page
-	c           *Collect
-	r           *http.Request
-	rec         beacon.Record
-	ip          netip.Addr
-	cookie      pendingCookie
-	wroteHeader bool
+	c                               *Collect
+	r                               *http.Request
+	rec                             beacon.Record
+	ip                              netip.Addr
+	cookie                          pendingCookie
+	wroteHeader                     bool
 }
 
 func (p *pageWriter) WriteHeader(status int) {

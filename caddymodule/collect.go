@@ -23,6 +23,9 @@ func init() {
 	caddy.RegisterModule(Collect{})
 }
 
+// cookieDomainNetwork is the cookie_domain that follows the network sites.
+const cookieDomainNetwork = "network"
+
 // DefaultBeaconPath is where the 1x1 beacon is served unless configured.
 const DefaultBeaconPath = "/b.gif"
 
@@ -61,7 +64,11 @@ type Collect struct {
 	// CookieDomain is the cookie's Domain attribute, so that the cookie is
 	// sent to every subdomain, e.g. "b2s.com". Default: none, a host-only
 	// cookie. It must be the site's host or a parent of it, or browsers
-	// ignore the cookie.
+	// ignore the cookie. "network" takes, for each request, the entry of
+	// the b2s app's network sites the host falls under (www.b2s.com under
+	// b2s.com gets Domain=b2s.com): one site block can then serve several
+	// sites of the network, each with its own cookie. A host outside the
+	// network gets a host-only cookie.
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
 	// SameSite is the SameSite attribute of the plugin's cookies: lax
@@ -86,6 +93,7 @@ type Collect struct {
 	logger        *zap.Logger
 	cookieTail    string // attributes after the value, on plain http
 	cookieTailTLS string // attributes after the value, on https
+	networkDomain bool   // cookie_domain network: Path and Domain written per request
 	cookiePrefix  string // "name="
 	offPaths      caddyhttp.MatchPath
 	script        []byte // the JavaScript tag
@@ -117,8 +125,12 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 	c.script, c.scriptETag = buildTag(c.Beacon)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
 	c.cookiePrefix = app.CookieName + "="
+	c.networkDomain = c.CookieDomain == cookieDomainNetwork
 	tail := "; Path=/"
-	if c.CookieDomain != "" {
+	switch {
+	case c.networkDomain:
+		tail = "" // "; Path=/; Domain=<site>" is written per request
+	case c.CookieDomain != "":
 		tail += "; Domain=" + c.CookieDomain
 	}
 	tail += "; Max-Age=" + strconv.FormatInt(int64(time.Duration(app.CookieMaxAge)/time.Second), 10)
@@ -154,6 +166,9 @@ func (c *Collect) Validate() error {
 	}
 	if len(c.CollectOffPaths) > 0 && !c.CollectOff {
 		return fmt.Errorf("b2s_collect: collect_off_paths given without collect_off; use collect off <paths...>")
+	}
+	if c.CookieDomain == cookieDomainNetwork && (c.app == nil || c.app.network == nil) {
+		return fmt.Errorf("b2s_collect: cookie_domain network needs the network's sites: add a network block with sites to the global b2s options")
 	}
 	if c.CookieDomain != "" && !validDomain(c.CookieDomain) {
 		return fmt.Errorf("b2s_collect: cookie_domain %q is not a domain name; use the registrable domain, e.g. b2s.com, or leave it out for a host-only cookie", c.CookieDomain)
@@ -464,6 +479,13 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 	buf := append(stack[:0], c.cookiePrefix...)
 	idAt := len(buf) + 2
 	buf = a.signer.AppendSignedNetwork(buf, id, nid, now)
+	if c.networkDomain {
+		buf = append(buf, "; Path=/"...)
+		if d := a.network.siteOf(hostname(r.Host)); d != "" {
+			buf = append(buf, "; Domain="...)
+			buf = append(buf, d...)
+		}
+	}
 	if r.TLS != nil {
 		buf = append(buf, c.cookieTailTLS...)
 	} else {

@@ -595,6 +595,12 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b2s: privacy:", "is not a header name"},
 		},
 		{
+			name:    "cookie_domain network without a network says what to add",
+			b2s:     app(nil),
+			handler: `{"handler":"b2s_collect","cookie_domain":"network"}`,
+			want:    []string{"b2s_collect: cookie_domain network needs the network's sites", "add a network block with sites"},
+		},
+		{
 			name:    "an unknown same_site is refused",
 			b2s:     app(nil),
 			handler: `{"handler":"b2s_collect","same_site":"sometimes"}`,

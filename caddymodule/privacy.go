@@ -231,16 +231,30 @@ func hostname(host string) string {
 }
 
 // has reports whether host (without port) is a network site or under one.
-func (n *network) has(host string) bool {
+func (n *network) has(host string) bool { return n.siteOf(host) != "" }
+
+// siteOf returns the network site entry host (without port) is or falls
+// under, or "".
+func (n *network) siteOf(host string) string {
 	if n == nil {
-		return false
+		return ""
 	}
 	for _, s := range n.sites {
 		if host == s || (len(host) > len(s) && strings.HasSuffix(host, s) && host[len(host)-len(s)-1] == '.') {
-			return true
+			return s
 		}
 	}
-	return false
+	return ""
+}
+
+// cookieDomainFor is the Domain of the plugin's cookies on r: the
+// configured cookie_domain, or with "network" the network site r's host
+// falls under.
+func (c *Collect) cookieDomainFor(r *http.Request) string {
+	if c.networkDomain {
+		return c.app.network.siteOf(hostname(r.Host))
+	}
+	return c.CookieDomain
 }
 
 // destination checks a link's target: an absolute http(s) URL of a
@@ -352,9 +366,9 @@ func (c *Collect) cookieLine(r *http.Request, name, value string, maxAge time.Du
 	b.WriteByte('=')
 	b.WriteString(value)
 	b.WriteString("; Path=/")
-	if c.CookieDomain != "" {
+	if d := c.cookieDomainFor(r); d != "" {
 		b.WriteString("; Domain=")
-		b.WriteString(c.CookieDomain)
+		b.WriteString(d)
 	}
 	b.WriteString("; Max-Age=")
 	b.WriteString(strconv.FormatInt(int64(maxAge/time.Second), 10))

@@ -27,6 +27,7 @@ var privacyConfig = edgeConfig{
 		}`,
 	sites: `http://www.b2s.test:__HTTP__, http://shop.b2s.test:__HTTP__, http://www.b2smade.test:__HTTP__ {
 	b2s_collect {
+		cookie_domain network
 		collect off /kids/*
 	}
 	reverse_proxy __BACKEND__
@@ -149,6 +150,9 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if c == nil {
 			t.Fatalf("no cookie for a first visit to %s: %q", host, resp.header.Values("Set-Cookie"))
 		}
+		if want := host[strings.IndexByte(host, '.')+1:]; c.Domain != want {
+			t.Fatalf("first visit to %s: cookie Domain %q, want %q (cookie_domain network)", host, c.Domain, want)
+		}
 		return DefaultCookieName + "=" + c.Value, e.records.find(t, p).rec
 	}
 
@@ -208,6 +212,10 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		cB := setCookies(t, resp.header)[DefaultCookieName]
 		if cB == nil {
 			t.Fatal("the sister site set no cookie on the token exchange")
+		}
+		// cookie_domain network: each site's cookie for its own network domain.
+		if cB.Domain != "b2smade.test" {
+			t.Errorf("sister cookie Domain = %q, want b2smade.test (its network site)", cB.Domain)
 		}
 		v, ok := signerOf(t, testKey1).Verify(cB.Value)
 		if !ok || v.NetworkID != recA.NetworkID || v.ID == recA.CookieID {
