@@ -634,19 +634,23 @@ func (c *Collect) servePreflight(w http.ResponseWriter, r *http.Request) {
 func (c *Collect) addCORS(h http.Header, r *http.Request) bool {
 	h["Vary"] = hdrVaryOrigin
 	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Path != "" || u.RawQuery != "" {
-		return false
-	}
-	if !strings.EqualFold(u.Host, r.Host) && (u.Scheme != "https" || !c.app.network.has(hostname(u.Host))) {
+	if origin == "" || !c.ownOrigin(r, origin) {
 		return false
 	}
 	h["Access-Control-Allow-Origin"] = []string{origin}
 	h["Access-Control-Allow-Credentials"] = hdrTrue
 	return true
+}
+
+// ownOrigin reports whether origin (an Origin header's value) is this
+// host, in any scheme, or an https origin of a network site. "null" and
+// anything but a bare scheme://host[:port] are not.
+func (c *Collect) ownOrigin(r *http.Request, origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host) || (u.Scheme == "https" && c.app.network.has(hostname(u.Host)))
 }
 
 // fillBeacon completes a beacon record from what it reports.

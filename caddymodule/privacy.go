@@ -444,14 +444,7 @@ func (c *Collect) sameSiteRequest(r *http.Request) bool {
 		return false
 	}
 	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false // "null": a sandboxed frame or a redirect from elsewhere
-	}
-	return strings.EqualFold(u.Host, r.Host) || (u.Scheme == "https" && c.app.network.has(hostname(u.Host)))
+	return origin == "" || c.ownOrigin(r, origin) // "null": a sandboxed frame or a redirect from elsewhere
 }
 
 // returnTo accepts a path on this site ("/x", not "//x" or "/\x") or a
