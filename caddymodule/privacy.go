@@ -264,13 +264,8 @@ func (c *Collect) cookieDomainFor(r *http.Request) string {
 // than normalised. A plain-http destination is accepted only from a
 // plain-http request.
 func (n *network) destination(raw string, tls bool) (*url.URL, bool) {
-	if n == nil || raw == "" || len(raw) > beacon.MaxURLLen {
+	if n == nil || !plainURL(raw) {
 		return nil, false
-	}
-	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c <= 0x20 || c >= 0x7f || c == '\\' {
-			return nil, false
-		}
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Opaque != "" || u.User != nil || u.Host == "" {
@@ -447,16 +442,27 @@ func (c *Collect) sameSiteRequest(r *http.Request) bool {
 	return origin == "" || c.ownOrigin(r, origin) // "null": a sandboxed frame or a redirect from elsewhere
 }
 
+// plainURL reports whether s can be a redirect target as written: not
+// empty, at most beacon.MaxURLLen bytes, and none of what browsers and
+// URL parsers read differently (control characters, spaces, backslashes,
+// non-ASCII bytes).
+func plainURL(s string) bool {
+	if s == "" || len(s) > beacon.MaxURLLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // returnTo accepts a path on this site ("/x", not "//x" or "/\x") or a
 // network URL as the place to return to.
 func (c *Collect) returnTo(r *http.Request, to string) (string, bool) {
-	if strings.HasPrefix(to, "/") && !strings.HasPrefix(to, "//") && len(to) <= beacon.MaxURLLen {
-		for i := 0; i < len(to); i++ {
-			if ch := to[i]; ch <= 0x20 || ch >= 0x7f || ch == '\\' {
-				return "", false
-			}
-		}
-		return to, true
+	if strings.HasPrefix(to, "/") && !strings.HasPrefix(to, "//") {
+		return to, plainURL(to)
 	}
 	if u, ok := c.app.network.destination(to, r.TLS != nil); ok {
 		return u.String(), true
