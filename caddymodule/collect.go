@@ -91,10 +91,11 @@ type Collect struct {
 
 	app           *App
 	logger        *zap.Logger
-	cookieTail    string // attributes after the value, on plain http
-	cookieTailTLS string // attributes after the value, on https
-	networkDomain bool   // cookie_domain network: Path and Domain written per request
-	cookiePrefix  string // "name="
+	cookieTail    string    // the visitor cookie's attributes after the value, on plain http
+	cookieTailTLS string    // the same on https
+	attrs         [2]string // HttpOnly and SameSite (and Secure) of every plugin cookie: plain http, https
+	networkDomain bool      // cookie_domain network: Path and Domain written per request
+	cookiePrefix  string    // "name="
 	offPaths      caddyhttp.MatchPath
 	script        []byte // the JavaScript tag
 	scriptETag    string
@@ -124,24 +125,7 @@ func (c *Collect) Provision(ctx caddy.Context) error {
 	}
 	c.script, c.scriptETag = buildTag(c.Beacon)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
-	c.cookiePrefix = app.CookieName + "="
-	c.networkDomain = c.CookieDomain == cookieDomainNetwork
-	tail := "; Path=/"
-	switch {
-	case c.networkDomain:
-		tail = "" // "; Path=/; Domain=<site>" is written per request
-	case c.CookieDomain != "":
-		tail += "; Domain=" + c.CookieDomain
-	}
-	tail += "; Max-Age=" + strconv.FormatInt(int64(time.Duration(app.CookieMaxAge)/time.Second), 10)
-	tail += "; HttpOnly"
-	// SameSite=None needs Secure, so a plain-http response says Lax.
-	switch c.SameSite {
-	case "none":
-		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Lax", tail+"; SameSite=None; Secure"
-	default:
-		c.cookieTail, c.cookieTailTLS = tail+"; SameSite=Lax", tail+"; SameSite=Lax; Secure"
-	}
+	c.setCookieAttributes()
 	if c.CollectOff && len(c.CollectOffPaths) > 0 {
 		c.offPaths = caddyhttp.MatchPath(c.CollectOffPaths)
 		if err := c.offPaths.Provision(ctx); err != nil {
@@ -338,6 +322,28 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	c.recordPage(rec, recorder, status)
 	return err
+}
+
+// setCookieAttributes derives the attributes of the plugin's cookies
+// from the configuration, once.
+func (c *Collect) setCookieAttributes() {
+	app := c.app
+	c.cookiePrefix = app.CookieName + "="
+	c.networkDomain = c.CookieDomain == cookieDomainNetwork
+	// SameSite=None needs Secure, so a plain-http response says Lax.
+	c.attrs = [2]string{"; HttpOnly; SameSite=Lax", "; HttpOnly; SameSite=Lax; Secure"}
+	if c.SameSite == "none" {
+		c.attrs[1] = "; HttpOnly; SameSite=None; Secure"
+	}
+	tail := "; Path=/"
+	switch {
+	case c.networkDomain:
+		tail = "" // "; Path=/; Domain=<site>" is written per request
+	case c.CookieDomain != "":
+		tail += "; Domain=" + c.CookieDomain
+	}
+	tail += "; Max-Age=" + strconv.FormatInt(int64(time.Duration(app.CookieMaxAge)/time.Second), 10)
+	c.cookieTail, c.cookieTailTLS = tail+c.attrs[0], tail+c.attrs[1]
 }
 
 // protectIP truncates the record's IP when the site asks for it, and

@@ -38,9 +38,7 @@ func benchCollect(b *testing.B) *Collect {
 	}
 	registerMetrics(nil)
 	c := &Collect{app: app, Beacon: DefaultBeaconPath}
-	c.cookiePrefix = app.CookieName + "="
-	c.cookieTail = "; Path=/; Max-Age=34560000; HttpOnly; SameSite=Lax"
-	c.cookieTailTLS = c.cookieTail + "; Secure"
+	c.setCookieAttributes()
 	return c
 }
 

@@ -370,13 +370,10 @@ func (c *Collect) cookieLine(r *http.Request, name, value string, maxAge time.Du
 	// The same SameSite as the visitor cookie: where a cross-site beacon
 	// sends the visitor cookie, it sends the opt-out, child and member
 	// cookies too.
-	switch {
-	case r.TLS != nil && c.SameSite == "none":
-		b.WriteString("; HttpOnly; SameSite=None; Secure")
-	case r.TLS != nil:
-		b.WriteString("; HttpOnly; SameSite=Lax; Secure")
-	default:
-		b.WriteString("; HttpOnly; SameSite=Lax")
+	if r.TLS != nil {
+		b.WriteString(c.attrs[1])
+	} else {
+		b.WriteString(c.attrs[0])
 	}
 	return b.String()
 }
