@@ -350,7 +350,7 @@ func (c *Collect) setCookieAttributes() {
 // always for a record without consent.
 func (c *Collect) protectIP(rec *beacon.Record, ip netip.Addr) {
 	pv := c.app.privacy
-	if !ip.IsValid() || rec.IPTruncated || (pv.truncate == false && rec.Consent.Identifying()) {
+	if !ip.IsValid() || rec.IPTruncated || (!pv.truncate && rec.Consent.Identifying()) {
 		return
 	}
 	rec.IP = beacon.TruncateIP(ip, pv.v4, pv.v6).String()

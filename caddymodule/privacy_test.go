@@ -313,6 +313,13 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if c := sc[DefaultCookieName]; c == nil || c.MaxAge >= 0 {
 			t.Errorf("visitor cookie = %+v, want it deleted", c)
 		}
+		// Deleted where it was set: a deletion for another Domain would
+		// leave the visitor's cookie in place.
+		for name, c := range sc {
+			if c.Domain != "b2s.test" {
+				t.Errorf("opt-out Set-Cookie for %s has Domain %q, want b2s.test like the visitor cookie", name, c.Domain)
+			}
+		}
 		p := probe()
 		resp = get(t, e.site("www.b2s.test")+"/page?probe="+p, map[string]string{"Cookie": cookieA + "; b2sid_optout=1"})
 		if sc := resp.header.Values("Set-Cookie"); len(sc) != 0 {
