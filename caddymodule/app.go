@@ -162,12 +162,14 @@ type KafkaConfig struct {
 	// Default snappy.
 	Compression string `json:"compression,omitempty"`
 
-	// BatchSize is the most records in one produce request. Default 1000.
+	// BatchSize is the most records in one produce request (one spool
+	// read). Default 1000.
 	BatchSize int `json:"batch_size,omitempty"`
 
-	// BatchTimeout is how long the producer waits to fill a batch.
-	// Default 1µs: the shipper hands over whole batches read from the
-	// spool, so a wait only delays them.
+	// BatchTimeout is how long records may wait in the spool for others
+	// to join their produce request, when fewer than BatchSize are
+	// waiting. Default 0: send what there is at once (under load, records
+	// gather while the previous request is in flight anyway).
 	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`
 
 	// WriteTimeout bounds one produce request, acknowledgement included.

@@ -41,7 +41,7 @@ func franzSASL(t *testing.T, mechanism, user, pass string) kgo.Opt {
 func failingShipper(t *testing.T, cfg Config, n int) (*Shipper, *Spool, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.ErrorLevel)
-	cfg.Logger, cfg.Stats, cfg.MaxAttempts, cfg.WriteTimeout = zap.New(core), new(Stats), 1, 2*time.Second
+	cfg.Logger, cfg.Stats, cfg.WriteTimeout = zap.New(core), new(Stats), 2*time.Second
 	sp := openSpool(t, SpoolConfig{Stats: cfg.Stats})
 	s, err := NewShipper(sp, cfg)
 	if err != nil {

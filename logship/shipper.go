@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/compress/snappy"
+	"github.com/segmentio/kafka-go/protocol"
 	"go.uber.org/zap"
 )
 
@@ -37,21 +38,16 @@ type Config struct {
 	Compression string
 	// BatchSize is the most records written in one request. Default 1000.
 	BatchSize int
-	// BatchTimeout is how long kafka-go waits to fill a partition's batch.
-	// Default 1µs: the shipper hands kafka-go each batch whole, as read
-	// from the spool, and waits for it to be acknowledged, so nothing more
-	// can join a batch and any wait only delays every write. kafka-go adds
-	// a call's records for a partition under one lock, so even this short
-	// a timer sends all of them together. (At 1ms, each 1000-record write
-	// to 6 partitions waited out the timer: shipping through the spool ran
-	// at about three quarters of its speed at 1µs, measured.)
+	// BatchTimeout is how long records may wait in the spool for others
+	// to join their write, when a read finds fewer than BatchSize: the
+	// shipper waits until the oldest of them is that old, then reads
+	// again. Default 0: write what there is at once. Under load, records
+	// gather in the spool while the previous write is in flight anyway;
+	// a wait only trades delivery delay for fewer, larger writes.
 	BatchTimeout time.Duration
 	// WriteTimeout bounds one write attempt, acknowledgement included.
 	// Default 10s.
 	WriteTimeout time.Duration
-	// MaxAttempts is how many times kafka-go tries a write before the
-	// shipper backs off and tries again itself. Default 3.
-	MaxAttempts int
 	// Logger receives errors, at most one line per LogInterval.
 	Logger *zap.Logger
 	// LogInterval bounds how often write errors are logged. Default 10s.
@@ -73,10 +69,9 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultTopic        = "b2s.events"
-	DefaultCompression  = "snappy"
-	DefaultBatchSize    = 1000
-	DefaultBatchTimeout = time.Microsecond
+	DefaultTopic       = "b2s.events"
+	DefaultCompression = "snappy"
+	DefaultBatchSize   = 1000
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -95,14 +90,8 @@ func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = DefaultBatchTimeout
-	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
 	}
 	if c.LogInterval <= 0 {
 		c.LogInterval = 10 * time.Second
@@ -198,26 +187,41 @@ type Shipper struct {
 	once   sync.Once
 	// failing is set while Kafka refuses writes: the last attempt failed.
 	failing atomic.Bool
+	errs    []error // each record's outcome in a write, reused
 }
 
 // Failing reports whether the last write to Kafka failed, so records are
 // waiting in the spool for Kafka to come back.
 func (s *Shipper) Failing() bool { return s.failing.Load() }
 
-// producer is one Kafka configuration in use.
+// producer is one Kafka configuration in use. Its writes go through
+// kafka-go's Transport (produce.go); one write at a time.
 type producer struct {
-	cfg Config
-	w   *kafka.Writer
-	own *kafka.Transport // created here, so closed here; nil when cfg.Transport is the caller's
+	cfg        Config
+	rt         kafka.RoundTripper
+	addr       net.Addr
+	own        *kafka.Transport // created here, so closed here; nil when cfg.Transport is the caller's
+	attributes protocol.Attributes
+	// Murmur2 is the Java client's default partitioner, which franz-go
+	// and librdkafka (murmur2_random) reproduce: a key lands in the same
+	// partition whichever client wrote it. Records without a key are
+	// spread at random.
+	balancer kafka.Murmur2Balancer
+
+	mu         sync.Mutex // held by a write; close waits for it
+	partitions []int      // 0..n-1 for the balancer
+	byPart     [][]int32  // per partition, the indexes of its records
+	reqs       []leaderRequest
 }
 
-// close waits for writes in flight and closes the producer's connections.
+// close waits for a write in flight and closes the producer's connections.
 func (p *producer) close() error {
-	err := p.w.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.own != nil {
 		p.own.CloseIdleConnections()
 	}
-	return err
+	return nil
 }
 
 func newProducer(cfg Config) (*producer, error) {
@@ -226,54 +230,62 @@ func newProducer(cfg Config) (*producer, error) {
 		return nil, err
 	}
 	codec, _ := ParseCompression(cfg.Compression)
-	transport, own := cfg.Transport, (*kafka.Transport)(nil)
-	if transport == nil {
-		// Metadata refreshed every second rather than kafka-go's 6s, so
-		// shipping resumes within a second of a broker coming back. Its
-		// own transport, so that a reload to other brokers or other
-		// credentials closes the connections made with the old ones.
-		own = &kafka.Transport{MetadataTTL: time.Second}
-		if cfg.TLS != nil {
-			own.TLS = cfg.TLS.Clone()
-		}
-		if cfg.SASL != nil {
-			own.SASL, _ = cfg.SASL.mechanism() // checked by Validate
-		}
-		transport = own
+	p := &producer{cfg: cfg, rt: cfg.Transport, addr: kafka.TCP(cfg.Brokers...), attributes: protocol.Attributes(codec) & 7}
+	if p.rt == nil {
+		p.own = newTransport(cfg)
+		p.rt = p.own
 	}
-	return &producer{cfg: cfg, own: own, w: &kafka.Writer{
-		Addr:  kafka.TCP(cfg.Brokers...),
-		Topic: cfg.Topic,
-		// Murmur2 is the Java client's default partitioner, which
-		// franz-go and librdkafka (murmur2_random) reproduce: a key lands
-		// in the same partition whichever client wrote it.
-		Balancer: &kafka.Murmur2Balancer{},
-		// Every in-sync replica must acknowledge: a record is only
-		// counted shipped when losing one broker cannot lose it.
+	return p, nil
+}
+
+// newTransport is the transport of a producer that was not given one.
+// Metadata is refreshed every second rather than kafka-go's 6s, so
+// shipping resumes within a second of a broker coming back. Each producer
+// has its own, so that a reload to other brokers or other credentials
+// closes the connections made with the old ones.
+func newTransport(cfg Config) *kafka.Transport {
+	t := &kafka.Transport{MetadataTTL: time.Second}
+	if cfg.TLS != nil {
+		t.TLS = cfg.TLS.Clone()
+	}
+	if cfg.SASL != nil {
+		t.SASL, _ = cfg.SASL.mechanism() // checked by Validate
+	}
+	return t
+}
+
+// NewWriter returns a kafka-go Writer with the shipper's settings (acks
+// from every in-sync replica, murmur2, the codec, BatchSize records per
+// partition batch, BatchTimeout), the reference that measurements compare
+// the shipper with. When cfg.Transport is nil the writer has a transport of
+// its own, which closing the writer does not close: set cfg.Transport to
+// own it.
+func NewWriter(cfg Config) (*kafka.Writer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	codec, _ := ParseCompression(cfg.Compression)
+	transport := cfg.Transport
+	if transport == nil {
+		transport = newTransport(cfg)
+	}
+	return &kafka.Writer{
+		Addr:            kafka.TCP(cfg.Brokers...),
+		Topic:           cfg.Topic,
+		Balancer:        &kafka.Murmur2Balancer{},
 		RequiredAcks:    kafka.RequireAll,
-		MaxAttempts:     cfg.MaxAttempts,
+		MaxAttempts:     3,
 		WriteBackoffMin: 50 * time.Millisecond,
 		WriteBackoffMax: time.Second,
 		BatchSize:       cfg.BatchSize,
 		BatchBytes:      1 << 20,
-		BatchTimeout:    cfg.BatchTimeout,
+		BatchTimeout:    max(cfg.BatchTimeout, time.Microsecond),
 		ReadTimeout:     cfg.WriteTimeout,
 		WriteTimeout:    cfg.WriteTimeout,
 		Compression:     codec,
 		Transport:       transport,
-	}}, nil
-}
-
-// NewWriter returns the kafka-go Writer a Shipper would use for cfg, for
-// callers that measure or compare against it with the same settings.
-// When cfg.Transport is nil the writer has a transport of its own, which
-// closing the writer does not close: set cfg.Transport to own it.
-func NewWriter(cfg Config) (*kafka.Writer, error) {
-	p, err := newProducer(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return p.w, nil
+	}, nil
 }
 
 // NewShipper validates cfg and starts shipping from sp. It does not
@@ -343,7 +355,7 @@ func (s *Shipper) run() {
 		p := s.w.Load()
 		var next Pos
 		var err error
-		entries, next, err = s.spool.Read(s.stop, entries[:0], p.cfg.BatchSize, 1<<20)
+		entries, next, err = s.spool.Read(s.stop, entries[:0], p.cfg.BatchSize, readBytes(p.cfg.BatchSize))
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				s.logger.Error("reading spool", zap.Error(err))
@@ -352,6 +364,14 @@ func (s *Shipper) run() {
 		}
 		if len(entries) == 0 {
 			return // stopped and nothing left
+		}
+		if len(entries) < p.cfg.BatchSize && p.cfg.BatchTimeout > 0 {
+			if s.linger(entries[0].Appended.Add(p.cfg.BatchTimeout)) {
+				// The same records from the cursor, and those since.
+				if entries, next, err = s.spool.Read(s.stop, entries[:0], p.cfg.BatchSize, readBytes(p.cfg.BatchSize)); err != nil {
+					continue // reported by the next read
+				}
+			}
 		}
 		msgs = msgs[:0]
 		for _, e := range entries {
@@ -370,16 +390,48 @@ func (s *Shipper) run() {
 	}
 }
 
+// linger waits until t, or until the shipper is told to stop; it reports
+// whether it waited.
+func (s *Shipper) linger(t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-s.stop:
+	}
+	return true
+}
+
+// readBytes bounds the records' bytes in one write of up to batchSize
+// records. With the record batch's framing (its header, and at most 16
+// bytes a record for lengths and deltas) an uncompressed partition batch
+// stays under the broker's default message.max.bytes (1 MiB + 12 bytes).
+func readBytes(batchSize int) int {
+	return max(1<<20-16*batchSize-4<<10, 64<<10)
+}
+
 // write delivers batch, retrying with backoff until Kafka acknowledged
 // every record. After a partial failure only the failed records are sent
-// again, so a retry duplicates nothing kafka-go knew was written. It
-// returns false when the flush deadline passed first.
+// again (a partition's records succeed or fail together), so a retry
+// duplicates nothing known to be written and keeps each partition's
+// records in order. It returns false when the flush deadline passed first.
 func (s *Shipper) write(batch []kafka.Message) bool {
-	backoff := 100 * time.Millisecond
+	backoff := 50 * time.Millisecond
 	for len(batch) > 0 {
 		p := s.w.Load()
+		if cap(s.errs) < len(batch) {
+			s.errs = make([]error, len(batch))
+		}
+		errs := s.errs[:len(batch)]
+		for i := range errs {
+			errs[i] = errUnsent
+		}
 		ctx, cancel := context.WithTimeout(s.abort, p.cfg.WriteTimeout)
-		err := p.w.WriteMessages(ctx, batch...)
+		err := p.send(ctx, batch, errs)
 		cancel()
 		if err == nil {
 			s.failing.Store(false)
@@ -390,19 +442,16 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		s.stats.WriteErrors.Add(1)
 		s.failing.Store(true)
 		s.errLog.log("writing to kafka", err, zap.String("topic", p.cfg.Topic), zap.Int("records", len(batch)))
-		var werrs kafka.WriteErrors
-		if errors.As(err, &werrs) && len(werrs) == len(batch) {
-			failed := batch[:0]
-			for i, e := range werrs {
-				if e != nil {
-					failed = append(failed, batch[i])
-				}
+		failed := batch[:0]
+		for i, e := range errs {
+			if e != nil {
+				failed = append(failed, batch[i])
 			}
-			s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
-			batch = failed
-			if len(batch) == 0 {
-				return true
-			}
+		}
+		s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
+		batch = failed
+		if len(batch) == 0 {
+			return true
 		}
 		t := time.NewTimer(backoff)
 		select {

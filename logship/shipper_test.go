@@ -2,8 +2,10 @@ package logship
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,48 +128,224 @@ func TestShipperDeliversEveryRecordWithItsKey(t *testing.T) {
 	}
 }
 
-func TestASpooledBatchGoesToEachPartitionInOneProduceRequest(t *testing.T) {
-	// With the default BatchTimeout of 1µs, the timer of a partition's
-	// batch fires while kafka-go is still adding the write's records. It
-	// must not split them: one write, one request per partition.
-	b := newBroker(t, kfake.SeedTopics(6, topic))
-	var mu sync.Mutex
-	requests := map[int32]int{} // partition: produce requests carrying its records
-	records := 0
-	b.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range kr.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				var rb kmsg.RecordBatch
-				if err := rb.ReadFrom(p.Records); err != nil {
-					t.Errorf("partition %d: reading its record batch: %v", p.Partition, err)
-				}
-				requests[p.Partition]++
-				records += int(rb.NumRecords)
+// produceLog records, for every produce request a broker receives, the
+// partitions it carries and their records' values, in order.
+type produceLog struct {
+	mu       sync.Mutex
+	requests [][]partitionRecords
+}
+
+type partitionRecords struct {
+	partition int32
+	values    []string
+}
+
+func (l *produceLog) observe(t *testing.T, kr kmsg.Request) {
+	var req []partitionRecords
+	for _, tp := range kr.(*kmsg.ProduceRequest).Topics {
+		for _, p := range tp.Partitions {
+			var rb kmsg.RecordBatch
+			if err := rb.ReadFrom(p.Records); err != nil {
+				t.Errorf("partition %d: reading its record batch: %v", p.Partition, err)
+				continue
 			}
+			pr := partitionRecords{partition: p.Partition}
+			recs, err := kgoRecords(&rb)
+			if err != nil {
+				t.Errorf("partition %d: %v", p.Partition, err)
+			}
+			for _, r := range recs {
+				pr.values = append(pr.values, string(r.Value))
+			}
+			req = append(req, pr)
 		}
+	}
+	l.mu.Lock()
+	l.requests = append(l.requests, req)
+	l.mu.Unlock()
+}
+
+// kgoRecords decodes a produce request's record batch (uncompressed).
+func kgoRecords(rb *kmsg.RecordBatch) ([]kmsg.Record, error) {
+	if rb.Attributes&7 != 0 {
+		return nil, fmt.Errorf("compressed batch (attributes %#x): the test writes without compression", rb.Attributes)
+	}
+	recs := make([]kmsg.Record, rb.NumRecords)
+	raw := rb.Records
+	for i := range recs {
+		n, used := binary.Varint(raw)
+		if used <= 0 || int(n)+used > len(raw) {
+			return nil, fmt.Errorf("record %d: bad length", i)
+		}
+		if err := recs[i].ReadFrom(raw[:used+int(n)]); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		raw = raw[used+int(n):]
+	}
+	return recs, nil
+}
+
+func TestASpooledBatchGoesToTheBrokerInOneProduceRequest(t *testing.T) {
+	// One spool read is one produce request to the partitions' leader,
+	// each partition's records in one record batch, in spool order.
+	b := newBroker(t, kfake.SeedTopics(6, topic))
+	var log produceLog
+	b.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		b.KeepControl()
+		log.observe(t, kr)
 		return nil, nil, false // observed, handled as usual
 	})
 	stats := new(Stats)
 	sp := openSpool(t, SpoolConfig{Stats: stats})
 	const n = 1000 // one read: the default BatchSize
 	put(t, sp, 0, n)
-	s, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats})
+	s, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
 	waitFor(t, func() bool { return stats.Shipped.Load() == n })
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(requests) != 6 || records != n {
-		t.Fatalf("%d records in produce requests to %d partitions, want %d to all 6", records, len(requests), n)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.requests) != 1 {
+		t.Fatalf("%d produce requests, want 1", len(log.requests))
 	}
-	for p, r := range requests {
-		if r != 1 {
-			t.Errorf("partition %d got its records in %d produce requests, want 1", p, r)
+	records, last := 0, map[string]int{}
+	for _, pr := range log.requests[0] {
+		records += len(pr.values)
+		for _, v := range pr.values {
+			var i int
+			fmt.Sscanf(v, `{"n":%d}`, &i)
+			k, _ := msg(i)
+			if j, ok := last[k]; ok && j > i {
+				t.Fatalf("partition %d: record %d after %d of the same key", pr.partition, i, j)
+			}
+			last[k] = i
+		}
+	}
+	if len(log.requests[0]) != 6 || records != n {
+		t.Fatalf("%d records for %d partitions in the request, want %d for all 6", records, len(log.requests[0]), n)
+	}
+}
+
+func TestAPartitionThatFailsIsSentAgainAloneAndInOrder(t *testing.T) {
+	// The broker leaves partition 0 out of its answers to the first three
+	// produce requests that carry it, as a broker failing one partition
+	// would. Only partition 0's records are sent again, in their order,
+	// and nothing is duplicated.
+	b := newBroker(t, kfake.SeedTopics(3, topic))
+	var log produceLog
+	var mu sync.Mutex
+	refused := 0
+	b.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		b.KeepControl()
+		log.observe(t, kr)
+		mu.Lock()
+		defer mu.Unlock()
+		req := kr.(*kmsg.ProduceRequest)
+		for ti := range req.Topics {
+			parts := req.Topics[ti].Partitions[:0]
+			for _, p := range req.Topics[ti].Partitions {
+				if p.Partition == 0 && refused < 3 {
+					refused++
+					continue
+				}
+				parts = append(parts, p)
+			}
+			req.Topics[ti].Partitions = parts
+		}
+		return nil, nil, false
+	})
+	stats := new(Stats)
+	sp := openSpool(t, SpoolConfig{Stats: stats})
+	const n = 300
+	put(t, sp, 0, n)
+	_, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats, Compression: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return stats.Shipped.Load() == n })
+	got := consume(t, b.ListenAddrs(), n)
+	checkExactly(t, got, 0, n)
+	if stats.WriteErrors.Load() == 0 {
+		t.Fatal("no write error counted for the refused partition")
+	}
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var p0 [][]string // partition 0's record values, per request
+	for _, req := range log.requests {
+		for _, pr := range req {
+			if pr.partition == 0 {
+				p0 = append(p0, pr.values)
+			}
+		}
+	}
+	if len(p0) != 4 {
+		t.Fatalf("partition 0 was sent %d times, want 4 (3 refused)", len(p0))
+	}
+	for i := 1; i < len(p0); i++ {
+		if strings.Join(p0[i], ",") != strings.Join(p0[0], ",") {
+			t.Fatalf("partition 0's records changed between attempts:\n%v\n%v", p0[0], p0[i])
+		}
+	}
+	for _, req := range log.requests[1:] {
+		if len(req) != 1 || req[0].partition != 0 {
+			t.Fatalf("a retry carried partitions other than the refused one: %+v", req)
+		}
+	}
+	// In Kafka, each key's records in the order they were spooled.
+	last := map[string]int{}
+	for _, r := range got {
+		var i int
+		fmt.Sscanf(string(r.Value), `{"n":%d}`, &i)
+		if j, ok := last[string(r.Key)]; ok && j > i {
+			t.Fatalf("key %s: record %d after %d", r.Key, i, j)
+		}
+		last[string(r.Key)] = i
+	}
+}
+
+func TestPartitionsLedByDifferentBrokersAreWrittenInParallelRequests(t *testing.T) {
+	// Three brokers lead the six partitions between them: a write sends
+	// one request to each leader, carrying only the partitions it leads.
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var log produceLog
+	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		log.observe(t, kr)
+		return nil, nil, false
+	})
+	stats := new(Stats)
+	sp := openSpool(t, SpoolConfig{Stats: stats})
+	const n = 1000
+	put(t, sp, 0, n)
+	_, err = NewShipper(sp, Config{Brokers: c.ListenAddrs()[:1], Stats: stats, Compression: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return stats.Shipped.Load() == n })
+	checkExactly(t, consume(t, c.ListenAddrs(), n), 0, n)
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	seen := map[int32]int{}
+	for _, req := range log.requests {
+		for _, pr := range req {
+			seen[pr.partition]++
+		}
+	}
+	if len(log.requests) < 2 || len(log.requests) > 3 || len(seen) != 6 {
+		t.Fatalf("%d requests for partitions %v, want one per leader (2 or 3) for all 6", len(log.requests), seen)
+	}
+	for p, k := range seen {
+		if k != 1 {
+			t.Fatalf("partition %d in %d requests, want 1", p, k)
 		}
 	}
 }
@@ -350,4 +528,37 @@ func TestShipperWaitsForATopicThatDoesNotExistYet(t *testing.T) {
 		t.Fatalf("creating the topic: %v %+v", err, resp)
 	}
 	checkExactly(t, consumeTopic(t, b.ListenAddrs(), "b2s.later", 20), 0, 20)
+}
+
+func TestBatchTimeoutGathersRecordsIntoOneWrite(t *testing.T) {
+	// Five records appended 20ms apart: with a 500ms BatchTimeout they
+	// wait for each other and go in one produce request; without one,
+	// each goes as soon as it is spooled.
+	for _, c := range []struct {
+		linger time.Duration
+		one    bool
+	}{{500 * time.Millisecond, true}, {0, false}} {
+		t.Run(fmt.Sprintf("batch_timeout=%v", c.linger), func(t *testing.T) {
+			b := newBroker(t)
+			var log produceLog
+			b.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+				b.KeepControl()
+				log.observe(t, kr)
+				return nil, nil, false
+			})
+			stats := new(Stats)
+			_, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats, Compression: "none", BatchTimeout: c.linger})
+			for i := range 5 {
+				put(t, sp, i, 1)
+				time.Sleep(20 * time.Millisecond)
+			}
+			waitFor(t, func() bool { return stats.Shipped.Load() == 5 })
+			checkExactly(t, consume(t, b.ListenAddrs(), 5), 0, 5)
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			if got := len(log.requests) == 1; got != c.one {
+				t.Fatalf("%d produce requests for 5 records", len(log.requests))
+			}
+		})
+	}
 }
