@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"image/gif"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -195,4 +196,21 @@ func FuzzRecordJSON(f *testing.F) {
 		}
 		checkValidRecordJSON(t, r.AppendJSON(nil))
 	})
+}
+
+func TestTimestampMatchesTheLayout(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{
+		{}, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 29, 1, 2, 3, 4000, time.FixedZone("CST", 8*3600)),
+	}
+	for range 100000 {
+		times = append(times, time.Unix(r.Int64N(400<<30)-(100<<30), r.Int64N(1e9)).In(time.FixedZone("", int(r.Int64N(50000)-25000))))
+	}
+	for _, tm := range times {
+		if got, want := string(appendTimestamp(nil, tm)), tm.UTC().Format(tsLayout); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
 }

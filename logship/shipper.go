@@ -41,9 +41,14 @@ type Config struct {
 	// BatchTimeout is how long records may wait in the spool for others
 	// to join their write, when a read finds fewer than BatchSize: the
 	// shipper waits until the oldest of them is that old, then reads
-	// again. Default 0: write what there is at once. Under load, records
-	// gather in the spool while the previous write is in flight anyway;
-	// a wait only trades delivery delay for fewer, larger writes.
+	// again (librdkafka's and the Java client's linger.ms). Default 5ms,
+	// their default too. Without it, a write goes out for every few
+	// records that arrive while the previous one is in flight, and each
+	// costs the proxy's core tens of microseconds whatever it carries: at
+	// 20,000 records/s on one core, 0 made ~24 records a write and 5ms
+	// ~120, and the process spent 4-8µs less CPU per record (measured
+	// with the broker in another process and in this one). Negative:
+	// write at once.
 	BatchTimeout time.Duration
 	// WriteTimeout bounds one write attempt, acknowledgement included.
 	// Default 10s.
@@ -69,9 +74,10 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultTopic       = "b2s.events"
-	DefaultCompression = "snappy"
-	DefaultBatchSize   = 1000
+	DefaultTopic        = "b2s.events"
+	DefaultCompression  = "snappy"
+	DefaultBatchSize    = 1000
+	DefaultBatchTimeout = 5 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -89,6 +95,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchTimeout == 0 {
+		c.BatchTimeout = DefaultBatchTimeout
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second

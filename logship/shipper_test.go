@@ -532,12 +532,12 @@ func TestShipperWaitsForATopicThatDoesNotExistYet(t *testing.T) {
 
 func TestBatchTimeoutGathersRecordsIntoOneWrite(t *testing.T) {
 	// Five records appended 20ms apart: with a 500ms BatchTimeout they
-	// wait for each other and go in one produce request; without one,
-	// each goes as soon as it is spooled.
+	// wait for each other and go in one produce request; with a negative
+	// one, each goes as soon as it is spooled.
 	for _, c := range []struct {
 		linger time.Duration
 		one    bool
-	}{{500 * time.Millisecond, true}, {0, false}} {
+	}{{500 * time.Millisecond, true}, {-1, false}} {
 		t.Run(fmt.Sprintf("batch_timeout=%v", c.linger), func(t *testing.T) {
 			b := newBroker(t)
 			var log produceLog
