@@ -914,6 +914,9 @@ func TestCollect(t *testing.T) {
 				t.Errorf("%s: %d since the edge started, want %d", d.name, d.got, d.want)
 			}
 		}
+		if w := int(c.writes - start.writes); w < 1 || w > wantRecords {
+			t.Errorf("kafka writes (stats.Writes): %d for %d records, want at least one and at most one a record", w, wantRecords)
+		}
 
 		// The collectors are registered in Caddy's registry, which the
 		// admin endpoint serves. The shipper has caught up: nothing is
@@ -942,6 +945,7 @@ func TestCollect(t *testing.T) {
 			{`b2s_records_shipped_total`, float64(c.shipped)},
 			{`b2s_records_dropped_total{reason="spool_full"}`, float64(c.full)},
 			{`b2s_records_dropped_total{reason="spool_error"}`, float64(c.spoolErr)},
+			{`b2s_kafka_writes_total`, float64(c.writes)},
 			{`b2s_kafka_write_errors_total`, float64(c.writeErrors)},
 			{`b2s_spool_repairs_total`, float64(stats.SpoolRepairs.Load())},
 			{`b2s_spool_bytes`, float64(sinkBytes())},
@@ -968,6 +972,7 @@ func TestCollect(t *testing.T) {
 			"b2s_records_spooled_total",
 			"b2s_records_shipped_total",
 			"b2s_records_dropped_total",
+			"b2s_kafka_writes_total",
 			"b2s_kafka_write_errors_total",
 			"b2s_spool_repairs_total",
 			"b2s_spool_bytes",

@@ -574,7 +574,7 @@ type counters struct {
 	page, beacon                      float64
 	set                               map[string]float64
 	accepted, shipped, full, spoolErr uint64
-	writeErrors                       uint64
+	writes, writeErrors               uint64
 }
 
 func readCounters(t *testing.T) counters {
@@ -587,6 +587,7 @@ func readCounters(t *testing.T) counters {
 		shipped:     stats.Shipped.Load(),
 		full:        stats.DroppedFull.Load(),
 		spoolErr:    stats.DroppedError.Load(),
+		writes:      stats.Writes.Load(),
 		writeErrors: stats.WriteErrors.Load(),
 	}
 	for _, r := range setReasons {

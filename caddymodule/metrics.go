@@ -61,6 +61,7 @@ func buildMetrics() {
 		counter("records_shipped_total", "Records Kafka acknowledged.", &uint64Loader{&stats.Shipped}),
 		dropped("spool_full", &uint64Loader{&stats.DroppedFull}),
 		dropped("spool_error", &uint64Loader{&stats.DroppedError}),
+		counter("kafka_writes_total", "Writes to Kafka acknowledged in full or in part (one per spool read, each one produce request per partition leader); records_shipped_total / kafka_writes_total is the records per write.", &uint64Loader{&stats.Writes}),
 		counter("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", &uint64Loader{&stats.WriteErrors}),
 		counter("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", &uint64Loader{&stats.SpoolRepairs}),
 		gauge("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(sinkBytes()) }),

@@ -265,8 +265,10 @@ func newTransport(cfg Config) *kafka.Transport {
 
 // NewWriter returns a kafka-go Writer with the shipper's settings (acks
 // from every in-sync replica, murmur2, the codec, BatchSize records per
-// partition batch, BatchTimeout), the reference that measurements compare
-// the shipper with. When cfg.Transport is nil the writer has a transport of
+// partition batch), the reference that measurements compare the shipper
+// with. Its BatchTimeout is 1µs, the Writer's best for calls that hand it
+// whole batches and wait (measured, docs/spool.md); cfg.BatchTimeout, the
+// shipper's linger, does not apply. When cfg.Transport is nil the writer has a transport of
 // its own, which closing the writer does not close: set cfg.Transport to
 // own it.
 func NewWriter(cfg Config) (*kafka.Writer, error) {
@@ -289,7 +291,7 @@ func NewWriter(cfg Config) (*kafka.Writer, error) {
 		WriteBackoffMax: time.Second,
 		BatchSize:       cfg.BatchSize,
 		BatchBytes:      1 << 20,
-		BatchTimeout:    max(cfg.BatchTimeout, time.Microsecond),
+		BatchTimeout:    time.Microsecond,
 		ReadTimeout:     cfg.WriteTimeout,
 		WriteTimeout:    cfg.WriteTimeout,
 		Compression:     codec,
@@ -444,6 +446,7 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		cancel()
 		if err == nil {
 			s.failing.Store(false)
+			s.stats.Writes.Add(1)
 			s.stats.Shipped.Add(uint64(len(batch)))
 			s.errLog.recovered("kafka writes recovered", zap.String("topic", p.cfg.Topic))
 			return true
@@ -457,7 +460,10 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 				failed = append(failed, batch[i])
 			}
 		}
-		s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
+		if len(failed) < len(batch) {
+			s.stats.Writes.Add(1)
+			s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
+		}
 		batch = failed
 		if len(batch) == 0 {
 			return true

@@ -17,6 +17,11 @@ type Stats struct {
 	// DroppedError counts records that could not be appended: a disk
 	// error, or a spool already closed.
 	DroppedError atomic.Uint64
+	// Writes counts writes to Kafka that were acknowledged, in full or in
+	// part: one per spool read, plus one per retry that got records
+	// through. Shipped / Writes is the records per write, which
+	// Config.BatchTimeout raises.
+	Writes atomic.Uint64
 	// WriteErrors counts failed Kafka write attempts (each is retried).
 	WriteErrors atomic.Uint64
 	// SpoolRepairs counts damaged spool segments truncated at their last

@@ -82,7 +82,7 @@ func run() error {
 		dir         = flag.String("dir", "", "`directory` for the spool (default: a new temporary directory, removed at exit)")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "give up after this long")
 		count       = flag.Bool("count", false, "only print the number of records the topic holds (sum of end offsets) and exit")
-		batchWait   = flag.Duration("batch-timeout", 0, "kafka-go BatchTimeout for the spool and kafkago paths (default: logship's, 1µs)")
+		batchWait   = flag.Duration("batch-timeout", 0, "the Shipper's BatchTimeout (linger) for the spool path (default: logship's, 5ms)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the timed part to `file`")
 	)
 	flag.Parse()
@@ -133,7 +133,7 @@ func run() error {
 	case "spool":
 		err = shipSpool(ctx, &res, addrs, *topic, *compression, *batchWait, *dir, keys, values, dial)
 	case "kafkago":
-		err = shipKafkaGo(ctx, &res, addrs, *topic, *compression, *batchWait, keys, values, dial)
+		err = shipKafkaGo(ctx, &res, addrs, *topic, *compression, keys, values, dial)
 	case "kgo-sync", "kgo-async":
 		err = shipKgo(ctx, &res, addrs, *topic, *compression, *path == "kgo-async", keys, values, dial)
 	default:
@@ -273,15 +273,14 @@ func shipSpool(ctx context.Context, res *result, brokers []string, topic, compre
 }
 
 // shipKafkaGo writes the records from memory with a kafka-go Writer set up
-// as logship's (RequiredAcks all, Murmur2Balancer, BatchSize 1000,
-// BatchTimeout 1µs, the codec), in synchronous 1000-record calls as the
-// shipper makes.
-func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration,
+// as logship.NewWriter does (RequiredAcks all, Murmur2Balancer, BatchSize
+// 1000, BatchTimeout 1µs, the codec), in synchronous 1000-record calls as
+// the shipper reads them.
+func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string,
 	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
 	// The shipper's own writer settings, with a transport that counts bytes.
 	tr := &kafka.Transport{MetadataTTL: time.Second, Dial: dial}
-	w, err := logship.NewWriter(logship.Config{Brokers: brokers, Topic: topic, Compression: compression,
-		BatchTimeout: batchWait, Transport: tr})
+	w, err := logship.NewWriter(logship.Config{Brokers: brokers, Topic: topic, Compression: compression, Transport: tr})
 	if err != nil {
 		return err
 	}
