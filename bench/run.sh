@@ -7,7 +7,10 @@
 # bench/results/ (bench/cmd/benchreport).
 #
 # Everything listens on 127.0.0.1. Settings come from the environment (the
-# Makefile passes its BENCH_* variables); see docs/benchmarks.md.
+# Makefile passes its BENCH_* variables); see docs/benchmarks.md. The
+# shipping part ends with the shipper under steady traffic: BENCH_LIVE_RATE
+# records/s appended for BENCH_LIVE_DURATION while it ships them, for three
+# batch timeouts (linger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +22,8 @@ OUTAGE=${BENCH_OUTAGE:-20s}
 RECORDS=${BENCH_RECORDS:-300000}
 APPENDS=${BENCH_APPENDS:-1000000}
 SHIP_ROUNDS=${BENCH_SHIP_ROUNDS:-2}
+LIVE_RATE=${BENCH_LIVE_RATE:-25000}
+LIVE_DURATION=${BENCH_LIVE_DURATION:-5s}
 GOTIME=${BENCH_GOTIME:-1s}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 PROFILE=${BENCH_PROFILE:-5}
@@ -348,6 +353,8 @@ profile() {
 	echo "records=$RECORDS"
 	echo "appends=$APPENDS"
 	echo "ship_rounds=$SHIP_ROUNDS"
+	echo "live_rate=$LIVE_RATE"
+	echo "live_duration=$LIVE_DURATION"
 	echo "gotime=$GOTIME"
 	echo "partitions=$PARTITIONS"
 	echo "server_cpu=$SERVER_CPU"
@@ -531,6 +538,27 @@ for round in $(seq "$SHIP_ROUNDS"); do
 			-path "$path" -compression "$codec" -records "$RECORDS" -dir "$WORK/ship-spool" \
 			>>"$R/shipbench.jsonl" 2>>"$R/logs/shipbench.log"; then
 			fail "shipbench $path $codec failed (see $R/logs/shipbench.log)"
+		fi
+		rm -rf "$WORK/ship-spool"
+		stop_pid "$BROKER"
+	done
+done
+
+# The shipper's linger under steady traffic: records appended at
+# LIVE_RATE records/s, a burst every millisecond, for LIVE_DURATION while
+# the Shipper ships them, writing at once (-1ns), with the default 5ms and
+# with 20ms. The settings alternate within each round; shipbench generates
+# rate × duration records.
+: >"$R/shipbench-live.jsonl"
+for round in $(seq "$SHIP_ROUNDS"); do
+	for linger in -1ns 5ms 20ms; do
+		topic="ship.live.$linger.$round"
+		log "linger round $round: batch timeout $linger, $LIVE_RATE records/s for $LIVE_DURATION"
+		start_broker "$topic"
+		if ! GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$R/bin/shipbench" -brokers "127.0.0.1:$KAFKA" -topic "$topic" \
+			-path live -batch-timeout "$linger" -rate "$LIVE_RATE" -duration "$LIVE_DURATION" -dir "$WORK/ship-spool" \
+			>>"$R/shipbench-live.jsonl" 2>>"$R/logs/shipbench.log"; then
+			fail "shipbench live, batch timeout $linger, failed (see $R/logs/shipbench.log)"
 		fi
 		rm -rf "$WORK/ship-spool"
 		stop_pid "$BROKER"

@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -244,6 +245,7 @@ func (r *report) build() []byte {
 	}
 	gb := r.goBench()
 	ship := r.shipBench()
+	live := r.liveBench()
 	mem := r.env("memory.env")
 
 	fmt.Fprintf(&b, "# Benchmarks\n\n")
@@ -282,6 +284,7 @@ func (r *report) build() []byte {
 	r.httpSection(&b, m, cases)
 	r.goSection(&b, gb)
 	r.shipSection(&b, m, ship, cases)
+	r.liveSection(&b, m, live)
 	r.memSection(&b, m, mem)
 	r.appendSection(&b, m)
 	r.profileSection(&b, cases)
@@ -306,12 +309,15 @@ func (r *report) howToRun(b *bytes.Buffer, m map[string]string) {
 	fmt.Fprintf(b, "   record), which adds shipping's share. Each case is checked to answer 200 with the right body first.\n")
 	fmt.Fprintf(b, "2. **Go benchmarks**: `go test -run '^$' -bench . -benchmem -benchtime %s ./beacon/ ./logship/ ./caddymodule/ ./geo/`.\n", m["gotime"])
 	fmt.Fprintf(b, "3. **Shipping** (`bench/cmd/shipbench`, pinned to CPU %s with `GOMAXPROCS=1`; a fresh `bin/kbroker` on CPU\n", m["server_cpu"])
-	fmt.Fprintf(b, "   %s for each run): %s records, best of %s rounds.\n", m["load_cpu"], m["records"], m["ship_rounds"])
+	fmt.Fprintf(b, "   %s for each run): %s records, best of %s rounds. Then the shipper under steady traffic (`-path live`):\n", m["load_cpu"], m["records"], m["ship_rounds"])
+	fmt.Fprintf(b, "   %s records/s appended for %s while it ships them, writing at once, with the default 5ms linger and with\n", m["live_rate"], m["live_duration"])
+	fmt.Fprintf(b, "   20ms, alternating in %s rounds (median shown).\n", m["ship_rounds"])
 	fmt.Fprintf(b, "4. **Memory**: VmRSS of a fresh `bin/caddy` idle, during %s of beacons with the broker stopped, and after\n", m["outage"])
 	fmt.Fprintf(b, "   the broker is back and the spool drained.\n")
 	fmt.Fprintf(b, "5. **Spool append latency** (`bench/cmd/appendlat`): the distribution of `Spool.Append` times.\n\n")
 	fmt.Fprintf(b, "Variables (make or environment): `BENCH_DURATION` (10s), `BENCH_WARMUP` (2s), `BENCH_CONNECTIONS` (64), `BENCH_HTTP_ROUNDS` (2),\n")
-	fmt.Fprintf(b, "`BENCH_OUTAGE` (20s), `BENCH_RECORDS` (300000), `BENCH_SHIP_ROUNDS` (2), `BENCH_GOTIME` (1s),\n")
+	fmt.Fprintf(b, "`BENCH_OUTAGE` (20s), `BENCH_RECORDS` (300000), `BENCH_SHIP_ROUNDS` (2), `BENCH_LIVE_RATE` (records/s under steady\n")
+	fmt.Fprintf(b, "traffic; 25000), `BENCH_LIVE_DURATION` (5s), `BENCH_GOTIME` (1s),\n")
 	fmt.Fprintf(b, "`BENCH_PARTITIONS` (6), `BENCH_PROFILE` (seconds of CPU profile per profiled case, 0 for none; 5), `BENCH_APPENDS` (1000000),\n")
 	fmt.Fprintf(b, "`BENCH_PORT_BASE` (18400: ten ports from there), `BENCH_SERVER_CPU` (0), `BENCH_LOAD_CPU` (1).\n\n")
 }
@@ -756,6 +762,134 @@ func (r *report) shipSection(b *bytes.Buffer, m map[string]string, s map[shipKey
 	}
 	if a, ok := s[shipKey{"spool", "snappy"}]; ok && a.best.FillPerSec > 0 {
 		fmt.Fprintf(b, "\nFilling the spool before the timed part (one goroutine, `Append`): %s records/s.\n", thousands(a.best.FillPerSec))
+	}
+	b.WriteString("\n")
+}
+
+// liveRun is one line of shipbench -path live output.
+type liveRun struct {
+	BatchTimeout    string  `json:"batch_timeout"`
+	Records         int     `json:"records"`
+	CPUMicros       float64 `json:"cpu_us_per_record"`
+	WirePerRec      float64 `json:"wire_bytes_per_record"`
+	BrokerRecords   int64   `json:"broker_records"`
+	Rate            float64 `json:"rate"`
+	AppendedPerSec  float64 `json:"appended_per_s"`
+	RecordsPerWrite float64 `json:"records_per_write"`
+	LagP50          float64 `json:"lag_p50_ms"`
+	LagP99          float64 `json:"lag_p99_ms"`
+	LagMax          float64 `json:"lag_max_ms"`
+	DelayP50        float64 `json:"record_delay_p50_ms"`
+	DelayP99        float64 `json:"record_delay_p99_ms"`
+	DelayMax        float64 `json:"record_delay_max_ms"`
+}
+
+// liveOrder is the batch timeouts run.sh runs, in the table's order.
+var liveOrder = []string{"-1ns", "5ms", "20ms"}
+
+var liveLabel = map[string]string{"-1ns": "at once (-1ns)", "5ms": "5ms (the default)"}
+
+// liveBench reads shipbench-live.jsonl: each batch timeout's rounds.
+func (r *report) liveBench() map[string][]liveRun {
+	out := map[string][]liveRun{}
+	b, err := os.ReadFile(filepath.Join(r.dir, "shipbench-live.jsonl"))
+	if err != nil {
+		r.fail("shipping under steady traffic: no output")
+		return out
+	}
+	for line := range strings.Lines(string(b)) {
+		var x liveRun
+		if json.Unmarshal([]byte(line), &x) != nil || x.Records == 0 {
+			continue
+		}
+		if x.BrokerRecords < int64(x.Records) {
+			r.fail("shipping under steady traffic, batch timeout %s: the broker holds %d of %d records", x.BatchTimeout, x.BrokerRecords, x.Records)
+		}
+		out[x.BatchTimeout] = append(out[x.BatchTimeout], x)
+	}
+	return out
+}
+
+// median of the rounds' values of one field.
+func median(rounds []liveRun, f func(liveRun) float64) float64 {
+	if len(rounds) == 0 {
+		return math.NaN()
+	}
+	v := make([]float64, len(rounds))
+	for i, x := range rounds {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+func (r *report) liveSection(b *bytes.Buffer, m map[string]string, live map[string][]liveRun) {
+	fmt.Fprintf(b, "### Linger under steady traffic\n\n")
+	if len(live) == 0 {
+		fmt.Fprintf(b, "No results.\n\n")
+		return
+	}
+	fmt.Fprintf(b, "`shipbench -path live`: the product's spool and Shipper in one process (CPU %s, `GOMAXPROCS=1`), one goroutine\n", m["server_cpu"])
+	fmt.Fprintf(b, "appending %s records/s for %s in a burst every millisecond, as request handlers would, while the Shipper ships\n", thousands(num(m, "live_rate")), m["live_duration"])
+	fmt.Fprintf(b, "them to a fresh broker with the row's `batch_timeout` (the linger: a read that finds fewer than 1000 records waits\n")
+	fmt.Fprintf(b, "until the oldest is that old, then reads again). CPU is that process's over the records (getrusage), the appends\n")
+	fmt.Fprintf(b, "and the shipping on one core: the appends cost about the same in every row, so the difference between rows is\n")
+	fmt.Fprintf(b, "the cost of the writes. Lag is `Spool.Lag`, what `b2s_shipper_lag_seconds` shows (the age of the oldest record read\n")
+	fmt.Fprintf(b, "but not yet acknowledged), sampled about every millisecond: a share of the time, and records not yet read count as\n")
+	fmt.Fprintf(b, "none, which is why writing at once shows about 0. The record delay is each record's, from its append until Kafka\n")
+	fmt.Fprintf(b, "acknowledged it, as seen by the same sampler (so up to about a millisecond late). Each column is the median of its\n")
+	fmt.Fprintf(b, "rounds (the settings alternate within a round); the last column is every round's CPU.\n\n")
+	fmt.Fprintf(b, "| batch_timeout | records/s appended | records per write | CPU µs/record | bytes/record on the wire | lag p50 / p99 / max ms | record delay p50 / p99 / max ms | CPU µs/record of each round |\n")
+	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---|\n")
+	order := slices.Clone(liveOrder)
+	var extra []string
+	for k := range live {
+		if !slices.Contains(order, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	order = append(order, extra...)
+	cpu := map[string]float64{}
+	rpw := map[string]float64{}
+	for _, k := range order {
+		label := liveLabel[k]
+		if label == "" {
+			label = k
+		}
+		rounds := live[k]
+		if len(rounds) == 0 {
+			fmt.Fprintf(b, "| %s | failed | | | | | | |\n", label)
+			continue
+		}
+		med := func(f func(liveRun) float64) float64 { return median(rounds, f) }
+		cpu[k] = med(func(x liveRun) float64 { return x.CPUMicros })
+		rpw[k] = med(func(x liveRun) float64 { return x.RecordsPerWrite })
+		ms := func(f func(liveRun) float64) string { return fmtF(med(f), 1) }
+		var each []string
+		for _, x := range rounds {
+			each = append(each, fmtF(x.CPUMicros, 2))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s | %s |\n", label,
+			thousands(med(func(x liveRun) float64 { return x.AppendedPerSec })), fmtF(rpw[k], 0), fmtF(cpu[k], 2),
+			fmtF(med(func(x liveRun) float64 { return x.WirePerRec }), 0),
+			ms(func(x liveRun) float64 { return x.LagP50 }), ms(func(x liveRun) float64 { return x.LagP99 }),
+			ms(func(x liveRun) float64 { return x.LagMax }),
+			ms(func(x liveRun) float64 { return x.DelayP50 }), ms(func(x liveRun) float64 { return x.DelayP99 }),
+			ms(func(x liveRun) float64 { return x.DelayMax }), strings.Join(each, " / "))
+	}
+	// What a write costs, from the first two rows: the CPU saved per
+	// record over the writes saved per record.
+	if c0, ok0 := cpu["-1ns"]; ok0 {
+		if c1, ok1 := cpu["5ms"]; ok1 && rpw["-1ns"] > 0 && rpw["5ms"] > rpw["-1ns"] {
+			perWrite := (c0 - c1) / (1/rpw["-1ns"] - 1/rpw["5ms"])
+			fmt.Fprintf(b, "\nThe default linger saves %s µs of CPU per record against writing at once, for %s writes fewer per 1000\n",
+				fmtF(c0-c1, 2), fmtF(1000/rpw["-1ns"]-1000/rpw["5ms"], 0))
+			fmt.Fprintf(b, "records: about %s µs of CPU a write, whatever it carries.\n", fmtF(perWrite, 0))
+		}
 	}
 	b.WriteString("\n")
 }

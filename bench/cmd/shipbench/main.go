@@ -8,6 +8,7 @@
 // invocation is one path:
 //
 //	shipbench -brokers 127.0.0.1:19092 -topic t -path spool|kafkago|kgo-sync|kgo-async [-compression snappy] [-records 200000] [-batch-timeout 1ms] [-cpuprofile FILE]
+//	shipbench -brokers 127.0.0.1:19092 -topic t -path live [-rate 25000] [-duration 5s] [-batch-timeout 5ms|-1ns]
 //	shipbench -brokers 127.0.0.1:19092 -topic t -count
 //
 // It prints one JSON object on stdout: records, seconds, records/s, CPU
@@ -18,6 +19,16 @@
 // 32-hex cookie IDs, generated from a fixed seed so every path ships the
 // same bytes. With -count it only prints how many records the topic holds,
 // an independent check of what b2s-edge shipped.
+//
+// The live path is the shipper under steady traffic rather than draining a
+// backlog: records are appended at -rate records/s, in a burst every
+// millisecond as request handlers would, for -duration, while the Shipper
+// ships them with its linger (-batch-timeout). It adds the writes Kafka
+// acknowledged, the records per write, and two delivery delays: Spool.Lag
+// (the age of the oldest record read and not yet acknowledged) sampled
+// about every millisecond, and each record's time from its append to its
+// acknowledgement; their p50, p99 and maximum. CPU per record is then the
+// appends and the shipping together, in one process.
 package main
 
 import (
@@ -26,10 +37,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,11 +71,41 @@ type result struct {
 	BrokerRecords   int64   `json:"broker_records"`
 	FillSeconds     float64 `json:"spool_fill_seconds,omitempty"`
 	FillPerSec      float64 `json:"spool_appends_per_s,omitempty"`
+	*liveResult             // the live path's figures; nil (left out) for the others
 	GOMAXPROCS      string  `json:"gomaxprocs"`
 	// CPUBusy is each CPU's busy fraction over the timed window
 	// (/proc/stat), to tell whether the client's or the broker's core
 	// was the limit.
 	CPUBusy []float64 `json:"cpu_busy"`
+}
+
+// liveResult is what the live path adds: the target rate, the rate the
+// appends achieved, the writes Kafka acknowledged, Spool.Lag sampled during
+// the run, and each record's delay from its append to its
+// acknowledgement, in milliseconds.
+//
+// The two delays differ. Lag is the age of the oldest record the shipper
+// has read and Kafka not yet acknowledged (b2s_shipper_lag_seconds), over
+// time: its p50 is the age it had half the time. Records appended but not
+// read yet count as none, so a shipper that writes at once, waiting in its
+// read between writes, shows 0 most of the time. The record delay is per
+// record: the sampler sees a record acknowledged when Stats.Shipped has
+// passed it (records are acknowledged in spool order), so it is up to a
+// sampling interval, about a millisecond, late.
+type liveResult struct {
+	Rate            float64 `json:"rate"`
+	AppendedPerSec  float64 `json:"appended_per_s"`
+	Writes          uint64  `json:"writes"`
+	RecordsPerWrite float64 `json:"records_per_write"`
+	LagSamples      int     `json:"lag_samples"`
+	LagP50          float64 `json:"lag_p50_ms"`
+	LagP99          float64 `json:"lag_p99_ms"`
+	LagMax          float64 `json:"lag_max_ms"`
+	LagMean         float64 `json:"lag_mean_ms"`
+	DelayP50        float64 `json:"record_delay_p50_ms"`
+	DelayP99        float64 `json:"record_delay_p99_ms"`
+	DelayMax        float64 `json:"record_delay_max_ms"`
+	DelayMean       float64 `json:"record_delay_mean_ms"`
 }
 
 func main() {
@@ -76,13 +119,15 @@ func run() error {
 	var (
 		brokers     = flag.String("brokers", "127.0.0.1:9092", "bootstrap `host:port` list, comma-separated")
 		topic       = flag.String("topic", "", "topic to write to; must exist (required)")
-		path        = flag.String("path", "spool", "what to time: spool (logship spool + Shipper), kafkago (kafka-go Writer from memory), kgo-sync (franz-go ProduceSync, 1000-record calls) or kgo-async (franz-go Produce all, then Flush)")
+		path        = flag.String("path", "spool", "what to time: spool (logship spool + Shipper), kafkago (kafka-go Writer from memory), kgo-sync (franz-go ProduceSync, 1000-record calls), kgo-async (franz-go Produce all, then Flush) or live (appends at -rate for -duration while a Shipper ships them)")
 		compression = flag.String("compression", "snappy", "batch compression: none, snappy, lz4 or zstd")
-		records     = flag.Int("records", 200_000, "records to ship")
+		records     = flag.Int("records", 200_000, "records to ship; for -path live, the most records appended (default: rate × duration)")
+		rate        = flag.Float64("rate", 25_000, "records/s appended, for -path live")
+		duration    = flag.Duration("duration", 5*time.Second, "how long records are appended, for -path live")
 		dir         = flag.String("dir", "", "`directory` for the spool (default: a new temporary directory, removed at exit)")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "give up after this long")
 		count       = flag.Bool("count", false, "only print the number of records the topic holds (sum of end offsets) and exit")
-		batchWait   = flag.Duration("batch-timeout", 0, "the Shipper's BatchTimeout (linger) for the spool path (default: logship's, 5ms)")
+		batchWait   = flag.Duration("batch-timeout", 0, "the Shipper's BatchTimeout (linger) for the spool and live paths: 0 is logship's default, 5ms; a negative value such as -1ns writes at once")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the timed part to `file`")
 	)
 	flag.Parse()
@@ -100,6 +145,20 @@ func run() error {
 		}
 		fmt.Println(n)
 		return nil
+	}
+	if *path == "live" {
+		if *rate <= 0 || *duration <= 0 {
+			return errors.New("-rate and -duration must be positive")
+		}
+		n := int(math.Ceil(*rate * duration.Seconds()))
+		recordsSet := false
+		flag.Visit(func(f *flag.Flag) { recordsSet = recordsSet || f.Name == "records" })
+		if recordsSet && *records < n {
+			fmt.Fprintf(os.Stderr, "shipbench: -records %d bounds the live run to %d records (%.0f/s for %s wants %d)\n",
+				*records, *records, *rate, *duration, n)
+			n = *records
+		}
+		*records = n
 	}
 	keys, values := makeRecords(*records)
 	var total int
@@ -136,6 +195,11 @@ func run() error {
 		err = shipKafkaGo(ctx, &res, addrs, *topic, *compression, keys, values, dial)
 	case "kgo-sync", "kgo-async":
 		err = shipKgo(ctx, &res, addrs, *topic, *compression, *path == "kgo-async", keys, values, dial)
+	case "live":
+		res.liveResult = &liveResult{Rate: *rate}
+		// The linger in effect, not the flag's 0 for the default.
+		res.BatchTimeout = logship.Config{BatchTimeout: *batchWait}.WithDefaults().BatchTimeout.String()
+		err = shipLive(ctx, &res, addrs, *topic, *compression, *batchWait, *rate, *dir, keys, values, dial)
 	default:
 		return fmt.Errorf("unknown -path %q", *path)
 	}
@@ -270,6 +334,170 @@ func shipSpool(ctx context.Context, res *result, brokers []string, topic, compre
 		fmt.Fprintf(os.Stderr, "shipbench: %d kafka write errors (retried)\n", e)
 	}
 	return nil
+}
+
+// liveWarmup is how many records the live path ships before the timed
+// part, so that the connection and the topic's metadata are in place.
+const liveWarmup = 100
+
+// shipLive appends records to a fresh spool at a steady rate, in a burst
+// every millisecond, while the product's Shipper ships them with the given
+// linger. It times from the first append until Kafka acknowledged the
+// last, and samples Spool.Lag and the records acknowledged meanwhile.
+func shipLive(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration, rate float64,
+	dir string, keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "shipbench-live-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	stats := new(logship.Stats)
+	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: dir, Fsync: logship.DefaultFsync, MaxSize: 64 << 30, Stats: stats})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	// The product's Shipper with its defaults but the linger; only the
+	// transport's dialer is ours, to count bytes, with the product's
+	// metadata TTL.
+	s, err := logship.NewShipper(sp, logship.Config{Brokers: brokers, Topic: topic, Compression: compression,
+		BatchTimeout: batchWait, Stats: stats, Transport: &kafka.Transport{MetadataTTL: time.Second, Dial: dial}})
+	if err != nil {
+		return err
+	}
+	defer func() { // on an error; a second Close returns at once
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(c)
+	}()
+	waitShipped := func(n uint64) error {
+		for stats.Shipped.Load() < n {
+			if ctx.Err() != nil {
+				return fmt.Errorf("shipped %d of %d records before the timeout (write errors: %d)", stats.Shipped.Load(), n, stats.WriteErrors.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}
+	warm := min(liveWarmup, len(values))
+	for i := range warm {
+		if err := sp.Append(keys[i], values[i]); err != nil {
+			return err
+		}
+	}
+	if err := waitShipped(uint64(warm)); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	shipped0, writes0 := stats.Shipped.Load(), stats.Writes.Load()
+	n := len(values)
+	want := shipped0 + uint64(n)
+
+	// delays[i] is record i's append time, then its delay: time since
+	// start, then from its append until it was seen acknowledged.
+	delays := make([]time.Duration, n)
+
+	t := startTimer()
+	start := t.start
+	// The producer: by each millisecond's tick, as many records as the
+	// rate calls for since the start, so a late tick catches up rather
+	// than lowering the rate.
+	appended := make(chan error, 1)
+	var appendEnd time.Time
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		i := 0
+		for i < n {
+			now := time.Since(start)
+			due := min(n, int(rate*now.Seconds())+1)
+			for ; i < due; i++ {
+				delays[i] = now
+				if err := sp.Append(keys[i], values[i]); err != nil {
+					appended <- fmt.Errorf("append %d: %w", i, err)
+					return
+				}
+			}
+			if i < n {
+				<-tick.C
+			}
+		}
+		appendEnd = time.Now()
+		appended <- nil
+	}()
+	// Meanwhile, about every millisecond (at jittered times, so as not to
+	// lock onto the producer's ticks) until everything is acknowledged:
+	// Spool.Lag, and the delay of the records acknowledged since the last
+	// look.
+	rng := rand.New(rand.NewPCG(3, 4))
+	var lags []time.Duration
+	var appendErr error
+	appending := true
+	acked := 0
+	for {
+		shipped := stats.Shipped.Load()
+		now := time.Since(start)
+		for k := min(n, int(shipped-shipped0)); acked < k; acked++ {
+			delays[acked] = now - delays[acked]
+		}
+		if shipped >= want {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("shipped %d of %d records before the timeout (write errors: %d)", stats.Shipped.Load()-shipped0, n, stats.WriteErrors.Load())
+		}
+		if appending {
+			select {
+			case appendErr = <-appended:
+				appending = false
+				if appendErr != nil {
+					return appendErr
+				}
+			default:
+			}
+		}
+		lags = append(lags, sp.Lag())
+		// A sleep overshoots by about half a millisecond here: samples
+		// come about every millisecond.
+		time.Sleep(time.Duration(rng.IntN(1000)) * time.Microsecond)
+	}
+	t.stop(res)
+	if appending {
+		if appendErr = <-appended; appendErr != nil {
+			return appendErr
+		}
+	}
+	res.AppendedPerSec = float64(n) / appendEnd.Sub(start).Seconds()
+	res.Writes = stats.Writes.Load() - writes0
+	res.RecordsPerWrite = float64(stats.Shipped.Load()-shipped0) / float64(res.Writes)
+	res.LagSamples = len(lags)
+	res.LagP50, res.LagP99, res.LagMax, res.LagMean = summary(lags)
+	res.DelayP50, res.DelayP99, res.DelayMax, res.DelayMean = summary(delays)
+	if err := s.Close(ctx); err != nil {
+		return err
+	}
+	if e := stats.WriteErrors.Load(); e > 0 {
+		fmt.Fprintf(os.Stderr, "shipbench: %d kafka write errors (retried)\n", e)
+	}
+	return nil
+}
+
+// summary sorts d and returns its p50, p99, maximum and mean in
+// milliseconds (to the microsecond).
+func summary(d []time.Duration) (p50, p99, maxi, mean float64) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	ms := func(v time.Duration) float64 { return math.Round(float64(v)/1e3) / 1e3 }
+	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	var sum time.Duration
+	for _, v := range d {
+		sum += v
+	}
+	return ms(q(0.50)), ms(q(0.99)), ms(d[len(d)-1]), ms(sum / time.Duration(len(d)))
 }
 
 // shipKafkaGo writes the records from memory with a kafka-go Writer set up
