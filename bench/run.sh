@@ -546,8 +546,8 @@ done
 
 # The shipper's linger under steady traffic: records appended at
 # LIVE_RATE records/s, a burst every millisecond, for LIVE_DURATION while
-# the Shipper ships them, writing at once (-1ns), with the default 5ms and
-# with 20ms. The settings alternate within each round; shipbench generates
+# the Shipper ships them, writing at once (-1ns), with 5ms (librdkafka's
+# and the Java client's linger.ms) and with the default 20ms. The settings alternate within each round; shipbench generates
 # rate × duration records.
 : >"$R/shipbench-live.jsonl"
 for round in $(seq "$SHIP_ROUNDS"); do

@@ -168,7 +168,7 @@ type KafkaConfig struct {
 
 	// BatchTimeout is how long records may wait in the spool for others
 	// to join their produce request, when fewer than BatchSize are
-	// waiting (linger.ms in librdkafka and the Java client). Default 5ms:
+	// waiting (linger.ms in librdkafka and the Java client). Default 20ms:
 	// fewer, larger requests, each of which costs the proxy's CPU whatever
 	// it carries. 1µs sends what there is at once.
 	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`

@@ -41,14 +41,17 @@ type Config struct {
 	// BatchTimeout is how long records may wait in the spool for others
 	// to join their write, when a read finds fewer than BatchSize: the
 	// shipper waits until the oldest of them is that old, then reads
-	// again (librdkafka's and the Java client's linger.ms). Default 5ms,
-	// their default too. Without it, a write goes out for every few
-	// records that arrive while the previous one is in flight, and each
-	// costs the proxy's core tens of microseconds whatever it carries: at
-	// 20,000 records/s on one core, 0 made ~24 records a write and 5ms
-	// ~120, and the process spent 4-8µs less CPU per record (measured
-	// with the broker in another process and in this one). Negative:
-	// write at once.
+	// again (linger.ms in librdkafka and the Java client). Default 20ms.
+	// Without it, a write goes out for every few records that arrive
+	// while the previous one is in flight, and each write costs the
+	// proxy's core a few hundred microseconds whatever it carries (mostly
+	// the socket write, in which the kernel does the loopback receiver's
+	// work too). Appending 25,000 records/s on one core, with the broker
+	// in another process (bench/cmd/shipbench -path live): at once, ~29
+	// records a write and 13.6-14.1µs of CPU per record (appends
+	// included); 5ms (librdkafka's and the Java client's default), ~160
+	// and 5.5-6.4µs; 20ms, ~527 and 4.5-4.7µs, for a p99 delivery delay
+	// of ~27ms instead of ~9ms. Negative: write at once.
 	BatchTimeout time.Duration
 	// WriteTimeout bounds one write attempt, acknowledgement included.
 	// Default 10s.
@@ -77,7 +80,7 @@ const (
 	DefaultTopic        = "b2s.events"
 	DefaultCompression  = "snappy"
 	DefaultBatchSize    = 1000
-	DefaultBatchTimeout = 5 * time.Millisecond
+	DefaultBatchTimeout = 20 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero field set to its default.
