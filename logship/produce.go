@@ -50,9 +50,13 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 	if err != nil {
 		return p.failAll(errs, fmt.Errorf("reading the topic's metadata: %w", err))
 	}
+	meta, ok := r.(*metadataAPI.Response)
+	if !ok {
+		return p.failAll(errs, fmt.Errorf("metadata request answered with %T", r))
+	}
 	var topic *metadataAPI.ResponseTopic
-	for i := range r.(*metadataAPI.Response).Topics {
-		if t := &r.(*metadataAPI.Response).Topics[i]; t.Name == p.cfg.Topic {
+	for i := range meta.Topics {
+		if t := &meta.Topics[i]; t.Name == p.cfg.Topic {
 			topic = t
 		}
 	}
@@ -87,6 +91,9 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 	// One request per leader; the partitions of a leader share it.
 	reqs := p.reqs[:0]
 	for _, tp := range topic.Partitions {
+		if tp.PartitionIndex < 0 || int(tp.PartitionIndex) >= n {
+			continue // not one the balancer assigns: its records stay unsent and are retried
+		}
 		idx := p.byPart[tp.PartitionIndex]
 		if len(idx) == 0 {
 			continue
@@ -164,7 +171,13 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 		}
 		return
 	}
-	res := r.(*produceAPI.Response)
+	res, ok := r.(*produceAPI.Response)
+	if !ok {
+		for _, part := range req.parts {
+			fail(part, fmt.Errorf("produce request answered with %T", r))
+		}
+		return
+	}
 	for _, part := range req.parts {
 		result := errPartitionMissing
 		for _, t := range res.Topics {
