@@ -284,23 +284,35 @@ func readCPUStats() []cpuStat {
 	return out
 }
 
-// shipSpool fills a spool, then times a Shipper draining it.
-func shipSpool(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration, dir string,
-	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+// openSpool opens a spool in dir, or in a new temporary directory when dir
+// is empty; done closes it and removes the temporary directory.
+func openSpool(dir string, fsync time.Duration) (sp *logship.Spool, stats *logship.Stats, done func(), err error) {
+	remove := func() {}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "shipbench-spool-")
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
-		defer os.RemoveAll(d)
+		remove = func() { os.RemoveAll(d) }
 		dir = d
 	}
-	stats := new(logship.Stats)
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: dir, Fsync: time.Second, MaxSize: 64 << 30, Stats: stats})
+	stats = new(logship.Stats)
+	sp, err = logship.OpenSpool(logship.SpoolConfig{Dir: dir, Fsync: fsync, MaxSize: 64 << 30, Stats: stats})
+	if err != nil {
+		remove()
+		return nil, nil, nil, err
+	}
+	return sp, stats, func() { sp.Close(); remove() }, nil
+}
+
+// shipSpool fills a spool, then times a Shipper draining it.
+func shipSpool(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration, dir string,
+	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
+	sp, stats, done, err := openSpool(dir, time.Second)
 	if err != nil {
 		return err
 	}
-	defer sp.Close()
+	defer done()
 	fill := time.Now()
 	for i, v := range values {
 		if err := sp.Append(keys[i], v); err != nil {
@@ -346,20 +358,11 @@ const liveWarmup = 100
 // last, and samples Spool.Lag and the records acknowledged meanwhile.
 func shipLive(ctx context.Context, res *result, brokers []string, topic, compression string, batchWait time.Duration, rate float64,
 	dir string, keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "shipbench-live-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	stats := new(logship.Stats)
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: dir, Fsync: logship.DefaultFsync, MaxSize: 64 << 30, Stats: stats})
+	sp, stats, done, err := openSpool(dir, logship.DefaultFsync)
 	if err != nil {
 		return err
 	}
-	defer sp.Close()
+	defer done()
 	// The product's Shipper with its defaults but the linger; only the
 	// transport's dialer is ours, to count bytes, with the product's
 	// metadata TTL.
