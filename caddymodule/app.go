@@ -148,7 +148,8 @@ type App struct {
 	now        func() time.Time
 }
 
-// KafkaConfig configures the Kafka producer (segmentio/kafka-go's Writer).
+// KafkaConfig configures the Kafka producer (segmentio/kafka-go, through its
+// Transport; see logship).
 type KafkaConfig struct {
 	// Brokers are bootstrap broker addresses, host:port. Required.
 	// Placeholders are replaced at load.
