@@ -51,10 +51,10 @@ fuzz:
 
 ## bench: load tests against bin/caddy and nginx (wrk, pinned cores), Go benchmarks, shipping to a broker
 ## process and memory through an outage; writes docs/benchmarks.md, raw outputs in bench/results/
-BENCH_DURATION ?= 10s
+BENCH_DURATION ?= 5s
 BENCH_WARMUP ?= 2s
 BENCH_CONNECTIONS ?= 64
-BENCH_HTTP_ROUNDS ?= 2
+BENCH_HTTP_ROUNDS ?= 4
 BENCH_OUTAGE ?= 20s
 BENCH_RECORDS ?= 300000
 BENCH_SHIP_ROUNDS ?= 2

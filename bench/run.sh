@@ -14,10 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-5s}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNS=${BENCH_CONNECTIONS:-64}
-HTTP_ROUNDS=${BENCH_HTTP_ROUNDS:-2}
+HTTP_ROUNDS=${BENCH_HTTP_ROUNDS:-4}
 OUTAGE=${BENCH_OUTAGE:-20s}
 RECORDS=${BENCH_RECORDS:-300000}
 APPENDS=${BENCH_APPENDS:-1000000}
@@ -412,7 +412,10 @@ caddy_totals() {
 }
 
 # Rounds run every case again, in the same order, so that a disturbance
-# of the machine during one case shows; the report takes each case's best.
+# of the machine during one case shows; the report takes each case's best,
+# and for the ratios also pairs round k of one case with round k of the
+# other (run close together in time) and takes the median of those. Many
+# short rounds rather than a few long ones give it more pairs.
 for ROUND in $(seq "$HTTP_ROUNDS"); do
 	if [ "$ROUND" -gt 1 ]; then start_caddy "$WORK/spool"; fi
 	run_case a_valid "$A$BEACON" 1 "$CADDY" "${H[@]}" "$VALID"
