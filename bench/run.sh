@@ -411,32 +411,43 @@ caddy_totals() {
 	TOT_WERR=$((TOT_WERR + $(metric b2s_kafka_write_errors_total)))
 }
 
-# Rounds run every case again, in the same order, so that a disturbance
-# of the machine during one case shows; the report takes each case's best,
-# and for the ratios also pairs round k of one case with round k of the
-# other (run close together in time) and takes the median of those. Many
-# short rounds rather than a few long ones give it more pairs.
-for ROUND in $(seq "$HTTP_ROUNDS"); do
-	if [ "$ROUND" -gt 1 ]; then start_caddy "$WORK/spool"; fi
-	run_case a_valid "$A$BEACON" 1 "$CADDY" "${H[@]}" "$VALID"
-	run_case b_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-	run_case a_new "$A$BEACON" 1 "$CADDY" "${H[@]}" "$NONE"
+# Rounds run every case again, so that a disturbance of the machine during
+# one case shows; the report takes each case's best, and for the ratios
+# also pairs round k of one case with round k of the other (run close
+# together in time) and takes the median of those. Many short rounds rather
+# than a few long ones give it more pairs. Each round starts one case later
+# in the list than the one before (the list wraps around), so that no case
+# always runs first after Caddy starts, or always right after another.
+case_a_valid() { run_case a_valid "$A$BEACON" 1 "$CADDY" "${H[@]}" "$VALID"; }
+case_b_respond() { run_case b_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"; }
+case_a_new() { run_case a_new "$A$BEACON" 1 "$CADDY" "${H[@]}" "$NONE"; }
+case_c_log() {
 	BEFORE_TIMED=': >"$WORK/caddy-access.log"' run_case c_log "http://127.0.0.1:$PORT_C$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
 	echo "log_lines=$(wc -l <"$WORK/caddy-access.log")" >>"$R/http/c_log.r$ROUND.env"
 	head -1 "$WORK/caddy-access.log" >"$R/http/c_log.sample.json"
 	: >"$WORK/caddy-access.log" # truncated, not removed: the server keeps it open
-	run_case b_file "http://127.0.0.1:$PORT_B2$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-	for v in valid new; do
-		if [ $v = valid ]; then c="Cookie: $OTHER_COOKIES; b2sid=$NGINX_COOKIE"; else c=$NONE; fi
-		BEFORE_TIMED=': >"$WORK/nginx-access.log"' run_case "d_$v" "http://127.0.0.1:$PORT_D$BEACON" 0 \
-			"$NGINX_BEACON $NGINX_WORKERS" "${H[@]}" "$c"
-		echo "log_lines=$(wc -l <"$WORK/nginx-access.log")" >>"$R/http/d_$v.r$ROUND.env"
-		tail -1 "$WORK/nginx-access.log" >"$R/http/d_$v.sample.json"
-	done
+}
+case_b_file() { run_case b_file "http://127.0.0.1:$PORT_B2$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"; }
+case_d() { # valid|new
+	local c=$NONE
+	if [ "$1" = valid ]; then c="Cookie: $OTHER_COOKIES; b2sid=$NGINX_COOKIE"; fi
+	BEFORE_TIMED=': >"$WORK/nginx-access.log"' run_case "d_$1" "http://127.0.0.1:$PORT_D$BEACON" 0 \
+		"$NGINX_BEACON $NGINX_WORKERS" "${H[@]}" "$c"
+	echo "log_lines=$(wc -l <"$WORK/nginx-access.log")" >>"$R/http/d_$1.r$ROUND.env"
+	tail -1 "$WORK/nginx-access.log" >"$R/http/d_$1.sample.json"
 	: >"$WORK/nginx-access.log"
-	run_case e_plain "http://127.0.0.1:$PORT_E0$PAGE" 0 "$CADDY" "${H[@]}" "$VALID"
-	run_case e_b2s_valid "http://127.0.0.1:$PORT_E1$PAGE" 1 "$CADDY" "${H[@]}" "$VALID"
-	run_case e_b2s_new "http://127.0.0.1:$PORT_E1$PAGE" 1 "$CADDY" "${H[@]}" "$NONE"
+}
+case_d_valid() { case_d valid; }
+case_d_new() { case_d new; }
+case_e_plain() { run_case e_plain "http://127.0.0.1:$PORT_E0$PAGE" 0 "$CADDY" "${H[@]}" "$VALID"; }
+case_e_b2s_valid() { run_case e_b2s_valid "http://127.0.0.1:$PORT_E1$PAGE" 1 "$CADDY" "${H[@]}" "$VALID"; }
+case_e_b2s_new() { run_case e_b2s_new "http://127.0.0.1:$PORT_E1$PAGE" 1 "$CADDY" "${H[@]}" "$NONE"; }
+CASES=(a_valid b_respond a_new c_log b_file d_valid d_new e_plain e_b2s_valid e_b2s_new)
+for ROUND in $(seq "$HTTP_ROUNDS"); do
+	if [ "$ROUND" -gt 1 ]; then start_caddy "$WORK/spool"; fi
+	for i in "${!CASES[@]}"; do
+		"case_${CASES[$(((i + ROUND - 1) % ${#CASES[@]}))]}"
+	done
 
 	if [ "$ROUND" = 1 ] && [ "$PROFILE" != 0 ]; then
 		profile beacon-valid "$A$BEACON" "${H[@]}" "$VALID"
