@@ -10,7 +10,8 @@
 # Makefile passes its BENCH_* variables); see docs/benchmarks.md. The
 # shipping part ends with the shipper under steady traffic: BENCH_LIVE_RATE
 # records/s appended for BENCH_LIVE_DURATION while it ships them, for three
-# batch timeouts (linger).
+# batch timeouts (linger). The HTTP part ends with the beacon and respond at
+# the same fixed rate, BENCH_LAT_RATE req/s (latency at equal load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ APPENDS=${BENCH_APPENDS:-1000000}
 SHIP_ROUNDS=${BENCH_SHIP_ROUNDS:-2}
 LIVE_RATE=${BENCH_LIVE_RATE:-25000}
 LIVE_DURATION=${BENCH_LIVE_DURATION:-5s}
+LAT_RATE=${BENCH_LAT_RATE:-10000}
 GOTIME=${BENCH_GOTIME:-1s}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 PROFILE=${BENCH_PROFILE:-5}
@@ -365,6 +367,7 @@ log "building bench tools"
 "$GO" build -o "$R/bin/shipbench" ./bench/cmd/shipbench
 "$GO" build -o "$R/bin/benchreport" ./bench/cmd/benchreport
 "$GO" build -o "$R/bin/appendlat" ./bench/cmd/appendlat
+"$GO" build -o "$R/bin/ratelat" ./bench/cmd/ratelat
 "$BIN/demogeo" -o "$WORK/geo.mmdb" 2>>"$R/logs/demogeo.log"
 
 # ------------------------------------------------------------------ HTTP
@@ -479,6 +482,28 @@ cat >"$R/http/totals.env" <<-EOF
 	write_errors=$TOT_WERR
 	broker_records=$("$R/bin/shipbench" -brokers "127.0.0.1:$KAFKA" -topic b2s.events -count)
 EOF
+
+# Latency at equal load: wrk's closed loop measures latency at saturation,
+# where it follows throughput. Here the beacon (valid cookie) and respond
+# get the same fixed rate, LAT_RATE req/s (bench/cmd/ratelat, an open loop
+# that counts each request from its scheduled time), alternating, one pair
+# a round.
+log "latency at equal load: $LAT_RATE req/s, beacon and respond"
+start_caddy "$WORK/spool-lat"
+: >"$R/http/ratelat.jsonl"
+for round in $(seq "$HTTP_ROUNDS"); do
+	for c in a_valid b_respond; do
+		if [ $c = a_valid ]; then url="$A$BEACON"; else url="http://127.0.0.1:$PORT_B$BEACON"; fi
+		if ! out=$(GOMAXPROCS=1 taskset -c "$LOAD_CPU" "$R/bin/ratelat" -url "$url" -rate "$LAT_RATE" -c "$CONNS" \
+			-d "$DURATION" -warmup "$WARMUP" -H "${H[0]}" -H "${H[1]}" -H "$VALID" 2>>"$R/logs/ratelat.log"); then
+			fail "ratelat $c round $round failed (see $R/logs/ratelat.log)"
+			continue
+		fi
+		echo "{\"case\":\"$c\",\"round\":$round,${out#\{}" >>"$R/http/ratelat.jsonl"
+	done
+done
+stop_pid "$CADDY"
+echo "lat_rate=$LAT_RATE" >>"$R/machine.env"
 echo "http_seconds=$SECONDS" >>"$R/machine.env"
 stop_pid "$NGINX_BEACON"
 stop_pid "$NGINX"
