@@ -179,9 +179,6 @@ func BenchmarkShipFromMemory(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				fill(i)
-				for k := range errs {
-					errs[k] = errUnsent
-				}
 				if err := p.send(context.Background(), msgs, errs); err != nil {
 					b.Fatal(err)
 				}

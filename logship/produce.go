@@ -38,14 +38,16 @@ var errUnsent = errors.New("not written")
 // does not mention it.
 var errPartitionMissing = errors.New("partition missing from the produce response")
 
-// send writes the records of msgs whose errs entry is not nil (all of
-// them, the first time), setting it to nil for each one acknowledged and
-// to its partition's error for the others. It returns the last error when
-// a record is still unacknowledged; the shipper backs off and sends those
-// again.
+// send writes msgs and reports each record's outcome in errs (len(msgs)):
+// nil when acknowledged, else its partition's error. It returns the last
+// error when a record is unacknowledged; the shipper backs off and sends
+// those again.
 func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for i := range errs {
+		errs[i] = errUnsent // until its partition's answer says otherwise
+	}
 	r, err := p.rt.RoundTrip(ctx, p.addr, &metadataAPI.Request{TopicNames: []string{p.cfg.Topic}})
 	if err != nil {
 		return p.failAll(errs, fmt.Errorf("reading the topic's metadata: %w", err))
@@ -82,10 +84,8 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 		p.byPart[i] = p.byPart[i][:0]
 	}
 	for i := range msgs {
-		if errs[i] != nil {
-			part := p.balancer.Balance(msgs[i], p.partitions...)
-			p.byPart[part] = append(p.byPart[part], int32(i))
-		}
+		part := p.balancer.Balance(msgs[i], p.partitions...)
+		p.byPart[part] = append(p.byPart[part], int32(i))
 	}
 
 	// One request per leader; the partitions of a leader share it.
@@ -199,9 +199,7 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 
 func (p *producer) failAll(errs []error, err error) error {
 	for i := range errs {
-		if errs[i] != nil {
-			errs[i] = err
-		}
+		errs[i] = err
 	}
 	return err
 }

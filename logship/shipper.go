@@ -441,9 +441,6 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 			s.errs = make([]error, len(batch))
 		}
 		errs := s.errs[:len(batch)]
-		for i := range errs {
-			errs[i] = errUnsent
-		}
 		ctx, cancel := context.WithTimeout(s.abort, p.cfg.WriteTimeout)
 		err := p.send(ctx, batch, errs)
 		cancel()
