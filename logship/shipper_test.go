@@ -562,3 +562,26 @@ func TestBatchTimeoutGathersRecordsIntoOneWrite(t *testing.T) {
 		})
 	}
 }
+
+func TestCloseCutsTheLingerShort(t *testing.T) {
+	// A long batch_timeout holds a few records back; shutdown must not
+	// wait it out: Close delivers them at once.
+	b := newBroker(t)
+	stats := new(Stats)
+	s, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats, BatchTimeout: time.Hour})
+	put(t, sp, 0, 3)
+	time.Sleep(100 * time.Millisecond) // the shipper has read them and is lingering
+	if got := stats.Shipped.Load(); got != 0 {
+		t.Fatalf("%d records shipped before the linger ended", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second || stats.Shipped.Load() != 3 {
+		t.Fatalf("Close took %v and shipped %d of 3", d, stats.Shipped.Load())
+	}
+	checkExactly(t, consume(t, b.ListenAddrs(), 3), 0, 3)
+}
