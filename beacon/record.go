@@ -1,6 +1,7 @@
 package beacon
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -365,7 +366,14 @@ func appendString(b []byte, s string, max int) []byte {
 	b = append(b, '"')
 	n := 0 // bytes of s consumed
 	start := 0
+	// Most of a record's text (URLs, User-Agents) is printable ASCII with
+	// nothing to escape: skip it eight bytes at a time.
+	fast := min(len(s), max) - 8
 	for n < len(s) {
+		if n <= fast && plain8(le64(s[n:])) {
+			n += 8
+			continue
+		}
 		c := s[n]
 		if c < utf8.RuneSelf {
 			if n+1 > max {
@@ -417,6 +425,23 @@ func appendString(b []byte, s string, max int) []byte {
 	b = append(b, s[start:n]...)
 	return append(b, '"')
 }
+
+// plain8 reports whether all eight bytes of w are printable ASCII that a
+// JSON string holds as they are: none below 0x20, none of '"', '\\' and
+// DEL (0x7f), none from 0x80 (UTF-8 to check). The tests are the classic
+// SWAR ones (a byte is zero in x iff its high bit survives in
+// (x-0x01..) &^ x); they may mark bytes above a true match wrongly, never
+// report a match that is not there.
+func plain8(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	zero := func(x uint64) uint64 { return (x - lo) &^ x & hi }
+	return (w&hi)|
+		((w-0x20*lo)&^w&hi)| // a byte below 0x20
+		zero(w^('"'*lo))|zero(w^('\\'*lo))|zero(w^(0x7f*lo)) == 0
+}
+
+// le64 reads the first eight bytes of s, little-endian.
+func le64(s string) uint64 { return binary.LittleEndian.Uint64(unsafeBytes(s[:8])) }
 
 // tsLayout is the record's timestamp: UTC, microseconds.
 const tsLayout = "2006-01-02T15:04:05.000000Z07:00"
