@@ -71,6 +71,11 @@ install_missing() {
 }
 
 install_missing
+# perf is optional (the kernel-inclusive profile): try it, go on without.
+if ! command -v perf >/dev/null && [ "$(id -u)" = 0 ]; then
+	log "installing linux-perf (optional)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null 2>&1 || log "linux-perf not installed; going on without perf"
+fi
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server and load generator on different cores); nproc is $(nproc)"
 for b in caddy kbroker demogeo; do [ -x "$BIN/$b" ] || die "$BIN/$b is missing: run 'make build'"; done
 
@@ -332,6 +337,40 @@ profile() {
 	"$GO" tool pprof -top -cum -nodecount=400 "$BIN/caddy" "$R/profile-$id.pprof" >"$R/profile-$id.cum.txt" 2>&1 || true
 }
 
+# perf_usable: perf can sample a process's kernel and user stacks here (it
+# is optional: without it the report leaves out the kernel-inclusive
+# breakdown and says why).
+perf_usable() {
+	command -v perf >/dev/null || return 1
+	perf record -q -e cpu-clock -g -o "$WORK/perf-probe.data" -- true >/dev/null 2>&1
+}
+
+# perf_profile ID URL HEADER...: like profile, with perf sampling Caddy's
+# threads, kernel included, with their call stacks, at 4999 Hz
+# (cpu-clock, a software event: this VM has no hardware counters). Go's
+# profiler sees only user space; perf also sees the TCP/IP work a write
+# does in the writer's context and the page faults of spool writes. The
+# stacks go to perf-ID.stacks.gz (perf script) for benchreport.
+perf_profile() {
+	local id=$1 url=$2
+	shift 2
+	local hdr=() h
+	for h in "$@"; do hdr+=(-H "$h"); done
+	log "perf $id: ${PROFILE}s"
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d$((PROFILE + 2))s -s bench/wrk.lua "${hdr[@]}" "$url" \
+		>"$R/perf-$id.wrk.txt" 2>&1 &
+	local w=$!
+	PIDS+=("$w")
+	sleep 1
+	perf record -q -e cpu-clock -F 4999 -g -p "$CADDY" -o "$WORK/perf-$id.data" -- sleep "$PROFILE" \
+		>"$R/logs/perf-$id.log" 2>&1 || fail "perf $id failed (see $R/logs/perf-$id.log)"
+	wait "$w" || true
+	stop_pid "$w"
+	echo "seconds=$PROFILE" >"$R/perf-$id.env"
+	perf script -i "$WORK/perf-$id.data" -F period,ip,sym,dso 2>>"$R/logs/perf-$id.log" | gzip -1 >"$R/perf-$id.stacks.gz"
+	rm -f "$WORK/perf-$id.data"
+}
+
 # ----------------------------------------------------------------- start
 
 {
@@ -458,6 +497,15 @@ for ROUND in $(seq "$HTTP_ROUNDS"); do
 		profile respond "http://127.0.0.1:$PORT_B$BEACON" "${H[@]}" "$VALID"
 		profile page-valid "http://127.0.0.1:$PORT_E1$PAGE" "${H[@]}" "$VALID"
 		profile page-plain "http://127.0.0.1:$PORT_E0$PAGE" "${H[@]}" "$VALID"
+		if perf_usable; then
+			perf_profile beacon-valid "$A$BEACON" "${H[@]}" "$VALID"
+			perf_profile respond "http://127.0.0.1:$PORT_B$BEACON" "${H[@]}" "$VALID"
+			perf_profile page-valid "http://127.0.0.1:$PORT_E1$PAGE" "${H[@]}" "$VALID"
+			perf_profile page-plain "http://127.0.0.1:$PORT_E0$PAGE" "${H[@]}" "$VALID"
+		else
+			log "perf cannot sample here: no kernel-inclusive profile (install linux-perf)"
+			echo "perf record failed or perf is missing (Debian: linux-perf)" >"$R/perf-unavailable.txt"
+		fi
 		curl -s "http://127.0.0.1:$ADMIN/metrics" | grep '^b2s_' >"$R/http/metrics.txt" || true
 	fi
 	caddy_totals

@@ -1096,6 +1096,7 @@ func (r *report) profileSection(b *bytes.Buffer, c map[string]*httpCase) {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	r.perfSection(b)
 }
 
 // pprofCum reads a `go tool pprof -top -cum` listing: function → cum%.
