@@ -17,30 +17,30 @@ import (
 type perfBucket int
 
 const (
-	pbCollect      perfBucket = iota // b2s_collect's code on the request, user space
-	pbCollectKern                    // the kernel under it: spool page faults, mostly
-	pbHandler                        // the other handlers: reverse_proxy, header + respond
-	pbHandlerWake                    // kernel: their socket writes waking the reader (the upstream)
-	pbCoreUser                       // net/http and Caddy's core around the handlers, user space
-	pbCoreWake                       // kernel: response writes waking the reader (wrk)
-	pbCoreKern                       // kernel: the rest of the request's TCP/IP and syscalls
-	pbShipping                       // the shipper and kafka-go, user and kernel
-	pbGC                             // the garbage collector's background worker
-	pbOther                          // the scheduler, netpoll, timers, anything else
+	pbCollect     perfBucket = iota // b2s_collect's code on the request, user space
+	pbCollectKern                   // the kernel under it: spool page faults, mostly
+	pbHandler                       // the other handlers: reverse_proxy, header + respond
+	pbHandlerWake                   // kernel: their socket writes waking the reader (the upstream)
+	pbCoreUser                      // net/http and Caddy's core around the handlers, user space
+	pbCoreWake                      // kernel: response writes waking the reader (wrk)
+	pbCoreKern                      // kernel: the rest of the request's TCP/IP and syscalls
+	pbShipping                      // the shipper and kafka-go, user and kernel
+	pbGC                            // the garbage collector's background worker
+	pbOther                         // the scheduler, netpoll, timers, anything else
 	pbCount
 )
 
 var perfBucketLabels = [pbCount]string{
-	pbCollect:      "`b2s_collect` on the request: its code and what it calls (HMAC, GeoIP, encoding, spool append)",
-	pbCollectKern:  "↳ kernel under it (page faults of spool writes)",
-	pbHandler:      "the other handlers: `reverse_proxy` (its upstream connections included), `header` + `respond`",
-	pbHandlerWake:  "↳ kernel: their socket writes waking the reader (the upstream)",
-	pbCoreUser:     "net/http and Caddy's core around the handlers (parsing, routing, allocation)",
-	pbCoreWake:     "kernel: response writes waking the reader (wrk, on the other core)",
-	pbCoreKern:     "kernel: the rest of the request's TCP/IP and system calls",
-	pbShipping:     "shipping: the shipper and kafka-go (user and kernel)",
-	pbGC:           "garbage collector, background worker",
-	pbOther:        "scheduler, netpoll, timers, other",
+	pbCollect:     "`b2s_collect` on the request: its code and what it calls (HMAC, GeoIP, encoding, spool append)",
+	pbCollectKern: "↳ kernel under it (page faults of spool writes)",
+	pbHandler:     "the other handlers: `reverse_proxy` (its upstream connections included), `header` + `respond`",
+	pbHandlerWake: "↳ kernel: their socket writes waking the reader (the upstream)",
+	pbCoreUser:    "net/http and Caddy's core around the handlers (parsing, routing, allocation)",
+	pbCoreWake:    "kernel: response writes waking the reader (wrk, on the other core)",
+	pbCoreKern:    "kernel: the rest of the request's TCP/IP and system calls",
+	pbShipping:    "shipping: the shipper and kafka-go (user and kernel)",
+	pbGC:          "garbage collector, background worker",
+	pbOther:       "scheduler, netpoll, timers, other",
 }
 
 // perfProfile is one case's samples, by bucket, in nanoseconds of CPU.
@@ -189,7 +189,7 @@ func (r *report) perfCase(name string) (perfCase, bool) {
 		return perfCase{}, false
 	}
 	w, ok := r.wrk("perf-" + name + ".wrk.txt")
-	secs, _ := strconv.ParseFloat(r.env("perf-"+name+".env")["seconds"], 64)
+	secs, _ := strconv.ParseFloat(r.env("perf-" + name + ".env")["seconds"], 64)
 	if !ok || secs <= 0 {
 		return perfCase{}, false
 	}
@@ -241,6 +241,6 @@ func (r *report) perfSection(b *bytes.Buffer) {
 }
 
 func secsOf(r *report, name string) float64 {
-	v, _ := strconv.ParseFloat(r.env("perf-"+name+".env")["seconds"], 64)
+	v, _ := strconv.ParseFloat(r.env("perf-" + name + ".env")["seconds"], 64)
 	return v
 }
