@@ -2,6 +2,8 @@ package beacon
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,5 +84,42 @@ func FuzzParseQuery(f *testing.F) {
 		// Whatever was parsed must encode into a valid record.
 		r := Record{EventID: testEventID, Status: 200, Kind: KindBeacon, URL: q.URL, Referrer: q.Referrer, Event: q.Event, Params: q.Params}
 		checkValidRecordJSON(t, r.AppendJSON(nil))
+	})
+}
+
+// queryUnescapeOrAsSent is what unescape must return: url.QueryUnescape's
+// decoding, or s as sent when it holds a malformed escape.
+func queryUnescapeOrAsSent(s string) string {
+	u, err := url.QueryUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
+}
+
+func TestUnescapeMatchesQueryUnescape(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	pieces := []string{"%", "+", "a", "F", "0", "9", "g", " ", "%4", "%41", "%e4%B8%ad", "%zz", "%%", "%0", "%g1", "%1g",
+		"https%3A%2F%2Fwww.b2s.com%2F", "中", "\xff", "&", "="}
+	for range 200_000 {
+		var sb strings.Builder
+		for range r.IntN(8) {
+			sb.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		s := sb.String()
+		if got, want := unescape(s), queryUnescapeOrAsSent(s); got != want {
+			t.Fatalf("unescape(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func FuzzUnescape(f *testing.F) {
+	for _, seed := range []string{"", "a+b", "%41", "%4", "%", "%zz", "https%3A%2F%2Fwww.b2s.com%2Fp%3Fid%3D42"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := unescape(s), queryUnescapeOrAsSent(s); got != want {
+			t.Fatalf("unescape(%q) = %q, want %q", s, got, want)
+		}
 	})
 }
