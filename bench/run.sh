@@ -29,6 +29,7 @@ LAT_RATE=${BENCH_LAT_RATE:-10000}
 GOTIME=${BENCH_GOTIME:-1s}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 PROFILE=${BENCH_PROFILE:-5}
+SPIN=${BENCH_SPIN:-3us}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-120}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -161,6 +162,14 @@ start_caddy() { # SPOOL_DIR [GEOIP]
 		-- "$BIN/caddy" run --config bench/Caddyfile --adapter caddyfile
 	CADDY=$STARTED
 	wait_port "$ADMIN" "$CADDY" && wait_port "$PORT_A" "$CADDY" || die "caddy did not start (see $R/logs/caddy.log)"
+}
+
+start_spin() {
+	start spincaddy "$SERVER_CPU" GOMAXPROCS=1 HOME="$WORK" XDG_DATA_HOME="$WORK" XDG_CONFIG_HOME="$WORK" \
+		BENCH_ADMIN_PORT="$ADMIN" BENCH_PORT_B="$PORT_B" BENCH_PORT_SPIN="$PORT_A" BENCH_SPIN="$SPIN" \
+		-- "$R/bin/spincaddy" run --config bench/Caddyfile.spin --adapter caddyfile
+	CADDY=$STARTED
+	wait_port "$ADMIN" "$CADDY" && wait_port "$PORT_A" "$CADDY" || die "spincaddy did not start (see $R/logs/spincaddy.log)"
 }
 
 start_nginx() { # NAME CPU PORT
@@ -398,6 +407,7 @@ perf_profile() {
 	echo "live_duration=$LIVE_DURATION"
 	echo "gotime=$GOTIME"
 	echo "partitions=$PARTITIONS"
+	echo "spin=$SPIN"
 	echo "server_cpu=$SERVER_CPU"
 	echo "load_cpu=$LOAD_CPU"
 } >"$R/machine.env"
@@ -407,6 +417,7 @@ log "building bench tools"
 "$GO" build -o "$R/bin/benchreport" ./bench/cmd/benchreport
 "$GO" build -o "$R/bin/appendlat" ./bench/cmd/appendlat
 "$GO" build -o "$R/bin/ratelat" ./bench/cmd/ratelat
+"$GO" build -o "$R/bin/spincaddy" ./bench/cmd/spincaddy
 "$BIN/demogeo" -o "$WORK/geo.mmdb" 2>>"$R/logs/demogeo.log"
 
 # ------------------------------------------------------------------ HTTP
@@ -518,6 +529,20 @@ for ROUND in $(seq "$HTTP_ROUNDS"); do
 	run_case a_valid_nogeo "$A$BEACON" 1 "$CADDY" "${H[@]}" "$VALID"
 	run_case a_new_nogeo "$A$BEACON" 1 "$CADDY" "${H[@]}" "$NONE"
 	caddy_totals
+	stop_pid "$CADDY"
+
+	# The control: respond after bench_spin $SPIN of pure CPU against
+	# respond alone, in a Caddy of their own (bin/caddy plus bench_spin),
+	# in alternating order.
+	start_spin
+	check "http://127.0.0.1:$PORT_A$BEACON" - "$VALID" >/dev/null
+	if [ $((ROUND % 2)) = 1 ]; then
+		run_case s_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
+		run_case s_spin "http://127.0.0.1:$PORT_A$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
+	else
+		run_case s_spin "http://127.0.0.1:$PORT_A$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
+		run_case s_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
+	fi
 	stop_pid "$CADDY"
 done
 

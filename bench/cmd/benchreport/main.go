@@ -229,6 +229,8 @@ var httpCases = []struct{ id, label string }{
 	{"e_plain", "(e) page via `reverse_proxy`, without `b2s_collect`"},
 	{"e_b2s_valid", "(e) page via `reverse_proxy` with `b2s_collect`, valid cookie"},
 	{"e_b2s_new", "(e) page via `reverse_proxy` with `b2s_collect`, no cookie"},
+	{"s_respond", "(s) control: `respond` as (b), in a Caddy with `bench_spin`"},
+	{"s_spin", "(s) control: `bench_spin {spin}` (pure CPU) then `respond`"},
 }
 
 func (r *report) build() []byte {
@@ -243,7 +245,7 @@ func (r *report) build() []byte {
 	// Gather first, so the targets table can go at the top.
 	cases := map[string]*httpCase{}
 	for _, hc := range httpCases {
-		c := &httpCase{id: hc.id, label: hc.label}
+		c := &httpCase{id: hc.id, label: strings.ReplaceAll(hc.label, "{spin}", r.env("machine.env")["spin"])}
 		for round := 1; ; round++ {
 			base := fmt.Sprintf("http/%s.r%d", hc.id, round)
 			env := r.env(base + ".env")
@@ -353,7 +355,7 @@ func (r *report) howToRun(b *bytes.Buffer, m map[string]string) {
 	fmt.Fprintf(b, "Variables (make or environment): `BENCH_DURATION` (5s), `BENCH_WARMUP` (2s), `BENCH_CONNECTIONS` (64), `BENCH_HTTP_ROUNDS` (4),\n")
 	fmt.Fprintf(b, "`BENCH_OUTAGE` (20s), `BENCH_RECORDS` (300000), `BENCH_SHIP_ROUNDS` (2), `BENCH_LIVE_RATE` (records/s under steady\n")
 	fmt.Fprintf(b, "traffic; 25000), `BENCH_LIVE_DURATION` (5s), `BENCH_LAT_RATE` (req/s of the equal-load latency runs; 10000), `BENCH_GOTIME` (1s),\n")
-	fmt.Fprintf(b, "`BENCH_PARTITIONS` (6), `BENCH_PROFILE` (seconds of CPU profile per profiled case, 0 for none; 5), `BENCH_APPENDS` (1000000),\n")
+	fmt.Fprintf(b, "`BENCH_PARTITIONS` (6), `BENCH_PROFILE` (seconds of CPU profile per profiled case, 0 for none; 5), `BENCH_SPIN` (the control's CPU burn per request; 3us), `BENCH_APPENDS` (1000000),\n")
 	fmt.Fprintf(b, "`BENCH_PORT_BASE` (18400: ten ports from there), `BENCH_SERVER_CPU` (0), `BENCH_LOAD_CPU` (1).\n\n")
 }
 
@@ -513,7 +515,8 @@ func (r *report) httpSection(b *bytes.Buffer, m map[string]string, c map[string]
 	fmt.Fprintf(b, "| a/b', beacon vs `file_server` | %s | %s | |\n", rt("a_valid", "b_file"), rt("a_new", "b_file"))
 	fmt.Fprintf(b, "| a/c, beacon vs `respond` + access log | %s | %s | ≥ 1.4 |\n", rt("a_valid", "c_log"), rt("a_new", "c_log"))
 	fmt.Fprintf(b, "| a/d, beacon vs nginx | %s | %s | |\n", rt("a_valid", "d_valid"), rt("a_new", "d_new"))
-	fmt.Fprintf(b, "| e, proxied page with/without `b2s_collect` | %s | %s | ≥ 0.90 |\n\n", rt("e_b2s_valid", "e_plain"), rt("e_b2s_new", "e_plain"))
+	fmt.Fprintf(b, "| e, proxied page with/without `b2s_collect` | %s | %s | ≥ 0.90 |\n", rt("e_b2s_valid", "e_plain"), rt("e_b2s_new", "e_plain"))
+	fmt.Fprintf(b, "| control: `respond` after %s of pure CPU vs `respond` | %s | | |\n\n", m["spin"], rt("s_spin", "s_respond"))
 
 	fmt.Fprintf(b, "How to read it:\n\n")
 	fmt.Fprintf(b, "- **Server CPU µs/req** is the server processes' own CPU time per request. It is the steadier figure:\n")
@@ -527,7 +530,12 @@ func (r *report) httpSection(b *bytes.Buffer, m map[string]string, c map[string]
 	fmt.Fprintf(b, "  ran there) may have been the limit, as it can be for nginx.\n")
 	fmt.Fprintf(b, "- **incl. shipping** counts the server's CPU until Kafka acknowledged the run's records. The shipper\n")
 	fmt.Fprintf(b, "  runs on the same core during the run, so it is mostly in the first figure already.\n")
-	fmt.Fprintf(b, "- Latencies are wrk's (closed loop, %s requests in flight): they follow throughput.\n\n", m["connections"])
+	fmt.Fprintf(b, "- Latencies are wrk's (closed loop, %s requests in flight): they follow throughput.\n", m["connections"])
+	fmt.Fprintf(b, "- **The control (s)** is a handler that does nothing but burn %s of CPU per request (`bench/cmd/spincaddy`),\n", m["spin"])
+	fmt.Fprintf(b, "  about what `b2s_collect`'s whole work per beacon takes in its Go benchmark, in front of the same\n")
+	fmt.Fprintf(b, "  `respond`. Its ratio is what that much work costs in place on this machine, where a busier request\n")
+	fmt.Fprintf(b, "  path also meets colder caches and a load generator that sleeps (and must be woken) more often:\n")
+	fmt.Fprintf(b, "  the yardstick for a/b.\n\n")
 
 	// Records.
 	fmt.Fprintf(b, "### Every request recorded\n\n| case | requests (wrk) | records spooled | records shipped | dropped | logged lines |\n|---|---:|---:|---:|---:|---:|\n")
