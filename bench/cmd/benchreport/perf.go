@@ -171,30 +171,47 @@ func classifyStack(stack []string) perfBucket {
 // perfCase is a perf profile with the requests wrk completed meanwhile.
 type perfCase struct {
 	perfProfile
-	requests float64
+	requests, seconds float64
+	runs              int
 }
 
+// perfCase adds up a case's perf runs (perf-NAME.r1, .r2, ...).
 func (r *report) perfCase(name string) (perfCase, bool) {
-	f, err := os.Open(filepath.Join(r.dir, "perf-"+name+".stacks.gz"))
+	var c perfCase
+	runs, _ := filepath.Glob(filepath.Join(r.dir, "perf-"+name+".r*.stacks.gz"))
+	for _, path := range runs {
+		run := strings.TrimSuffix(filepath.Base(path), ".stacks.gz")
+		p, err := readPerfStacksFile(path)
+		w, ok := r.wrk(run + ".wrk.txt")
+		secs, _ := strconv.ParseFloat(r.env(run + ".env")["seconds"], 64)
+		if err != nil || p.samples == 0 || !ok || secs <= 0 {
+			r.fail("perf %s: no samples or no wrk result", run)
+			return perfCase{}, false
+		}
+		for b := range pbCount {
+			c.ns[b] += p.ns[b]
+		}
+		c.total += p.total
+		c.samples += p.samples
+		// wrk ran a second before and after perf's window at the same load.
+		c.requests += w.rps() * secs
+		c.seconds += secs
+		c.runs++
+	}
+	return c, c.runs > 0
+}
+
+func readPerfStacksFile(path string) (perfProfile, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return perfCase{}, false
+		return perfProfile{}, err
 	}
 	defer f.Close()
 	z, err := gzip.NewReader(f)
 	if err != nil {
-		return perfCase{}, false
+		return perfProfile{}, err
 	}
-	p, err := readPerfStacks(z)
-	if err != nil || p.samples == 0 {
-		return perfCase{}, false
-	}
-	w, ok := r.wrk("perf-" + name + ".wrk.txt")
-	secs, _ := strconv.ParseFloat(r.env("perf-" + name + ".env")["seconds"], 64)
-	if !ok || secs <= 0 {
-		return perfCase{}, false
-	}
-	// wrk ran a second before and after perf's window at the same load.
-	return perfCase{p, w.rps() * secs}, true
+	return readPerfStacks(z)
 }
 
 func (c perfCase) usPerReq(b perfBucket) float64 { return c.ns[b] / 1000 / c.requests }
@@ -214,16 +231,17 @@ func (r *report) perfSection(b *bytes.Buffer) {
 		}
 		cases[n] = c
 	}
+	a, rb, e1, e0 := cases["beacon-valid"], cases["respond"], cases["page-valid"], cases["page-plain"]
 	fmt.Fprintf(b, "### Kernel included (perf)\n\n")
 	fmt.Fprintf(b, "Go's profiler sees only user space. `perf record -e cpu-clock -g` samples Caddy's threads at 4999 Hz,\n")
-	fmt.Fprintf(b, "kernel included, while wrk loads a case (round 1, not timed; one %ss run each): each sample goes to one\n", r.env("perf-respond.env")["seconds"])
-	fmt.Fprintf(b, "row by its call stack, and the rows are µs of CPU per request (samples over requests completed meanwhile).\n")
+	fmt.Fprintf(b, "kernel included, while wrk loads a case (round 1, not timed; %d runs of %ss each, the second time in\n", a.runs, fmtF(a.seconds/float64(a.runs), 0))
+	fmt.Fprintf(b, "reverse order, added up): each sample goes to one row by its call stack, and the rows are µs of CPU\n")
+	fmt.Fprintf(b, "per request (samples over the requests completed meanwhile).\n")
 	fmt.Fprintf(b, "The kernel's loopback TCP work runs in the writer's context: a response write delivers the bytes to\n")
 	fmt.Fprintf(b, "wrk's socket and wakes wrk, on the other core, from the server's time slice. Raw stacks:\n")
 	fmt.Fprintf(b, "`bench/results/perf-*.stacks.gz` (`perf script` output).\n\n")
 	fmt.Fprintf(b, "| µs per request | beacon, valid cookie | `respond` | difference | page with `b2s_collect` | page without | difference |\n")
 	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|\n")
-	a, rb, e1, e0 := cases["beacon-valid"], cases["respond"], cases["page-valid"], cases["page-plain"]
 	diff := func(x, y float64) string {
 		return strconv.FormatFloat(x-y, 'f', 1, 64)
 	}
@@ -236,11 +254,5 @@ func (r *report) perfSection(b *bytes.Buffer) {
 		fmtF(a.totalUS(), 1), fmtF(rb.totalUS(), 1), diff(a.totalUS(), rb.totalUS()),
 		fmtF(e1.totalUS(), 1), fmtF(e0.totalUS(), 1), diff(e1.totalUS(), e0.totalUS()))
 	fmt.Fprintf(b, "Requests/s meanwhile: beacon %s, `respond` %s, page with %s, without %s.\n\n",
-		fmtF(a.requests/secsOf(r, "beacon-valid"), 0), fmtF(rb.requests/secsOf(r, "respond"), 0),
-		fmtF(e1.requests/secsOf(r, "page-valid"), 0), fmtF(e0.requests/secsOf(r, "page-plain"), 0))
-}
-
-func secsOf(r *report, name string) float64 {
-	v, _ := strconv.ParseFloat(r.env("perf-" + name + ".env")["seconds"], 64)
-	return v
+		fmtF(a.requests/a.seconds, 0), fmtF(rb.requests/rb.seconds, 0), fmtF(e1.requests/e1.seconds, 0), fmtF(e0.requests/e0.seconds, 0))
 }
