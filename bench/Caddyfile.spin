@@ -31,3 +31,22 @@ http://:{$BENCH_PORT_SPIN} {
 	import pixel_headers
 	respond "GIF89a 43-byte ASCII stand-in for the pixel" 200
 }
+
+# The same for the proxied page: reverse_proxy to the upstream as in (e),
+# alone and after bench_spin.
+http://:{$BENCH_PORT_E0} {
+	reverse_proxy 127.0.0.1:{$BENCH_UPSTREAM_PORT} {
+		transport http {
+			keepalive_idle_conns_per_host 64
+		}
+	}
+}
+
+http://:{$BENCH_PORT_E1} {
+	bench_spin {$BENCH_SPIN_PAGE}
+	reverse_proxy 127.0.0.1:{$BENCH_UPSTREAM_PORT} {
+		transport http {
+			keepalive_idle_conns_per_host 64
+		}
+	}
+}

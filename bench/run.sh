@@ -30,6 +30,7 @@ GOTIME=${BENCH_GOTIME:-1s}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 PROFILE=${BENCH_PROFILE:-5}
 SPIN=${BENCH_SPIN:-3us}
+SPIN_PAGE=${BENCH_SPIN_PAGE:-4us}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-120}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -167,6 +168,7 @@ start_caddy() { # SPOOL_DIR [GEOIP]
 start_spin() {
 	start spincaddy "$SERVER_CPU" GOMAXPROCS=1 HOME="$WORK" XDG_DATA_HOME="$WORK" XDG_CONFIG_HOME="$WORK" \
 		BENCH_ADMIN_PORT="$ADMIN" BENCH_PORT_B="$PORT_B" BENCH_PORT_SPIN="$PORT_A" BENCH_SPIN="$SPIN" \
+		BENCH_PORT_E0="$PORT_E0" BENCH_PORT_E1="$PORT_E1" BENCH_UPSTREAM_PORT="$PORT_UP" BENCH_SPIN_PAGE="$SPIN_PAGE" \
 		-- "$R/bin/spincaddy" run --config bench/Caddyfile.spin --adapter caddyfile
 	CADDY=$STARTED
 	wait_port "$ADMIN" "$CADDY" && wait_port "$PORT_A" "$CADDY" || die "spincaddy did not start (see $R/logs/spincaddy.log)"
@@ -408,6 +410,7 @@ perf_profile() {
 	echo "gotime=$GOTIME"
 	echo "partitions=$PARTITIONS"
 	echo "spin=$SPIN"
+	echo "spin_page=$SPIN_PAGE"
 	echo "server_cpu=$SERVER_CPU"
 	echo "load_cpu=$LOAD_CPU"
 } >"$R/machine.env"
@@ -537,18 +540,18 @@ for ROUND in $(seq "$HTTP_ROUNDS"); do
 	caddy_totals
 	stop_pid "$CADDY"
 
-	# The control: respond after bench_spin $SPIN of pure CPU against
-	# respond alone, in a Caddy of their own (bin/caddy plus bench_spin),
-	# in alternating order.
+	# The controls: respond after bench_spin $SPIN of pure CPU against
+	# respond alone, and the proxied page after $SPIN_PAGE against the
+	# page alone, in a Caddy of their own (bin/caddy plus bench_spin), in
+	# alternating order.
 	start_spin
 	check "http://127.0.0.1:$PORT_A$BEACON" - "$VALID" >/dev/null
-	if [ $((ROUND % 2)) = 1 ]; then
-		run_case s_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-		run_case s_spin "http://127.0.0.1:$PORT_A$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-	else
-		run_case s_spin "http://127.0.0.1:$PORT_A$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-		run_case s_respond "http://127.0.0.1:$PORT_B$BEACON" 0 "$CADDY" "${H[@]}" "$VALID"
-	fi
+	check "http://127.0.0.1:$PORT_E1$PAGE" - "$VALID" >/dev/null
+	S=(s_respond "http://127.0.0.1:$PORT_B$BEACON" s_spin "http://127.0.0.1:$PORT_A$BEACON"
+		s_page "http://127.0.0.1:$PORT_E0$PAGE" s_page_spin "http://127.0.0.1:$PORT_E1$PAGE")
+	order=(0 2 4 6)
+	[ $((ROUND % 2)) = 0 ] && order=(2 0 6 4)
+	for i in "${order[@]}"; do run_case "${S[i]}" "${S[i + 1]}" 0 "$CADDY" "${H[@]}" "$VALID"; done
 	stop_pid "$CADDY"
 done
 

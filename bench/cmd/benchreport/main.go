@@ -231,6 +231,8 @@ var httpCases = []struct{ id, label string }{
 	{"e_b2s_new", "(e) page via `reverse_proxy` with `b2s_collect`, no cookie"},
 	{"s_respond", "(s) control: `respond` as (b), in a Caddy with `bench_spin`"},
 	{"s_spin", "(s) control: `bench_spin {spin}` (pure CPU) then `respond`"},
+	{"s_page", "(s) control: the page via `reverse_proxy` as (e), in a Caddy with `bench_spin`"},
+	{"s_page_spin", "(s) control: `bench_spin {spin_page}` then the page via `reverse_proxy`"},
 }
 
 func (r *report) build() []byte {
@@ -245,7 +247,7 @@ func (r *report) build() []byte {
 	// Gather first, so the targets table can go at the top.
 	cases := map[string]*httpCase{}
 	for _, hc := range httpCases {
-		c := &httpCase{id: hc.id, label: strings.ReplaceAll(hc.label, "{spin}", r.env("machine.env")["spin"])}
+		c := &httpCase{id: hc.id, label: strings.NewReplacer("{spin}", r.env("machine.env")["spin"], "{spin_page}", r.env("machine.env")["spin_page"]).Replace(hc.label)}
 		for round := 1; ; round++ {
 			base := fmt.Sprintf("http/%s.r%d", hc.id, round)
 			env := r.env(base + ".env")
@@ -355,7 +357,7 @@ func (r *report) howToRun(b *bytes.Buffer, m map[string]string) {
 	fmt.Fprintf(b, "Variables (make or environment): `BENCH_DURATION` (5s), `BENCH_WARMUP` (2s), `BENCH_CONNECTIONS` (64), `BENCH_HTTP_ROUNDS` (4),\n")
 	fmt.Fprintf(b, "`BENCH_OUTAGE` (20s), `BENCH_RECORDS` (300000), `BENCH_SHIP_ROUNDS` (2), `BENCH_LIVE_RATE` (records/s under steady\n")
 	fmt.Fprintf(b, "traffic; 25000), `BENCH_LIVE_DURATION` (5s), `BENCH_LAT_RATE` (req/s of the equal-load latency runs; 10000), `BENCH_GOTIME` (1s),\n")
-	fmt.Fprintf(b, "`BENCH_PARTITIONS` (6), `BENCH_PROFILE` (seconds of CPU profile per profiled case, 0 for none; 5), `BENCH_SPIN` (the control's CPU burn per request; 3us), `BENCH_APPENDS` (1000000),\n")
+	fmt.Fprintf(b, "`BENCH_PARTITIONS` (6), `BENCH_PROFILE` (seconds of CPU profile per profiled case, 0 for none; 5), `BENCH_SPIN` and `BENCH_SPIN_PAGE` (the controls' CPU burn per request; 3us, 4us), `BENCH_APPENDS` (1000000),\n")
 	fmt.Fprintf(b, "`BENCH_PORT_BASE` (18400: ten ports from there), `BENCH_SERVER_CPU` (0), `BENCH_LOAD_CPU` (1).\n\n")
 }
 
@@ -516,7 +518,8 @@ func (r *report) httpSection(b *bytes.Buffer, m map[string]string, c map[string]
 	fmt.Fprintf(b, "| a/c, beacon vs `respond` + access log | %s | %s | ≥ 1.4 |\n", rt("a_valid", "c_log"), rt("a_new", "c_log"))
 	fmt.Fprintf(b, "| a/d, beacon vs nginx | %s | %s | |\n", rt("a_valid", "d_valid"), rt("a_new", "d_new"))
 	fmt.Fprintf(b, "| e, proxied page with/without `b2s_collect` | %s | %s | ≥ 0.90 |\n", rt("e_b2s_valid", "e_plain"), rt("e_b2s_new", "e_plain"))
-	fmt.Fprintf(b, "| control: `respond` after %s of pure CPU vs `respond` | %s | | |\n\n", m["spin"], rt("s_spin", "s_respond"))
+	fmt.Fprintf(b, "| control: `respond` after %s of pure CPU vs `respond` | %s | | yardstick for a/b |\n", m["spin"], rt("s_spin", "s_respond"))
+	fmt.Fprintf(b, "| control: the page after %s of pure CPU vs the page | %s | | yardstick for e |\n\n", m["spin_page"], rt("s_page_spin", "s_page"))
 
 	fmt.Fprintf(b, "How to read it:\n\n")
 	fmt.Fprintf(b, "- **Server CPU µs/req** is the server processes' own CPU time per request. It is the steadier figure:\n")
@@ -531,11 +534,11 @@ func (r *report) httpSection(b *bytes.Buffer, m map[string]string, c map[string]
 	fmt.Fprintf(b, "- **incl. shipping** counts the server's CPU until Kafka acknowledged the run's records. The shipper\n")
 	fmt.Fprintf(b, "  runs on the same core during the run, so it is mostly in the first figure already.\n")
 	fmt.Fprintf(b, "- Latencies are wrk's (closed loop, %s requests in flight): they follow throughput.\n", m["connections"])
-	fmt.Fprintf(b, "- **The control (s)** is a handler that does nothing but burn %s of CPU per request (`bench/cmd/spincaddy`),\n", m["spin"])
-	fmt.Fprintf(b, "  about what `b2s_collect`'s whole work per beacon takes in its Go benchmark, in front of the same\n")
-	fmt.Fprintf(b, "  `respond`. Its ratio is what that much work costs in place on this machine, where a busier request\n")
-	fmt.Fprintf(b, "  path also meets colder caches and a load generator that sleeps (and must be woken) more often:\n")
-	fmt.Fprintf(b, "  the yardstick for a/b.\n\n")
+	fmt.Fprintf(b, "- **The controls (s)** put a handler that does nothing but burn CPU (`bench/cmd/spincaddy`) in front of\n")
+	fmt.Fprintf(b, "  the same `respond` (%s a request) and the same proxied page (%s), about what `b2s_collect`'s whole work\n", m["spin"], m["spin_page"])
+	fmt.Fprintf(b, "  takes in its Go benchmarks (beacon, page). Their ratios are what that much work costs in place on\n")
+	fmt.Fprintf(b, "  this machine, where a busier request path also meets colder caches and a load generator that\n")
+	fmt.Fprintf(b, "  sleeps (and must be woken) more often: the yardsticks for a/b and e.\n\n")
 
 	// Records.
 	fmt.Fprintf(b, "### Every request recorded\n\n| case | requests (wrk) | records spooled | records shipped | dropped | logged lines |\n|---|---:|---:|---:|---:|---:|\n")
