@@ -129,7 +129,9 @@ func classifyStack(stack []string) perfBucket {
 			return pbHandlerWake
 		}
 		return pbHandler
-	case has("logship.(*Shipper)") || has("segmentio/kafka-go"):
+	case has("github.com/b2scom/b2s-edge/") || has("segmentio/kafka-go"):
+		// Off the request: the shipper, kafka-go's connections, the
+		// spool's fsync and segment preparation.
 		return pbShipping
 	case has("runtime.gcBgMarkWorker"):
 		return pbGC

@@ -46,6 +46,7 @@ func TestPerfStacksGoToTheirBuckets(t *testing.T) {
 		{"request read syscall", []string{"k:tcp_recvmsg", "syscall.read", conn}, pbCoreKern},
 		{"asm without a dot is not kernel", []string{"aeshashbody", "runtime.mapaccess1_faststr", conn}, pbCoreUser},
 		{"shipper", []string{"k:tcp_sendmsg", "github.com/segmentio/kafka-go.(*Transport).RoundTrip", "github.com/b2scom/b2s-edge/logship.(*Shipper).run"}, pbShipping},
+		{"spool fsync", []string{"k:ext4_sync_file", "syscall.fsync", "github.com/b2scom/b2s-edge/logship.(*Spool).Sync"}, pbShipping},
 		{"GC", []string{"runtime.scanobject", "runtime.gcBgMarkWorker"}, pbGC},
 		{"scheduler", []string{"k:schedule", "runtime.findRunnable", "runtime.mcall"}, pbOther},
 	}
