@@ -459,7 +459,19 @@ func (r *report) httpTargets(c map[string]*httpCase) {
 		t.also = []verdict{{"CPU-normalised", mn}, {"paired median", mp}}
 		r.targets = append(r.targets, t)
 	}
+	// The controls say what a handler doing nothing but computing for
+	// about as long as b2s_collect's Go benchmarks gets here: the
+	// yardstick a figure is read against, not a target.
+	control := func(i int, x, y *httpCase, what string) {
+		if x == nil || y == nil || !x.ok || !y.ok {
+			return
+		}
+		pv, _ := paired(x, y, httpRun.rps)
+		r.targets[i].figure += fmt.Sprintf("; control, %s of pure CPU in front: %s (paired median %s)", what, f2(ratio(x.rps(), y.rps())), f2(pv))
+	}
+	m := r.env("machine.env")
 	thr("beacon, valid cookie, vs the ceiling (b)", "a/b", a, bb, 0.90)
+	control(len(r.targets)-1, c["s_spin"], c["s_respond"], m["spin"])
 	v := ratio(a.w.LatP99, bb.w.LatP99)
 	r.target("beacon, valid cookie: p99 vs (b)", fmt.Sprintf("%s vs %s = %sx at saturation (wrk)", us(a.w.LatP99), us(bb.w.LatP99), f2(v)), "≤ 1.2x", a.ok && bb.ok, v <= 1.2)
 	if fig, vd := r.latVerdict(r.latRuns(), r.env("machine.env")["lat_rate"]); fig != "" {
@@ -468,8 +480,10 @@ func (r *report) httpTargets(c map[string]*httpCase) {
 		t.also = append(t.also, vd)
 	}
 	thr("beacon, new cookie, vs the ceiling (b)", "a/b", an, bb, 0.85)
+	control(len(r.targets)-1, c["s_spin"], c["s_respond"], m["spin"])
 	thr("beacon vs `respond` + access log (c)", "a/c", a, cc, 1.4)
 	thr("proxied page with `b2s_collect` vs without", "e", e1, e0, 0.90)
+	control(len(r.targets)-1, c["s_page_spin"], c["s_page"], m["spin_page"])
 }
 
 func (r *report) httpSection(b *bytes.Buffer, m map[string]string, c map[string]*httpCase) {
