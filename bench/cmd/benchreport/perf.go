@@ -24,7 +24,7 @@ const (
 	pbCoreUser                      // net/http and Caddy's core around the handlers, user space
 	pbCoreWake                      // kernel: response writes waking the reader (wrk)
 	pbCoreKern                      // kernel: the rest of the request's TCP/IP and syscalls
-	pbShipping                      // the shipper and kafka-go, user and kernel
+	pbShipping                      // off the request: the shipper, kafka-go, the spool's fsync
 	pbGC                            // the garbage collector's background worker
 	pbOther                         // the scheduler, netpoll, timers, anything else
 	pbCount
@@ -38,7 +38,7 @@ var perfBucketLabels = [pbCount]string{
 	pbCoreUser:    "net/http and Caddy's core around the handlers (parsing, routing, allocation)",
 	pbCoreWake:    "kernel: response writes waking the reader (wrk, on the other core)",
 	pbCoreKern:    "kernel: the rest of the request's TCP/IP and system calls",
-	pbShipping:    "shipping: the shipper and kafka-go (user and kernel)",
+	pbShipping:    "off the request: shipping (the shipper, kafka-go) and the spool's fsync, user and kernel",
 	pbGC:          "garbage collector, background worker",
 	pbOther:       "scheduler, netpoll, timers, other",
 }
