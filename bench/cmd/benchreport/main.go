@@ -336,7 +336,7 @@ func readString(path string) string {
 }
 
 func (r *report) howToRun(b *bytes.Buffer, m map[string]string) {
-	fmt.Fprintf(b, "## How to run\n\n```sh\nmake bench                        # about 9 minutes\nmake bench BENCH_HTTP_ROUNDS=2 BENCH_OUTAGE=10s BENCH_RECORDS=100000   # quicker\n```\n\n")
+	fmt.Fprintf(b, "## How to run\n\n```sh\nmake bench                        # about 13 minutes\nmake bench BENCH_HTTP_ROUNDS=2 BENCH_OUTAGE=10s BENCH_RECORDS=100000   # quicker\n```\n\n")
 	fmt.Fprintf(b, "It builds `bin/caddy` (`make build`), installs `wrk` and `nginx` with apt-get when they are missing\n")
 	fmt.Fprintf(b, "(as root), and runs everything on 127.0.0.1, back to back:\n\n")
 	fmt.Fprintf(b, "1. **HTTP**: the server pinned to CPU %s (`taskset`; `GOMAXPROCS=1` for Caddy, `worker_processes 1`\n", m["server_cpu"])
