@@ -361,14 +361,21 @@ func Bound(s string, max int) string {
 // appendString appends s as a JSON string (RFC 8259, section 7), taking at
 // most max bytes of s and cutting at a character boundary. Invalid UTF-8
 // becomes U+FFFD, so the output is always valid UTF-8.
-func appendString(b []byte, s string, max int) []byte {
+func appendString(b []byte, s string, max int) []byte { return appendStringSkip(b, s, max, true) }
+
+// appendStringSkip is appendString, with skip false the byte-at-a-time
+// reference its eight-byte fast path is tested against.
+func appendStringSkip(b []byte, s string, max int, skip bool) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	n := 0 // bytes of s consumed
 	start := 0
 	// Most of a record's text (URLs, User-Agents) is printable ASCII with
 	// nothing to escape: skip it eight bytes at a time.
-	fast := min(len(s), max) - 8
+	fast := -1
+	if skip {
+		fast = min(len(s), max) - 8
+	}
 	for n < len(s) {
 		if n <= fast && plain8(le64(s[n:])) {
 			n += 8

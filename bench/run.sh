@@ -327,23 +327,35 @@ run_case() {
 	grep -h 'Non-2xx\|Socket errors' "$out.warmup.txt" "$out.txt" | sed "s/^/$id: /" >&2 || true
 }
 
-# profile ID URL HEADER...: a CPU profile from Caddy's admin endpoint while
-# wrk loads URL (not timed, not in the table).
-profile() {
-	local id=$1 url=$2
+# load_bg OUT URL HEADER...: wrk loads URL in the background for
+# $PROFILE seconds and one more on each side (its report to OUT), for a
+# profile taken meanwhile; returns after the first second, with LOAD set
+# to its pid. end_load waits for it.
+load_bg() {
+	local out=$1 url=$2
 	shift 2
 	local hdr=() h
 	for h in "$@"; do hdr+=(-H "$h"); done
-	log "profile $id: ${PROFILE}s"
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d$((PROFILE + 2))s -s bench/wrk.lua "${hdr[@]}" "$url" \
-		>"$R/profile-$id.wrk.txt" 2>&1 &
-	local w=$!
-	PIDS+=("$w")
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d$((PROFILE + 2))s -s bench/wrk.lua "${hdr[@]}" "$url" >"$out" 2>&1 &
+	LOAD=$!
+	PIDS+=("$LOAD")
 	sleep 1
+}
+end_load() {
+	wait "$LOAD" || true
+	stop_pid "$LOAD"
+}
+
+# profile ID URL HEADER...: a CPU profile from Caddy's admin endpoint while
+# wrk loads URL (not timed, not in the table).
+profile() {
+	local id=$1
+	shift
+	log "profile $id: ${PROFILE}s"
+	load_bg "$R/profile-$id.wrk.txt" "$@"
 	curl -s -o "$R/profile-$id.pprof" "http://127.0.0.1:$ADMIN/debug/pprof/profile?seconds=$PROFILE" ||
 		fail "profile $id failed"
-	wait "$w" || true
-	stop_pid "$w"
+	end_load
 	"$GO" tool pprof -top -nodecount=45 "$BIN/caddy" "$R/profile-$id.pprof" >"$R/profile-$id.top.txt" 2>&1 || true
 	"$GO" tool pprof -top -cum -nodecount=400 "$BIN/caddy" "$R/profile-$id.pprof" >"$R/profile-$id.cum.txt" 2>&1 || true
 }
@@ -363,20 +375,13 @@ perf_usable() {
 # does in the writer's context and the page faults of spool writes. The
 # stacks go to perf-ID.stacks.gz (perf script) for benchreport.
 perf_profile() {
-	local id=$1 url=$2
-	shift 2
-	local hdr=() h
-	for h in "$@"; do hdr+=(-H "$h"); done
+	local id=$1
+	shift
 	log "perf $id: ${PROFILE}s"
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d$((PROFILE + 2))s -s bench/wrk.lua "${hdr[@]}" "$url" \
-		>"$R/perf-$id.wrk.txt" 2>&1 &
-	local w=$!
-	PIDS+=("$w")
-	sleep 1
+	load_bg "$R/perf-$id.wrk.txt" "$@"
 	perf record -q -e cpu-clock -F 4999 -g -p "$CADDY" -o "$WORK/perf-$id.data" -- sleep "$PROFILE" \
 		>"$R/logs/perf-$id.log" 2>&1 || fail "perf $id failed (see $R/logs/perf-$id.log)"
-	wait "$w" || true
-	stop_pid "$w"
+	end_load
 	echo "seconds=$PROFILE" >"$R/perf-$id.env"
 	perf script -i "$WORK/perf-$id.data" -F period,ip,sym,dso 2>>"$R/logs/perf-$id.log" | gzip -1 >"$R/perf-$id.stacks.gz"
 	rm -f "$WORK/perf-$id.data"
