@@ -40,13 +40,13 @@ vet:
 
 ## test: every test: unit (with the race detector), fuzz seed corpora, end-to-end
 test: deps vet
-	$(GO) test -race -count=1 ./beacon/... ./geo/... ./logship/... ./caddymodule/... ./internal/... ./cmd/...
+	$(GO) test -race -count=1 ./beacon/... ./geo/... ./logship/... ./caddymodule/... ./internal/... ./cmd/... ./bench/...
 	$(GO) test -count=1 -timeout 10m ./test/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
+	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 ## bench: load tests against bin/caddy and nginx (wrk, pinned cores), Go benchmarks, shipping to a broker
