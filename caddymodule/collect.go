@@ -202,10 +202,24 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	// A beacon's query (and a POST beacon's body) is parsed once, here:
+	// the collect off paths look at the page it reports.
+	var q beacon.Query
+	if isBeacon {
+		// Room for a few extra parameters; they go into the record, so
+		// the array leaves the stack anyway: allocated for beacons only.
+		q.Params = new([8]beacon.Param)[:0]
+		if body != nil {
+			beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), *body, &q)
+		} else {
+			beacon.ParseQuery(r.URL.RawQuery, &q)
+		}
+	}
+
 	var jar visitorCookies
 	c.readCookies(r, &jar)
 	rec.Consent = c.consent(r, &jar)
-	if isBeacon && rec.Consent.Identifying() && c.offPageBeacon(r, body) {
+	if isBeacon && rec.Consent.Identifying() && c.offPageBeacon(r, q.URL) {
 		rec.Consent = beacon.ConsentChild
 	}
 	if sfs := r.Header["Sec-Fetch-Site"]; len(sfs) > 0 && sfs[0] == "cross-site" {
@@ -265,10 +279,10 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			cookie.addTo(w.Header())
 		}
 		if body != nil {
-			c.servePost(w, r, *body, &rec)
+			c.servePost(w, r, &q, &rec)
 			return nil
 		}
-		c.serveBeacon(w, r, &rec)
+		c.serveBeacon(w, r, &q, &rec)
 		return nil
 	}
 
@@ -528,11 +542,8 @@ var (
 )
 
 // serveBeacon answers with the pixel whatever the query holds, then records.
-func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, rec *beacon.Record) {
-	var params [8]beacon.Param // most beacons carry a few: no allocation
-	q := beacon.Query{Params: params[:0]}
-	beacon.ParseQuery(r.URL.RawQuery, &q)
-	c.fillBeacon(r, rec, &q)
+func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record) {
+	c.fillBeacon(r, rec, q)
 	h := w.Header()
 	h["Content-Type"] = hdrGIF
 	h["Content-Length"] = hdrPixelLen
@@ -605,11 +616,8 @@ func putBody(bp *[]byte) { bodyBufs.Put(bp) }
 // servePost answers a POST beacon (navigator.sendBeacon) with 204 after
 // recording what its body and query hold; a malformed body is recorded
 // with what could be read of it.
-func (c *Collect) servePost(w http.ResponseWriter, r *http.Request, body []byte, rec *beacon.Record) {
-	var params [8]beacon.Param
-	q := beacon.Query{Params: params[:0]}
-	beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), body, &q)
-	c.fillBeacon(r, rec, &q)
+func (c *Collect) servePost(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record) {
+	c.fillBeacon(r, rec, q)
 	h := w.Header()
 	h["Cache-Control"] = hdrNoStoreOnly
 	c.addCORS(h, r)

@@ -327,19 +327,11 @@ func (c *Collect) collectOff(r *http.Request) bool {
 
 // offPageBeacon reports whether a beacon reports a page under the
 // collect off paths (the beacon's own path is site-wide): the page named
-// by u in the body or query, else the Referer.
-func (c *Collect) offPageBeacon(r *http.Request, body *[]byte) bool {
+// by u in its query or body (page), else the Referer.
+func (c *Collect) offPageBeacon(r *http.Request, page string) bool {
 	if !c.CollectOff || len(c.offPaths) == 0 {
 		return false
 	}
-	var params [8]beacon.Param
-	q := beacon.Query{Params: params[:0]}
-	if body != nil {
-		beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), *body, &q)
-	} else {
-		beacon.ParseQuery(r.URL.RawQuery, &q)
-	}
-	page := q.URL
 	if page == "" {
 		page = r.Header.Get("Referer")
 	}
