@@ -501,7 +501,7 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 	buf = a.signer.AppendSignedNetwork(buf, id, nid, now)
 	if c.networkDomain {
 		buf = append(buf, "; Path=/"...)
-		if d := a.network.siteOf(hostname(r.Host)); d != "" {
+		if d := c.cookieDomainFor(r); d != "" {
 			buf = append(buf, "; Domain="...)
 			buf = append(buf, d...)
 		}

@@ -151,7 +151,9 @@ type leaderRequest struct {
 // to different leaders run in parallel; each writes only its own records'
 // entries.
 func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka.Message, errs []error) {
-	fail := func(part produceAPI.RequestPartition, err error) {
+	// settle sets the outcome of a partition's records: nil (written) or
+	// the error.
+	settle := func(part produceAPI.RequestPartition, err error) {
 		for _, i := range part.RecordSet.Records.(*recordReader).idx {
 			errs[i] = err
 		}
@@ -167,14 +169,14 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 	})
 	if err != nil {
 		for _, part := range req.parts {
-			fail(part, err)
+			settle(part, err)
 		}
 		return
 	}
 	res, ok := r.(*produceAPI.Response)
 	if !ok {
 		for _, part := range req.parts {
-			fail(part, fmt.Errorf("produce request answered with %T", r))
+			settle(part, fmt.Errorf("produce request answered with %T", r))
 		}
 		return
 	}
@@ -193,7 +195,7 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 				}
 			}
 		}
-		fail(part, result)
+		settle(part, result)
 	}
 }
 
