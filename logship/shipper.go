@@ -18,15 +18,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Message is one record on its way to Kafka.
-type Message struct {
-	// Key is the Kafka message key: the visitor's cookie ID, so that one
-	// visitor's records stay in one partition, in order.
-	Key string
-	// Value is the encoded record.
-	Value []byte
-}
-
 // Config configures a Shipper. The zero value of a field means its default.
 type Config struct {
 	// Brokers are the bootstrap addresses, host:port. Required.
