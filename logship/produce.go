@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -31,6 +32,66 @@ import (
 // records are written, or fail, together and in order; the cost of a write
 // is a few dozen allocations whatever the number of records.
 
+// producer is one Kafka configuration in use. Its writes go through
+// kafka-go's Transport (send, below); one write at a time.
+type producer struct {
+	cfg        Config
+	rt         kafka.RoundTripper
+	addr       net.Addr
+	own        *kafka.Transport // created here, so closed here; nil when cfg.Transport is the caller's
+	attributes protocol.Attributes
+	// Murmur2 is the Java client's default partitioner, which franz-go
+	// and librdkafka (murmur2_random) reproduce: a key lands in the same
+	// partition whichever client wrote it. Records without a key are
+	// spread at random.
+	balancer kafka.Murmur2Balancer
+
+	mu         sync.Mutex // held by a write; close waits for it
+	partitions []int      // 0..n-1 for the balancer
+	byPart     [][]int32  // per partition, the indexes of its records
+	reqs       []leaderRequest
+}
+
+// close waits for a write in flight and closes the producer's connections.
+func (p *producer) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.own != nil {
+		p.own.CloseIdleConnections()
+	}
+	return nil
+}
+
+func newProducer(cfg Config) (*producer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	codec, _ := ParseCompression(cfg.Compression)
+	p := &producer{cfg: cfg, rt: cfg.Transport, addr: kafka.TCP(cfg.Brokers...), attributes: protocol.Attributes(codec) & 7}
+	if p.rt == nil {
+		p.own = newTransport(cfg)
+		p.rt = p.own
+	}
+	return p, nil
+}
+
+// newTransport is the transport of a producer that was not given one.
+// Metadata is refreshed every second rather than kafka-go's 6s, so
+// shipping resumes within a second of a broker coming back. Each producer
+// has its own, so that a reload to other brokers or other credentials
+// closes the connections made with the old ones.
+func newTransport(cfg Config) *kafka.Transport {
+	t := &kafka.Transport{MetadataTTL: time.Second}
+	if cfg.TLS != nil {
+		t.TLS = cfg.TLS.Clone()
+	}
+	if cfg.SASL != nil {
+		t.SASL, _ = cfg.SASL.mechanism() // checked by Validate
+	}
+	return t
+}
+
 // errUnsent marks a record not written yet.
 var errUnsent = errors.New("not written")
 
@@ -48,6 +109,16 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 	for i := range errs {
 		errs[i] = errUnsent // until its partition's answer says otherwise
 	}
+	// Asked on every write, but not a round trip per write: kafka-go's
+	// Transport answers a metadata request that does not ask for topic
+	// creation from the cluster metadata it caches, filtered to the topics
+	// named (one it does not know comes back as UnknownTopicOrPartition).
+	// A goroutine of the Transport refreshes that cache from a broker after
+	// a random delay of up to MetadataTTL each time (1s, see newTransport),
+	// and keeps the last metadata when a refresh fails; until one has
+	// succeeded, the answer is the last refresh's error. Only the first
+	// request on a new Transport waits for its first refresh. See
+	// connPool.roundTrip, discover and update in kafka-go's transport.go.
 	r, err := p.rt.RoundTrip(ctx, p.addr, &metadataAPI.Request{TopicNames: []string{p.cfg.Topic}})
 	if err != nil {
 		return p.failAll(errs, fmt.Errorf("reading the topic's metadata: %w", err))

@@ -14,7 +14,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/compress/snappy"
-	"github.com/segmentio/kafka-go/protocol"
 	"go.uber.org/zap"
 )
 
@@ -196,66 +195,6 @@ type Shipper struct {
 // Failing reports whether the last write to Kafka failed, so records are
 // waiting in the spool for Kafka to come back.
 func (s *Shipper) Failing() bool { return s.failing.Load() }
-
-// producer is one Kafka configuration in use. Its writes go through
-// kafka-go's Transport (produce.go); one write at a time.
-type producer struct {
-	cfg        Config
-	rt         kafka.RoundTripper
-	addr       net.Addr
-	own        *kafka.Transport // created here, so closed here; nil when cfg.Transport is the caller's
-	attributes protocol.Attributes
-	// Murmur2 is the Java client's default partitioner, which franz-go
-	// and librdkafka (murmur2_random) reproduce: a key lands in the same
-	// partition whichever client wrote it. Records without a key are
-	// spread at random.
-	balancer kafka.Murmur2Balancer
-
-	mu         sync.Mutex // held by a write; close waits for it
-	partitions []int      // 0..n-1 for the balancer
-	byPart     [][]int32  // per partition, the indexes of its records
-	reqs       []leaderRequest
-}
-
-// close waits for a write in flight and closes the producer's connections.
-func (p *producer) close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.own != nil {
-		p.own.CloseIdleConnections()
-	}
-	return nil
-}
-
-func newProducer(cfg Config) (*producer, error) {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	codec, _ := ParseCompression(cfg.Compression)
-	p := &producer{cfg: cfg, rt: cfg.Transport, addr: kafka.TCP(cfg.Brokers...), attributes: protocol.Attributes(codec) & 7}
-	if p.rt == nil {
-		p.own = newTransport(cfg)
-		p.rt = p.own
-	}
-	return p, nil
-}
-
-// newTransport is the transport of a producer that was not given one.
-// Metadata is refreshed every second rather than kafka-go's 6s, so
-// shipping resumes within a second of a broker coming back. Each producer
-// has its own, so that a reload to other brokers or other credentials
-// closes the connections made with the old ones.
-func newTransport(cfg Config) *kafka.Transport {
-	t := &kafka.Transport{MetadataTTL: time.Second}
-	if cfg.TLS != nil {
-		t.TLS = cfg.TLS.Clone()
-	}
-	if cfg.SASL != nil {
-		t.SASL, _ = cfg.SASL.mechanism() // checked by Validate
-	}
-	return t
-}
 
 // NewWriter returns a kafka-go Writer with the shipper's settings (acks
 // from every in-sync replica, murmur2, the codec, BatchSize records per
@@ -469,41 +408,4 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	return true
-}
-
-// rateLimitedLog logs the first error and then at most one line per
-// interval, with the number of errors it held back.
-type rateLimitedLog struct {
-	logger     *zap.Logger
-	every      time.Duration
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-	failing    bool
-}
-
-// recovered logs msg once after a run of errors.
-func (l *rateLimitedLog) recovered(msg string, fields ...zap.Field) {
-	l.mu.Lock()
-	was := l.failing
-	l.failing, l.last, l.suppressed = false, time.Time{}, 0
-	l.mu.Unlock()
-	if was {
-		l.logger.Info(msg, fields...)
-	}
-}
-
-func (l *rateLimitedLog) log(msg string, err error, fields ...zap.Field) {
-	l.mu.Lock()
-	l.failing = true
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	l.logger.Error(msg, append(fields, zap.Error(err), zap.Int("suppressed", n))...)
 }
