@@ -67,6 +67,7 @@ func newProducer(cfg Config) (*producer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	setSnappyLevel()
 	codec, _ := ParseCompression(cfg.Compression)
 	p := &producer{cfg: cfg, rt: cfg.Transport, addr: kafka.TCP(cfg.Brokers...), attributes: protocol.Attributes(codec) & 7}
 	if p.rt == nil {
