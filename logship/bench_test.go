@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	bolt "go.etcd.io/bbolt"
 )
@@ -95,8 +94,9 @@ func BenchmarkAppendBbolt(b *testing.B) {
 
 // Shipping: records/s from the spool to a Kafka-protocol broker, against
 // kafka-go writing the same records straight from memory with the same
-// writer settings. The broker runs in this process (franz-go's kfake);
-// both sides pay for it equally.
+// writer settings (BenchmarkShipFromMemory, in writer_bench_test.go). The
+// broker runs in this process (franz-go's kfake); both sides pay for it
+// equally.
 
 const shipBatch = 100_000
 
@@ -130,62 +130,6 @@ func BenchmarkShipThroughSpool(b *testing.B) {
 	b.StopTimer()
 	s.Close(context.Background())
 	b.ReportMetric(float64(b.N*shipBatch)/b.Elapsed().Seconds(), "records/s")
-}
-
-// BenchmarkShipFromMemory writes records straight from memory, in writes
-// of 1000 (a spool read under backlog) and of 16 (a read under live
-// traffic, where the spool holds what arrived during the previous write):
-// with kafka-go's Writer and the shipper's settings (the reference), and
-// with the shipper's own producer. B/op and allocs/op are per write.
-func BenchmarkShipFromMemory(b *testing.B) {
-	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	keys := benchKeys()
-	for _, n := range []int{1000, 16} {
-		msgs := make([]kafka.Message, n)
-		fill := func(i int) {
-			for k := range msgs {
-				msgs[k] = kafka.Message{Key: []byte(keys[(i*n+k)%len(keys)]), Value: benchRecord}
-			}
-		}
-		report := func(b *testing.B) {
-			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
-		}
-		b.Run(fmt.Sprintf("client=writer/records=%d", n), func(b *testing.B) {
-			w, err := NewWriter(Config{Brokers: cl.ListenAddrs()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer w.Close()
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				fill(i)
-				if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-					b.Fatal(err)
-				}
-			}
-			report(b)
-		})
-		b.Run(fmt.Sprintf("client=shipper/records=%d", n), func(b *testing.B) {
-			p, err := newProducer(Config{Brokers: cl.ListenAddrs()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.close()
-			errs := make([]error, n)
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				fill(i)
-				if err := p.send(context.Background(), msgs, errs); err != nil {
-					b.Fatal(err)
-				}
-			}
-			report(b)
-		})
-	}
 }
 
 func benchKeys() []string {

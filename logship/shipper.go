@@ -33,43 +33,6 @@ type Shipper struct {
 // waiting in the spool for Kafka to come back.
 func (s *Shipper) Failing() bool { return s.failing.Load() }
 
-// NewWriter returns a kafka-go Writer with the shipper's settings (acks
-// from every in-sync replica, murmur2, the codec, BatchSize records per
-// partition batch), the reference that measurements compare the shipper
-// with. Its BatchTimeout is 1µs, the Writer's best for calls that hand it
-// whole batches and wait (measured, docs/spool.md); cfg.BatchTimeout, the
-// shipper's linger, does not apply. When cfg.Transport is nil the writer has a transport of
-// its own, which closing the writer does not close: set cfg.Transport to
-// own it.
-func NewWriter(cfg Config) (*kafka.Writer, error) {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	setSnappyLevel()
-	codec, _ := ParseCompression(cfg.Compression)
-	transport := cfg.Transport
-	if transport == nil {
-		transport = newTransport(cfg)
-	}
-	return &kafka.Writer{
-		Addr:            kafka.TCP(cfg.Brokers...),
-		Topic:           cfg.Topic,
-		Balancer:        &kafka.Murmur2Balancer{},
-		RequiredAcks:    kafka.RequireAll,
-		MaxAttempts:     3,
-		WriteBackoffMin: 50 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		BatchSize:       cfg.BatchSize,
-		BatchBytes:      1 << 20,
-		BatchTimeout:    time.Microsecond,
-		ReadTimeout:     cfg.WriteTimeout,
-		WriteTimeout:    cfg.WriteTimeout,
-		Compression:     codec,
-		Transport:       transport,
-	}, nil
-}
-
 // NewShipper validates cfg and starts shipping from sp. It does not
 // connect: a broker that is down or a topic that does not exist yet shows
 // up as write errors, retried until they clear, while records wait in the

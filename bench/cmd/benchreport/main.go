@@ -824,7 +824,7 @@ func (r *report) shipSection(b *bytes.Buffer, m map[string]string, s map[shipKey
 	fmt.Fprintf(b, "acks=all. The client runs on CPU %s with `GOMAXPROCS=1`, the broker on CPU %s. The spool path is the product's\n", m["server_cpu"], m["load_cpu"])
 	fmt.Fprintf(b, "`logship.OpenSpool` + `logship.NewShipper` with its defaults (batches of 1000, murmur2; the spool is full, so its linger never waits), timed\n")
 	fmt.Fprintf(b, "from the shipper's start until `Stats.Shipped` reaches the count (the spool was filled before); kafka-go from\n")
-	fmt.Fprintf(b, "memory is kafka-go's Writer with the same settings (`logship.NewWriter`, BatchTimeout 1µs). CPU is the client process's (getrusage), bytes are what it wrote to\n")
+	fmt.Fprintf(b, "memory is kafka-go's Writer with the same settings (`refwriter.New`, BatchTimeout 1µs). CPU is the client process's (getrusage), bytes are what it wrote to\n")
 	fmt.Fprintf(b, "the broker's sockets; \"CPU busy\" is the client's and the broker's core during the run. Best of %s rounds;\n", m["ship_rounds"])
 	fmt.Fprintf(b, "every round's records/s in the last column.\n\n")
 	fmt.Fprintf(b, "| path | compression | records/s | CPU µs/record | bytes/record on the wire | CPU busy %% (client, broker) | rounds |\n|---|---|---:|---:|---:|---:|---|\n")

@@ -53,6 +53,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/b2scom/b2s-edge/internal/refwriter"
 	"github.com/b2scom/b2s-edge/logship"
 )
 
@@ -504,14 +505,14 @@ func summary(d []time.Duration) (p50, p99, maxi, mean float64) {
 }
 
 // shipKafkaGo writes the records from memory with a kafka-go Writer set up
-// as logship.NewWriter does (RequiredAcks all, Murmur2Balancer, BatchSize
+// as refwriter.New does (RequiredAcks all, Murmur2Balancer, BatchSize
 // 1000, BatchTimeout 1µs, the codec), in synchronous 1000-record calls as
 // the shipper reads them.
 func shipKafkaGo(ctx context.Context, res *result, brokers []string, topic, compression string,
 	keys []string, values [][]byte, dial func(context.Context, string, string) (net.Conn, error)) error {
 	// The shipper's own writer settings, with a transport that counts bytes.
 	tr := &kafka.Transport{MetadataTTL: time.Second, Dial: dial}
-	w, err := logship.NewWriter(logship.Config{Brokers: brokers, Topic: topic, Compression: compression, Transport: tr})
+	w, err := refwriter.New(logship.Config{Brokers: brokers, Topic: topic, Compression: compression, Transport: tr})
 	if err != nil {
 		return err
 	}
