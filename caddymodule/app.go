@@ -1,15 +1,13 @@
 // Package caddymodule is the Caddy glue of b2s-edge: the global `b2s` app,
 // which owns the cookie keys, the GeoIP readers and the Kafka shipper shared
-// by every site, and the `b2s_collect` HTTP handler. The logic it wires
-// together lives in the Caddy-free packages beacon, geo and logship.
+// by every site, and the `b2s_collect`, `b2s_isolate` and `b2s_health` HTTP
+// handlers. The logic it wires together lives in the Caddy-free packages
+// beacon, geo and logship. The README's "How it works" maps its files.
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -134,109 +132,18 @@ type App struct {
 	// honours them; the defaults apply without this block.
 	Privacy *Privacy `json:"privacy,omitempty"`
 
-	signer     *beacon.Signer
-	signerKeys [][]byte
-	network    *network
-	privacy    *privacy
-	geo        *geo.Reloading[beacon.Geo]
-	asn        *geo.Reloading[beacon.ASN]
-	anon       *geo.Reloading[beacon.Anon]
-	geoKeys    []string // geoDBs keys of the databases held
-	sink       *sink
-	secrets    [][]byte
-	logger     *zap.Logger
-	now        func() time.Time
-}
-
-// KafkaConfig configures the Kafka producer (segmentio/kafka-go, through its
-// Transport; see logship).
-type KafkaConfig struct {
-	// Brokers are bootstrap broker addresses, host:port. Required.
-	// Placeholders are replaced at load.
-	Brokers []string `json:"brokers,omitempty"`
-
-	// Topic receives one message per record, keyed by cookie ID, value
-	// the JSON record. Default "b2s.events".
-	Topic string `json:"topic,omitempty"`
-
-	// Compression is the batch codec: none, gzip, snappy, lz4 or zstd.
-	// Default snappy.
-	Compression string `json:"compression,omitempty"`
-
-	// BatchSize is the most records in one produce request (one spool
-	// read). Default 1000.
-	BatchSize int `json:"batch_size,omitempty"`
-
-	// BatchTimeout is how long records may wait in the spool for others
-	// to join their produce request, when fewer than BatchSize are
-	// waiting (linger.ms in librdkafka and the Java client). Default 20ms:
-	// fewer, larger requests, each of which costs the proxy's CPU whatever
-	// it carries. 1µs sends what there is at once.
-	BatchTimeout caddy.Duration `json:"batch_timeout,omitempty"`
-
-	// WriteTimeout bounds one produce request, acknowledgement included.
-	// Default 10s.
-	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
-
-	// FlushTimeout bounds how long a shutdown waits for spooled records to
-	// reach Kafka; what is left stays in the spool for the next start.
-	// Default 5s.
-	FlushTimeout caddy.Duration `json:"flush_timeout,omitempty"`
-
-	// TLS, when present, connects to the brokers over TLS (Kafka's SSL
-	// and SASL_SSL listeners). Present but empty, it verifies the brokers'
-	// certificates against the system's trusted roots. Default: plaintext.
-	TLS *KafkaTLS `json:"tls,omitempty"`
-
-	// SASL, when present, logs in to the brokers on every connection
-	// (Kafka's SASL_PLAINTEXT and SASL_SSL listeners). Default: none.
-	SASL *KafkaSASL `json:"sasl,omitempty"`
-}
-
-// KafkaTLS configures TLS to the brokers. Placeholders in its values are
-// replaced at load, and the files are read and checked at load: a missing
-// or invalid file fails it, and a reload after a file was replaced (a
-// renewed certificate) connects anew with the new one.
-type KafkaTLS struct {
-	// CA is a PEM file of the certificate authorities that sign the
-	// brokers' certificates, trusted instead of the system's roots.
-	// Default: the system's roots.
-	CA string `json:"ca,omitempty"`
-
-	// Cert is a PEM file of the client certificate (and any intermediate
-	// certificates) shown to brokers that require one, i.e. mutual TLS
-	// (ssl.client.auth=required). Requires Key. Default: none.
-	Cert string `json:"cert,omitempty"`
-
-	// Key is the PEM file of Cert's private key. Requires Cert.
-	Key string `json:"key,omitempty"`
-
-	// ServerName is the name the brokers' certificates must be valid for,
-	// also sent in SNI. Default: each broker's host, as given in brokers
-	// and as the brokers advertise themselves.
-	ServerName string `json:"server_name,omitempty"`
-
-	// InsecureSkipVerify accepts any certificate from the brokers. For
-	// tests only: anyone on the path can then read and alter the records
-	// and take the SASL password. A warning is logged at each load.
-	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
-}
-
-// KafkaSASL is the SASL login sent on every connection to a broker.
-// Placeholders in its values are replaced at load; a username or password
-// that is empty after that fails the load.
-type KafkaSASL struct {
-	// Mechanism is plain, scram-sha-256 or scram-sha-512, in any case.
-	// PLAIN sends the password itself: use it with tls. Required.
-	Mechanism string `json:"mechanism,omitempty"`
-
-	// Username is the Kafka user. Required.
-	Username string `json:"username,omitempty"`
-
-	// Password is the user's password. Required. Give it as a placeholder,
-	// {env.KAFKA_PASSWORD} or {file./run/secrets/kafka_password}, to keep
-	// it out of the config file and of the config Caddy saves.
-	Password string `json:"password,omitempty"`
+	signer  *beacon.Signer
+	network *network
+	privacy *privacy
+	geo     *geo.Reloading[beacon.Geo]
+	asn     *geo.Reloading[beacon.ASN]
+	anon    *geo.Reloading[beacon.Anon]
+	geoKeys []string // geoDBs keys of the databases held
+	sink    *sink
+	spool   *logship.Spool // where records are appended: the sink's, or a test's
+	secrets [][]byte
+	logger  *zap.Logger
+	now     func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -247,13 +154,8 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults, resolves placeholders and takes the shared
-// GeoIP readers, spool and Kafka shipper from their pools.
-func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
-	a.now = time.Now
-	repl := caddy.NewReplacer()
-
+// setDefaults fills in the options left at their zero value.
+func (a *App) setDefaults() {
 	if a.CookieName == "" {
 		a.CookieName = DefaultCookieName
 	}
@@ -263,25 +165,25 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CookieRefresh == 0 {
 		a.CookieRefresh = min(DefaultCookieRefresh, a.CookieMaxAge/2)
 	}
-	a.secrets = a.secrets[:0]
-	for _, s := range a.Secrets {
-		a.secrets = append(a.secrets, []byte(repl.ReplaceKnown(s, "")))
+	if a.SpoolMaxSize == 0 {
+		a.SpoolMaxSize = DefaultSpoolMaxSize
 	}
-	if err := a.checkSecrets(); err != nil {
-		return err
+	if a.Fsync == "" {
+		a.Fsync = DefaultFsync
 	}
-	keys := a.secrets[:1:1]
-	for _, k := range a.secrets[1:] {
-		if len(k) > 0 { // older keys left unset (no rotation under way) are skipped
-			keys = append(keys, k)
-		}
-	}
-	signer, err := beacon.NewSigner(keys...)
+}
+
+// Provision sets defaults, resolves what takes placeholders (the keys,
+// file paths, brokers and credentials) and takes the shared GeoIP
+// readers, spool and Kafka shipper from their pools. Validate judges the
+// rest of the options.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.setDefaults()
+	repl := caddy.NewReplacer()
+
+	keys, err := a.resolveSecrets(repl)
 	if err != nil {
-		return fmt.Errorf("b2s: secret: %v", err)
-	}
-	a.signer, a.signerKeys = signer, keys
-	if err := a.provisionPrivacy(); err != nil {
 		return err
 	}
 
@@ -310,6 +212,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("b2s: spool: %v; point the spool option at a directory this process alone can write", err)
 	}
 	a.sink = k
+	if err := a.setup(keys, k.spool); err != nil {
+		return err
+	}
 	sasl := "none"
 	if kc.cfg.SASL != nil {
 		sasl = kc.cfg.SASL.Mechanism
@@ -319,91 +224,49 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// provisionGeoIP takes the GeoIP databases the options name from their
-// pool. An option that resolves to nothing ({env.X} unset) means none of
-// that kind.
-func (a *App) provisionGeoIP(repl *caddy.Replacer) error {
-	every := time.Minute
-	if a.GeoIPReload != nil {
-		every = time.Duration(*a.GeoIPReload)
+// setup makes what the request path uses from the options, once their
+// defaults are set: the cookie signer from keys (the first signs), the
+// privacy and network options, and the spool that records are appended
+// to. Provision calls it once the keys are resolved and the spool is
+// open; tests and benchmarks call it to serve requests without Caddy.
+func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
+	signer, err := beacon.NewSigner(keys...)
+	if err != nil {
+		return fmt.Errorf("b2s: secret: %v", err)
 	}
-	var err error
-	if a.geo, err = openGeoIP(a, repl, every, "geoip", a.GeoIP, geo.City, "City or Country .mmdb file"); err != nil {
+	a.signer = signer
+	a.privacy = a.Privacy.provision(a.CookieName)
+	if a.network, err = a.Network.provision(keys); err != nil {
 		return err
 	}
-	if a.asn, err = openGeoIP(a, repl, every, "geoip_asn", a.GeoIPASN, geo.ASN, "ASN .mmdb file (GeoLite2-ASN or GeoIP2-ISP)"); err != nil {
-		return err
+	a.spool = spool
+	if a.logger == nil {
+		a.logger = zap.NewNop()
 	}
-	if a.anon, err = openGeoIP(a, repl, every, "geoip_anonymous", a.GeoIPAnonymous, geo.Anonymous, "Anonymous IP .mmdb file (GeoIP2-Anonymous-IP)"); err != nil {
-		return err
+	if a.now == nil {
+		a.now = time.Now
 	}
 	return nil
 }
 
-// openGeoIP opens the database of kind that option names (its value), or
-// returns nil when it names none; file says which file the fix asks for.
-func openGeoIP[T any](a *App, repl *caddy.Replacer, every time.Duration, option, value string, kind *geo.Kind[T], file string) (*geo.Reloading[T], error) {
-	p := repl.ReplaceKnown(value, "")
-	if p == "" {
-		return nil, nil
+// resolveSecrets replaces the placeholders in the keys and checks them.
+// An older key whose placeholder resolves to nothing (no rotation under
+// way) is left out of the keys returned.
+func (a *App) resolveSecrets(repl *caddy.Replacer) ([][]byte, error) {
+	a.secrets = a.secrets[:0]
+	for _, s := range a.Secrets {
+		a.secrets = append(a.secrets, []byte(repl.ReplaceKnown(s, "")))
 	}
-	path, err := filepath.Abs(p)
-	if err != nil {
-		return nil, fmt.Errorf("b2s: %s: %v", option, err)
+	if err := a.checkSecrets(); err != nil {
+		return nil, err
 	}
-	db, key, err := loadGeo(path, kind, every, a.logger.Named("geoip"))
-	if err != nil {
-		return nil, fmt.Errorf("b2s: %s: %w; point the %s option at a readable MaxMind %s, or remove it", option, err, option, file)
+	keys := a.secrets[:1:1]
+	for _, k := range a.secrets[1:] {
+		if len(k) > 0 {
+			keys = append(keys, k)
+		}
 	}
-	a.geoKeys = append(a.geoKeys, key)
-	a.logger.Info("geoip database loaded", zap.String("option", option), zap.String("path", path), zap.String("type", db.Type()))
-	return db, nil
-}
-
-func (a *App) spoolConfig(repl *caddy.Replacer) (logship.SpoolConfig, error) {
-	dir := repl.ReplaceKnown(a.Spool, "")
-	if dir == "" {
-		dir = filepath.Join(caddy.AppDataDir(), "b2s", "spool")
-	}
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool: %v", err)
-	}
-	if a.SpoolMaxSize == 0 {
-		a.SpoolMaxSize = DefaultSpoolMaxSize
-	}
-	if a.SpoolMaxSize < 1<<20 {
-		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool_max_size %d is below the minimum of 1MiB; e.g. spool_max_size 1GiB", a.SpoolMaxSize)
-	}
-	if a.Fsync == "" {
-		a.Fsync = DefaultFsync
-	}
-	fsync, err := parseFsync(a.Fsync)
-	if err != nil {
-		return logship.SpoolConfig{}, err
-	}
-	return logship.SpoolConfig{
-		Dir:     dir,
-		MaxSize: a.SpoolMaxSize,
-		Fsync:   fsync,
-		Stats:   stats,
-		Logger:  a.logger.Named("spool"),
-	}, nil
-}
-
-// parseFsync reads the fsync option: a duration, always or never.
-func parseFsync(s string) (time.Duration, error) {
-	switch s {
-	case "always":
-		return logship.FsyncAlways, nil
-	case "never":
-		return logship.FsyncNever, nil
-	}
-	d, err := caddy.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("b2s: fsync %q is not a positive duration, always or never; e.g. fsync 1s", s)
-	}
-	return d, nil
+	return keys, nil
 }
 
 // checkSecrets names the directive and the fix for each way a key can be
@@ -426,35 +289,9 @@ func (a *App) checkSecrets() error {
 	return nil
 }
 
-// shipperConfig resolves the kafka options: placeholders replaced, TLS
-// files read.
-func (a *App) shipperConfig(repl *caddy.Replacer) (kafkaSettings, error) {
-	k := a.Kafka
-	brokers := make([]string, 0, len(k.Brokers))
-	for _, b := range k.Brokers {
-		for _, f := range strings.FieldsFunc(repl.ReplaceKnown(b, ""), func(r rune) bool { return r == ',' || r == ' ' }) {
-			brokers = append(brokers, f)
-		}
-	}
-	sec, err := k.resolveSecurity(repl, a.logger)
-	if err != nil {
-		return kafkaSettings{}, err
-	}
-	return kafkaSettings{security: sec.key, cfg: logship.Config{
-		Brokers:      brokers,
-		Topic:        k.Topic,
-		Compression:  k.Compression,
-		BatchSize:    k.BatchSize,
-		BatchTimeout: time.Duration(k.BatchTimeout),
-		WriteTimeout: time.Duration(k.WriteTimeout),
-		TLS:          sec.tls,
-		SASL:         sec.sasl,
-		Logger:       a.logger.Named("kafka"),
-		Stats:        stats,
-	}}, nil
-}
-
-// Validate checks the configuration.
+// Validate checks the configuration: everything Provision did not need to
+// resolve, judged here once, so that JSON and Caddyfile users get the same
+// errors.
 func (a *App) Validate() error {
 	if !validCookieName(a.CookieName) {
 		return fmt.Errorf("b2s: cookie_name %q is not a valid cookie name; use letters, digits and -_.", a.CookieName)
@@ -465,9 +302,6 @@ func (a *App) Validate() error {
 	if a.CookieRefresh <= 0 || a.CookieRefresh > a.CookieMaxAge {
 		return fmt.Errorf("b2s: cookie_refresh must be positive and no longer than cookie_max_age")
 	}
-	if a.SpoolMaxSize < 1<<20 {
-		return fmt.Errorf("b2s: spool_max_size %d is below the minimum of 1MiB; e.g. spool_max_size 1GiB", a.SpoolMaxSize)
-	}
 	if k := a.Kafka; k != nil {
 		if k.BatchSize < 0 || k.BatchTimeout < 0 || k.WriteTimeout < 0 || k.FlushTimeout < 0 {
 			return fmt.Errorf("b2s: kafka: batch_size and the timeouts must not be negative")
@@ -476,7 +310,10 @@ func (a *App) Validate() error {
 			return err
 		}
 	}
-	return nil
+	if err := a.privacy.validate(); err != nil {
+		return err
+	}
+	return a.network.validate(a.privacy)
 }
 
 // Start puts this config's Kafka settings in force on the shared spool's
@@ -518,27 +355,6 @@ func getApp(ctx caddy.Context) (*App, error) {
 		return nil, err
 	}
 	return v.(*App), nil
-}
-
-func validCookieName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// flushContext bounds a shipper's final delivery.
-func flushContext(d time.Duration) (context.Context, context.CancelFunc) {
-	if d <= 0 {
-		d = time.Duration(DefaultFlushTimeout)
-	}
-	return context.WithTimeout(context.Background(), d)
 }
 
 // Interface guards

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -17,28 +18,24 @@ import (
 	"github.com/b2scom/b2s-edge/logship"
 )
 
-// benchCollect is a provisioned b2s_collect without Caddy around it: the
-// plugin's own work per request, spool append included.
+// benchCollect is a b2s_collect set up as Provision does, without Caddy
+// around it: the plugin's own work per request, spool append included.
 func benchCollect(b *testing.B) *Collect {
 	b.Helper()
-	signer, err := beacon.NewSigner([]byte("bench-key-0123456789abcdef0123456789"))
-	if err != nil {
-		b.Fatal(err)
-	}
 	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: b.TempDir(), Fsync: time.Second, MaxSize: 64 << 30})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sp.Close() })
-	app := &App{CookieName: DefaultCookieName, CookieMaxAge: DefaultCookieMaxAge, CookieRefresh: DefaultCookieRefresh,
-		signer: signer, signerKeys: [][]byte{[]byte("bench-key-0123456789abcdef0123456789")},
-		sink: &sink{spool: sp}, logger: zap.NewNop(), now: time.Now}
-	if err := app.provisionPrivacy(); err != nil {
+	app := new(App)
+	app.setDefaults()
+	if err := app.setup([][]byte{[]byte("bench-key-0123456789abcdef0123456789")}, sp); err != nil {
 		b.Fatal(err)
 	}
-	registerMetrics(nil)
-	c := &Collect{app: app, Beacon: DefaultBeaconPath}
-	c.setCookieAttributes()
+	c := new(Collect)
+	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
+		b.Fatal(err)
+	}
 	return c
 }
 

@@ -7,18 +7,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func init() {
 	caddy.RegisterModule(Health{})
-}
-
-func parseHealth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	hl := new(Health)
-	return hl, hl.UnmarshalCaddyfile(h.Dispenser)
 }
 
 // DefaultMaxLag is how old the oldest unshipped record may get before the
@@ -98,39 +91,9 @@ func (h *Health) ServeHTTP(w http.ResponseWriter, _ *http.Request, _ caddyhttp.H
 	return json.NewEncoder(w).Encode(rep)
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
-//
-//	b2s_health [<matcher>] {
-//		max_lag <duration>
-//	}
-func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "max_lag":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("b2s_health: max_lag: %v; use a duration such as 1m", err)
-			}
-			h.MaxLag = caddy.Duration(dur)
-		default:
-			return d.Errf("b2s_health: unrecognized option %q; want max_lag", d.Val())
-		}
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Health)(nil)
 	_ caddy.Validator             = (*Health)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Health)(nil)
-	_ caddyfile.Unmarshaler       = (*Health)(nil)
 )

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,26 +8,13 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
 func init() {
 	caddy.RegisterModule(Isolate{})
-	httpcaddyfile.RegisterHandlerDirective("b2s_isolate", parseIsolate)
-	// After header: inside b2s_collect (ordered before header), which
-	// identifies and records the visitor from the request as sent and adds
-	// its cookie outside the filter; the site's own header operations
-	// (written in the same block, so outside b2s_isolate) are applied as
-	// written. Before request_body, forward_auth, request_header, encode,
-	// reverse_proxy, php_fastcgi and file_server: every handler that can
-	// pass the request on to another party, or its answer back, runs
-	// inside it.
-	httpcaddyfile.RegisterDirectiveOrder("b2s_isolate", httpcaddyfile.After, "header")
 }
 
 // Isolate is the `b2s_isolate` handler, for routes to advertisers' and
@@ -86,7 +72,6 @@ func (iso *Isolate) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("b2s_isolate: %v", err)
 	}
 	iso.bind(app, ctx.Logger())
-	registerIsolateMetrics(ctx.GetMetricsRegistry())
 	return nil
 }
 
@@ -121,15 +106,6 @@ func checkCookieName(name string) error {
 		return fmt.Errorf("b2s_isolate: allow_cookies: %q is not a cookie name; a name is letters, digits and !#$%%&'*+-.^_`|~, without spaces, quotes, commas, semicolons or =", name)
 	}
 	return nil
-}
-
-// ownsCookie reports whether a cookie of that name is the plugin's: the
-// cookie_name itself, and every name that starts with cookie_name and "_"
-// (b2sid_optout, b2sid_dnc, b2sid_m...). Names are compared exactly, as
-// browsers do (RFC 6265, section 5.3): "B2SID" is not "b2sid".
-func (a *App) ownsCookie(name string) bool {
-	rest, ok := strings.CutPrefix(name, a.CookieName)
-	return ok && (rest == "" || rest[0] == '_')
 }
 
 // allows reports whether the upstream may receive and set the cookie.
@@ -394,74 +370,10 @@ func (w *isolateWriter) FlushError() error {
 	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Flush()
 }
 
-// b2s_isolate_removed_total, one collector for the process registered
-// into each config's registry (Caddy makes a new one per load), as
-// metrics.go does, so counters never go backwards on a reload.
-var (
-	isolateRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "b2s", Name: "isolate_removed_total",
-		Help: "What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).",
-	}, []string{"what"})
-	isolateReqCookies = isolateRemoved.WithLabelValues("request_cookie")
-	isolateSetCookies = isolateRemoved.WithLabelValues("set_cookie")
-	isolateHeaders    = isolateRemoved.WithLabelValues("header")
-)
-
-func registerIsolateMetrics(reg *prometheus.Registry) {
-	if reg == nil {
-		return
-	}
-	if err := reg.Register(isolateRemoved); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(err) // a programming error: conflicting descriptors
-		}
-	}
-}
-
-// parseIsolate sets up the handler from Caddyfile tokens:
-//
-//	b2s_isolate [<matcher>] {
-//		allow_cookies <names...>
-//	}
-func parseIsolate(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	iso := new(Isolate)
-	return iso, iso.UnmarshalCaddyfile(h.Dispenser)
-}
-
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens (see
-// parseIsolate). allow_cookies may be given several times; the names add
-// up.
-func (iso *Isolate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "allow_cookies":
-			names := d.RemainingArgs()
-			if len(names) == 0 {
-				return d.Err("b2s_isolate: allow_cookies needs at least one cookie name, e.g. allow_cookies adnet_uid")
-			}
-			for _, n := range names {
-				if err := checkCookieName(n); err != nil {
-					return d.Err(err.Error())
-				}
-			}
-			iso.AllowCookies = append(iso.AllowCookies, names...)
-		default:
-			return d.Errf("b2s_isolate: unrecognized option %q; want allow_cookies", d.Val())
-		}
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Isolate)(nil)
 	_ caddy.Validator             = (*Isolate)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Isolate)(nil)
-	_ caddyfile.Unmarshaler       = (*Isolate)(nil)
 	_ io.ReaderFrom               = (*isolateWriter)(nil)
 )

@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,122 +12,111 @@ import (
 // never go backwards when a reload replaces one.
 var stats = new(logship.Stats)
 
-// Collectors are built once and registered into each config's registry
-// (Caddy makes a new one per load). Labels have bounded values only.
+// Every collector of the plugin, built once when the process starts and
+// registered into each config's registry (Caddy makes a new one per load),
+// so counters never go backwards on a reload. Labels have bounded values
+// only (never a cookie ID, IP or URL), and every known label value exists
+// from the start, so that rates and alerts see a series from the first
+// scrape. The request path increments the children held here: no lookup
+// by label value per request.
 var (
-	metricsOnce sync.Once
-	collectors  []prometheus.Collector
-	recordsPage prometheus.Counter
-	recordsBcn  prometheus.Counter
-	cookiesSet  *prometheus.CounterVec
+	recordsTotal = counterVec("records_total",
+		"Records built at the edge, by kind (page or beacon).", "kind")
+	recordsPage = recordsTotal.WithLabelValues("page")
+	recordsBcn  = recordsTotal.WithLabelValues("beacon")
 
-	cookiesNew, cookiesReset, cookiesRefresh, cookiesResign prometheus.Counter
-)
+	cookiesSet = counterVec("cookies_set_total",
+		"Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key) or link (joined to another network ID by a link token).", "reason")
+	// cookieSet holds the cookies_set_total child of each reason.
+	cookieSet = [...]prometheus.Counter{
+		reasonNew:     cookiesSet.WithLabelValues("new"),
+		reasonReset:   cookiesSet.WithLabelValues("reset"),
+		reasonRefresh: cookiesSet.WithLabelValues("refresh"),
+		reasonResign:  cookiesSet.WithLabelValues("resign"),
+		reasonLink:    cookiesSet.WithLabelValues("link"),
+	}
 
-func buildMetrics() {
-	const ns = "b2s"
-	records := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Name: "records_total",
-		Help: "Records built at the edge, by kind (page or beacon).",
-	}, []string{"kind"})
-	recordsPage = records.WithLabelValues("page")
-	recordsBcn = records.WithLabelValues("beacon")
-	cookiesSet = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Name: "cookies_set_total",
-		Help: "Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key) or link (joined to another network ID by a link token).",
-	}, []string{"reason"})
-	cookiesNew = cookiesSet.WithLabelValues("new")
-	cookiesReset = cookiesSet.WithLabelValues("reset")
-	cookiesRefresh = cookiesSet.WithLabelValues("refresh")
-	cookiesResign = cookiesSet.WithLabelValues("resign")
-	counter := func(name, help string, v *uint64Loader) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, v.float)
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f)
-	}
-	dropped := func(reason string, v *uint64Loader) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: ns, Name: "records_dropped_total",
-			Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size) or spool_error (the spool could not be written).",
-			ConstLabels: prometheus.Labels{"reason": reason},
-		}, v.float)
-	}
-	collectors = append(privacyCollectors(),
-		records, cookiesSet,
-		counter("records_spooled_total", "Records appended to the spool (accepted at the edge).", &uint64Loader{&stats.Accepted}),
-		counter("records_shipped_total", "Records Kafka acknowledged.", &uint64Loader{&stats.Shipped}),
-		dropped("spool_full", &uint64Loader{&stats.DroppedFull}),
-		dropped("spool_error", &uint64Loader{&stats.DroppedError}),
-		counter("kafka_writes_total", "Writes to Kafka acknowledged in full or in part (one per spool read, each one produce request per partition leader); records_shipped_total / kafka_writes_total is the records per write.", &uint64Loader{&stats.Writes}),
-		counter("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", &uint64Loader{&stats.WriteErrors}),
-		counter("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", &uint64Loader{&stats.SpoolRepairs}),
-		gauge("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(sinkBytes()) }),
-		gauge("spool_max_bytes", "The spool's maximum size.", func() float64 { return float64(sinkMax()) }),
-		gauge("shipper_lag_seconds", "Age of the oldest record not yet acknowledged by Kafka; 0 when the shipper has caught up.",
+	linkTokens = counterVec("link_tokens_total",
+		"Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, foreign_referrer (not arriving from a network page), bad_destination (a link endpoint request refused).", "result")
+	linkIssued          = linkTokens.WithLabelValues("issued")
+	linkLinked          = linkTokens.WithLabelValues("linked")
+	linkExpired         = linkTokens.WithLabelValues("expired")
+	linkReplayed        = linkTokens.WithLabelValues("replayed")
+	linkWrongHost       = linkTokens.WithLabelValues("wrong_host")
+	linkInvalid         = linkTokens.WithLabelValues("invalid")
+	linkForeignReferrer = linkTokens.WithLabelValues("foreign_referrer")
+	linkBadDestination  = linkTokens.WithLabelValues("bad_destination")
+
+	privacySignals = counterVec("privacy_signals_total",
+		"Privacy signals acted on: optout, optin, child (the site's child header), member (sign-in), signout.", "signal")
+	signalOptOut  = privacySignals.WithLabelValues("optout")
+	signalOptIn   = privacySignals.WithLabelValues("optin")
+	signalChild   = privacySignals.WithLabelValues("child")
+	signalMember  = privacySignals.WithLabelValues("member")
+	signalSignOut = privacySignals.WithLabelValues("signout")
+
+	isolateRemoved = counterVec("isolate_removed_total",
+		"What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).", "what")
+	isolateReqCookies = isolateRemoved.WithLabelValues("request_cookie")
+	isolateSetCookies = isolateRemoved.WithLabelValues("set_cookie")
+	isolateHeaders    = isolateRemoved.WithLabelValues("header")
+
+	// collectors is what registerMetrics registers: the families above,
+	// and the spool's and shipper's counters and gauges, read at scrape
+	// time.
+	collectors = []prometheus.Collector{
+		recordsTotal, cookiesSet, linkTokens, privacySignals, isolateRemoved,
+		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
+		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
+		dropped("spool_full", stats.DroppedFull.Load),
+		dropped("spool_error", stats.DroppedError.Load),
+		counterFunc("kafka_writes_total", "Writes to Kafka acknowledged in full or in part (one per spool read, each one produce request per partition leader); records_shipped_total / kafka_writes_total is the records per write.", stats.Writes.Load),
+		counterFunc("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", stats.WriteErrors.Load),
+		counterFunc("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", stats.SpoolRepairs.Load),
+		gaugeFunc("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(sinkBytes()) }),
+		gaugeFunc("spool_max_bytes", "The spool's maximum size.", func() float64 { return float64(sinkMax()) }),
+		gaugeFunc("shipper_lag_seconds", "Age of the oldest record not yet acknowledged by Kafka; 0 when the shipper has caught up.",
 			func() float64 { return sinkLag().Seconds() }),
-		gauge("sink_degraded", "1 while the last write to Kafka failed (records wait in the spool), else 0.",
+		gaugeFunc("sink_degraded", "1 while the last write to Kafka failed (records wait in the spool), else 0.",
 			func() float64 {
 				if sinkFailing() {
 					return 1
 				}
 				return 0
 			}),
-	)
-}
-
-type uint64Loader struct{ v interface{ Load() uint64 } }
-
-func (u *uint64Loader) float() float64 { return float64(u.v.Load()) }
-
-// eachSink calls f for every open spool of the process.
-func eachSink(f func(*sink)) {
-	sinks.Range(func(_, v any) bool {
-		f(v.(*sink))
-		return true
-	})
-}
-
-func sinkLag() (lag time.Duration) {
-	eachSink(func(k *sink) { lag = max(lag, k.spool.Lag()) })
-	return lag
-}
-
-func sinkBytes() (n int64) {
-	eachSink(func(k *sink) { n += k.spool.Size() })
-	return n
-}
-
-func sinkMax() (n int64) {
-	eachSink(func(k *sink) { n += k.spool.MaxSize() })
-	return n
-}
-
-func sinkFailing() (failing bool) {
-	eachSink(func(k *sink) { failing = failing || k.ship.Failing() })
-	return failing
-}
-
-// cookieCounter returns the cookies_set_total child for reason, looked up
-// once per reason rather than hashed on every request.
-func cookieCounter(reason string) prometheus.Counter {
-	metricsOnce.Do(buildMetrics)
-	switch reason {
-	case "new":
-		return cookiesNew
-	case "reset":
-		return cookiesReset
-	case "refresh":
-		return cookiesRefresh
-	case "resign":
-		return cookiesResign
 	}
-	return cookiesSet.WithLabelValues(reason)
+)
+
+const metricsNamespace = "b2s"
+
+// counterVec is a counter family with one label, each of whose values
+// is created (at 0) by the WithLabelValues calls above.
+func counterVec(name, help, label string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, []string{label})
 }
 
-// registerMetrics registers the collectors into reg, once per registry.
+func counterFunc(name, help string, load func() uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help},
+		func() float64 { return float64(load()) })
+}
+
+func gaugeFunc(name, help string, f func() float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
+}
+
+// dropped is one reason's series of b2s_records_dropped_total, a counter
+// the spool keeps.
+func dropped(reason string, load func() uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "records_dropped_total",
+		Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size) or spool_error (the spool could not be written).",
+		ConstLabels: prometheus.Labels{"reason": reason},
+	}, func() float64 { return float64(load()) })
+}
+
+// registerMetrics registers the collectors into reg (nil: none), once per
+// registry.
 func registerMetrics(reg *prometheus.Registry) {
-	metricsOnce.Do(buildMetrics)
 	if reg == nil {
 		return
 	}

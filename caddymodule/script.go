@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // tagTemplate is the JavaScript tag; BEACON is replaced by the beacon
@@ -48,7 +51,11 @@ var (
 
 // serveScript answers the JavaScript tag. It is the same for everyone and
 // cacheable, so it sets no cookie and makes no record.
-func (c *Collect) serveScript(w http.ResponseWriter, r *http.Request) {
+func (c *Collect) serveScript(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: script accepts GET and HEAD only"))
+	}
 	h := w.Header()
 	h["Content-Type"] = hdrJS
 	h["Cache-Control"] = hdrPublicHour
@@ -56,4 +63,5 @@ func (c *Collect) serveScript(w http.ResponseWriter, r *http.Request) {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	// ServeContent answers If-None-Match with 304, HEAD and ranges.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(c.script))
+	return nil
 }

@@ -12,6 +12,67 @@ import (
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
+// servePage passes a page request on and records it when the response is
+// done. The handlers behind read the visitor through the placeholders.
+func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rec0 *beacon.Record, ip netip.Addr, cookie pendingCookie) error {
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, VarCookieID, rec0.CookieID)
+	caddyhttp.SetVar(ctx, VarCookieState, stateVars[rec0.CookieState])
+	caddyhttp.SetVar(ctx, VarEventID, rec0.EventID)
+
+	// The cookie goes out with the response the next handler writes, made
+	// private, and the site's child and member signals are read from it
+	// (and removed). An error page written later by handle_errors gets no
+	// cookie: it may be cached as a shared page. The record lives in the
+	// writer (one allocation), so the beacon path keeps its own on the
+	// stack.
+	pw := &pageWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		c: c, r: r, rec: *rec0, ip: ip, cookie: cookie}
+	rec := &pw.rec
+	rec.Kind = beacon.KindPage
+	rec.URL = requestURL(r)
+	rec.Referrer = r.Header.Get("Referer")
+	recorder := caddyhttp.NewResponseRecorder(pw, nil, nil)
+	// A response cut short (reverse_proxy's panic(http.ErrAbortHandler)
+	// when the upstream dies mid-body) is recorded too, then the panic
+	// goes on.
+	defer func() {
+		if p := recover(); p != nil {
+			c.recordPage(rec, recorder, http.StatusBadGateway)
+			panic(p)
+		}
+	}()
+	err := next.ServeHTTP(recorder, r)
+	if err == nil && cookie.value != "" && recorder.Status() == 0 {
+		// Nothing written: net/http would send an empty 200 without
+		// passing through us; send it here, with the cookie.
+		recorder.WriteHeader(http.StatusOK)
+	}
+	status := http.StatusOK // nothing written: net/http sends 200
+	if err != nil {
+		// The error handler writes the response after us; record the
+		// status it will send, unless a response had already started.
+		// Its size is not known here: bytes is 0.
+		status = http.StatusInternalServerError
+		if herr, ok := err.(caddyhttp.HandlerError); ok && herr.StatusCode != 0 {
+			status = herr.StatusCode
+		}
+	}
+	c.recordPage(rec, recorder, status)
+	return err
+}
+
+// recordPage completes and emits a page record; status applies when the
+// response has not started.
+func (c *Collect) recordPage(rec *beacon.Record, recorder caddyhttp.ResponseRecorder, status int) {
+	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
+	if rec.Status == 0 {
+		rec.Status = status
+	}
+	c.emit(rec)
+	recordsPage.Inc()
+}
+
 // pageWriter sits between b2s_collect and the handlers behind it. As the
 // response's header is written, it removes the site's child and member
 // signals and acts on them, adds the visitor's cookie, and keeps a
@@ -74,7 +135,7 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	if hasChild && len(child) > 0 && strings.TrimSpace(child[0]) != "" && strings.TrimSpace(child[0]) != "0" {
 		// A child: delete the visitor's cookies, mark the browser, and
 		// keep no identifier of this request either.
-		privacySignal("child").Inc()
+		signalChild.Inc()
 		p.cookie = pendingCookie{}
 		r := p.r
 		h.Add("Set-Cookie", c.cookieLine(r, c.app.CookieName, "", 0))
@@ -93,11 +154,11 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	}
 	switch {
 	case m == "" || m == "-":
-		privacySignal("signout").Inc()
+		signalSignOut.Inc()
 		p.rec.MemberID = ""
 		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, "", 0))
 	case beacon.ValidMember(m):
-		privacySignal("member").Inc()
+		signalMember.Inc()
 		p.rec.MemberID = m
 		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, m+"."+c.app.signer.SignMember(p.rec.CookieID, m), time.Duration(c.app.CookieMaxAge)))
 	default:

@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -10,20 +13,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/b2scom/b2s-edge/geo"
 	"github.com/b2scom/b2s-edge/logship"
 )
 
-// State that outlives a config reload. A reload provisions the new config
-// before cleaning up the old one, so both hold a resource for a moment and
-// it is handed over without a gap.
-var (
-	// sinks holds one spool and its shipper per spool directory: two
-	// configs never open one directory, and a reload, even one that changes
-	// the brokers or topic, keeps the spool and its cursor.
-	sinks  = caddy.NewUsagePool()
-	geoDBs = caddy.NewUsagePool()
-)
+// sinks holds one spool and its shipper per spool directory, state that
+// outlives a config reload: two configs never open one directory, and a
+// reload, even one that changes the brokers or topic, keeps the spool and
+// its cursor. A reload provisions the new config before cleaning up the
+// old one, so both hold the sink for a moment and it is handed over
+// without a gap.
+var sinks = caddy.NewUsagePool()
 
 // sink is a spool and the shipper that drains it, shared by every config
 // that names the same spool directory. The Kafka settings in force are
@@ -178,30 +177,81 @@ func sameKafka(a, b kafkaSettings) bool {
 	return errA == nil && errB == nil && ka == kb
 }
 
-type pooledGeo[T any] struct{ *geo.Reloading[T] }
-
-func (p pooledGeo[T]) Destruct() error { return p.Close() }
-
-// loadGeo returns the database of kind at path (absolute), opening it on
-// first use and checking the file every `every` for a replacement, and its
-// key in geoDBs. One file can be held as one kind only; the key holds both.
-// A config reload checks at once, so reloading after replacing the file
-// takes effect immediately.
-func loadGeo[T any](path string, kind *geo.Kind[T], every time.Duration, logger *zap.Logger) (*geo.Reloading[T], string, error) {
-	key := kind.String() + " " + path
-	v, loaded, err := geoDBs.LoadOrNew(key, func() (caddy.Destructor, error) {
-		r, err := geo.OpenReloading(path, kind, every, logger)
-		if err != nil {
-			return nil, err
-		}
-		return pooledGeo[T]{r}, nil
-	})
+// spoolConfig resolves the spool options: the directory's placeholders
+// replaced, the size and the fsync policy checked here rather than in
+// Validate, as the spool opens in Provision.
+func (a *App) spoolConfig(repl *caddy.Replacer) (logship.SpoolConfig, error) {
+	dir := repl.ReplaceKnown(a.Spool, "")
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "b2s", "spool")
+	}
+	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, "", err
+		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool: %v", err)
 	}
-	r := v.(pooledGeo[T]).Reloading
-	if loaded {
-		r.Check()
+	if a.SpoolMaxSize < 1<<20 {
+		return logship.SpoolConfig{}, fmt.Errorf("b2s: spool_max_size %d is below the minimum of 1MiB; e.g. spool_max_size 1GiB", a.SpoolMaxSize)
 	}
-	return r, key, nil
+	fsync, err := parseFsync(a.Fsync)
+	if err != nil {
+		return logship.SpoolConfig{}, err
+	}
+	return logship.SpoolConfig{
+		Dir:     dir,
+		MaxSize: a.SpoolMaxSize,
+		Fsync:   fsync,
+		Stats:   stats,
+		Logger:  a.logger.Named("spool"),
+	}, nil
+}
+
+// parseFsync reads the fsync option: a duration, always or never.
+func parseFsync(s string) (time.Duration, error) {
+	switch s {
+	case "always":
+		return logship.FsyncAlways, nil
+	case "never":
+		return logship.FsyncNever, nil
+	}
+	d, err := caddy.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("b2s: fsync %q is not a positive duration, always or never; e.g. fsync 1s", s)
+	}
+	return d, nil
+}
+
+// flushContext bounds a shipper's final delivery.
+func flushContext(d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		d = time.Duration(DefaultFlushTimeout)
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// eachSink calls f for every open spool of the process.
+func eachSink(f func(*sink)) {
+	sinks.Range(func(_, v any) bool {
+		f(v.(*sink))
+		return true
+	})
+}
+
+func sinkLag() (lag time.Duration) {
+	eachSink(func(k *sink) { lag = max(lag, k.spool.Lag()) })
+	return lag
+}
+
+func sinkBytes() (n int64) {
+	eachSink(func(k *sink) { n += k.spool.Size() })
+	return n
+}
+
+func sinkMax() (n int64) {
+	eachSink(func(k *sink) { n += k.spool.MaxSize() })
+	return n
+}
+
+func sinkFailing() (failing bool) {
+	eachSink(func(k *sink) { failing = failing || k.ship.Failing() })
+	return failing
 }

@@ -1,0 +1,253 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/b2scom/b2s-edge/beacon"
+)
+
+// The plugin's cookies: the visitor cookie (the b2s app's cookie_name),
+// and the others, named after it with these suffixes. Every one of them
+// is written with the same attributes (appendAttributes).
+const (
+	optOutSuffix = "_optout" // the visitor opted out on this site
+	childSuffix  = "_dnc"    // do not collect: the site marked the browser as a child's
+	memberSuffix = "_m"      // <member ID>.<signature binding it to the cookie ID>
+)
+
+// cookieDomainNetwork is the cookie_domain that follows the network sites.
+const cookieDomainNetwork = "network"
+
+// visitorCookies is what the request's Cookie headers hold for the plugin,
+// and whether the request may be given a cookie.
+type visitorCookies struct {
+	ids        [4]string // values of the visitor cookie, in order (a host-only and a domain cookie, say)
+	nids       int
+	seenID     bool   // a visitor cookie was sent, valid or not
+	member     string // the member cookie's value
+	optOut     bool
+	child      bool
+	crossSite  bool // Sec-Fetch-Site: cross-site
+	thirdParty bool // a subresource request from another site's page
+}
+
+// readCookies reads the plugin's cookies in one pass over the headers,
+// and how the request was made.
+func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
+	name, pv := c.app.CookieName, c.app.privacy
+	for _, h := range r.Header["Cookie"] {
+		for rest := h; ; {
+			n, v, more, ok := beacon.NextCookie(rest)
+			if !ok {
+				break
+			}
+			rest = more
+			switch {
+			case n == name:
+				jar.seenID = true
+				if jar.nids < len(jar.ids) {
+					jar.ids[jar.nids] = v
+					jar.nids++
+				}
+			case len(n) <= len(name) || n[:len(name)] != name:
+			case n == pv.optOutName:
+				jar.optOut = true
+			case n == pv.childName:
+				jar.child = true
+			case n == pv.memberName:
+				jar.member = v
+			}
+		}
+	}
+	if sfs := r.Header["Sec-Fetch-Site"]; len(sfs) > 0 && sfs[0] == "cross-site" {
+		jar.crossSite = true
+		// A subresource of another site's page (the main site's beacon on
+		// a sister site) reads the cookie where the browser sends it, but
+		// never issues one: where third-party cookies are blocked, it
+		// would be a new ID on every hit.
+		jar.thirdParty = r.Header.Get("Sec-Fetch-Mode") != "navigate"
+	}
+}
+
+// cookieReason is why a cookie is set, a label of b2s_cookies_set_total.
+type cookieReason uint8
+
+const (
+	reasonNew     cookieReason = iota // no cookie
+	reasonReset                       // a cookie that did not verify
+	reasonRefresh                     // an old valid cookie
+	reasonResign                      // signed by an older key
+	reasonLink                        // joined to another network ID by a link token
+)
+
+// pendingCookie is a Set-Cookie decided for the response.
+type pendingCookie struct {
+	value  string // the whole Set-Cookie header value; empty for none
+	reason cookieReason
+}
+
+func (p pendingCookie) addTo(h http.Header) {
+	h["Set-Cookie"] = append(h["Set-Cookie"], p.value)
+	cookieSet[p.reason].Inc()
+}
+
+// identify reads the visitor's cookie into rec and returns the Set-Cookie
+// the response needs, if any. A link, when given, joins the visitor to
+// its network ID.
+func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, jar *visitorCookies, link *beacon.Link) pendingCookie {
+	a := c.app
+	var v beacon.Verified
+	valid := false
+	for _, val := range jar.ids[:jar.nids] {
+		if v, valid = a.signer.Verify(val); valid {
+			break
+		}
+	}
+	var reason cookieReason
+	nid := ""
+	switch {
+	case valid:
+		rec.CookieID, rec.CookieState, rec.NetworkID = v.ID, beacon.StateReturning, v.NetworkID
+		nid = v.NetworkID
+		switch {
+		case link != nil && link.NetworkID != v.NetworkID:
+			rec.PrevNetworkID = v.NetworkID
+			reason = reasonLink
+		case v.OldKey:
+			reason = reasonResign
+		case now.Sub(v.Issued) > time.Duration(a.CookieRefresh):
+			reason = reasonRefresh
+		default:
+			return pendingCookie{}
+		}
+	case jar.thirdParty:
+		return pendingCookie{}
+	case jar.seenID:
+		rec.CookieState, reason = beacon.StateReset, reasonReset
+	default:
+		rec.CookieState, reason = beacon.StateNew, reasonNew
+	}
+	if link != nil {
+		nid = link.NetworkID
+	}
+	// The whole Set-Cookie value in one allocation; the record's cookie ID
+	// is a slice of it.
+	var newID [32]byte
+	id := rec.CookieID
+	if id == "" {
+		beacon.NewIDTo(&newID)
+		id = unsafe.String(&newID[0], len(newID)) // copied into buf below, not kept
+	}
+	var stack [256]byte
+	buf := append(append(stack[:0], a.CookieName...), '=')
+	idAt := len(buf) + 2
+	buf = a.signer.AppendSignedNetwork(buf, id, nid, now)
+	cookie := string(c.appendAttributes(buf, r, time.Duration(a.CookieMaxAge)))
+	rec.CookieID = cookie[idAt : idAt+len(id)]
+	switch {
+	case nid != "":
+		rec.NetworkID = nid
+	default:
+		rec.NetworkID = rec.CookieID
+	}
+	return pendingCookie{value: cookie, reason: reason}
+}
+
+// readMember puts the signed-in member in the record, when the member
+// cookie is bound to the visitor's cookie ID.
+func (c *Collect) readMember(rec *beacon.Record, jar *visitorCookies) {
+	if jar.member == "" || rec.CookieState != beacon.StateReturning {
+		return
+	}
+	i := strings.LastIndexByte(jar.member, '.')
+	if i <= 0 {
+		return
+	}
+	if m, sig := jar.member[:i], jar.member[i+1:]; beacon.ValidMember(m) && c.app.signer.VerifyMember(rec.CookieID, m, sig) {
+		rec.MemberID = m
+	}
+}
+
+// stateVars are the cookie states boxed once, so setting the placeholder
+// does not allocate.
+var stateVars = [...]any{
+	beacon.StateNew:       beacon.StateNew.String(),
+	beacon.StateReturning: beacon.StateReturning.String(),
+	beacon.StateReset:     beacon.StateReset.String(),
+}
+
+// setAttributes derives from the configuration, once, the attributes
+// that appendAttributes does not take from the request.
+func (c *Collect) setAttributes() {
+	c.networkDomain = c.CookieDomain == cookieDomainNetwork
+	// SameSite=None needs Secure, so a plain-http response says Lax.
+	c.attrs = [2]string{"; HttpOnly; SameSite=Lax", "; HttpOnly; SameSite=Lax; Secure"}
+	if c.SameSite == "none" {
+		c.attrs[1] = "; HttpOnly; SameSite=None; Secure"
+	}
+}
+
+// appendAttributes appends to a Set-Cookie value the attributes every
+// cookie of the plugin carries: Path=/, the Domain (cookie_domain, or the
+// network site r's host falls under), Max-Age (0 deletes the cookie),
+// HttpOnly and SameSite, with Secure over https. It is the one place they
+// are written, so the visitor cookie and the others always match: where a
+// cross-site beacon sends the visitor cookie, it sends the opt-out, child
+// and member cookies too, and a deletion reaches the cookie it deletes.
+func (c *Collect) appendAttributes(buf []byte, r *http.Request, maxAge time.Duration) []byte {
+	buf = append(buf, "; Path=/"...)
+	if d := c.cookieDomainFor(r); d != "" {
+		buf = append(buf, "; Domain="...)
+		buf = append(buf, d...)
+	}
+	buf = append(buf, "; Max-Age="...)
+	buf = strconv.AppendInt(buf, int64(maxAge/time.Second), 10)
+	if r.TLS != nil {
+		return append(buf, c.attrs[1]...)
+	}
+	return append(buf, c.attrs[0]...)
+}
+
+// cookieLine builds the Set-Cookie value of one of the plugin's other
+// cookies; maxAge 0 deletes it.
+func (c *Collect) cookieLine(r *http.Request, name, value string, maxAge time.Duration) string {
+	var stack [256]byte
+	buf := append(append(append(stack[:0], name...), '='), value...)
+	return string(c.appendAttributes(buf, r, maxAge))
+}
+
+// cookieDomainFor is the Domain of the plugin's cookies on r: the
+// configured cookie_domain, or with "network" the network site r's host
+// falls under.
+func (c *Collect) cookieDomainFor(r *http.Request) string {
+	if c.networkDomain {
+		return c.app.network.siteOf(hostname(r.Host))
+	}
+	return c.CookieDomain
+}
+
+// ownsCookie reports whether a cookie of that name is the plugin's: the
+// cookie_name itself, and every name that starts with cookie_name and "_"
+// (b2sid_optout, b2sid_dnc, b2sid_m...). Names are compared exactly, as
+// browsers do (RFC 6265, section 5.3): "B2SID" is not "b2sid".
+func (a *App) ownsCookie(name string) bool {
+	rest, ok := strings.CutPrefix(name, a.CookieName)
+	return ok && (rest == "" || rest[0] == '_')
+}
+
+func validCookieName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/b2scom/b2s-edge/beacon"
+)
+
+// linkReplay remembers the link tokens used by this process, across
+// reloads, so each is accepted once.
+var linkReplay = beacon.NewReplay()
+
+// serveLink answers the link endpoint: a redirect to a network site with
+// a token carrying the visitor's network ID. The token is left out for a
+// visitor without consent, and for a destination on this host.
+func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.Record, jar *visitorCookies, now time.Time) {
+	a := c.app
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		c.finishEndpoint(w, r, rec, http.StatusMethodNotAllowed, "")
+		return
+	}
+	dest, ok := a.network.destination(r.URL.Query().Get("to"), r.TLS != nil)
+	if !ok {
+		linkBadDestination.Inc()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		c.finishEndpoint(w, r, rec, http.StatusBadRequest, "b2s: the link's destination (to=) must be an absolute URL of a site of the network\n")
+		return
+	}
+	if rec.Consent.Identifying() {
+		cookie := c.identify(r, now, rec, jar, nil)
+		if cookie.value != "" {
+			cookie.addTo(h)
+		}
+		from, to := hostname(r.Host), hostname(dest.Host)
+		if from != to && rec.NetworkID != "" {
+			tok, err := a.network.sealer.Seal(rec.NetworkID, from, to, now, a.network.tokenTTL)
+			if err == nil {
+				// Any token already in the destination is dropped (it
+				// would join the visitor to someone else's network ID),
+				// ours appended, so the query keeps its order.
+				dest.RawQuery, _, _ = stripToken(dest.RawQuery, a.network.tokenParam)
+				if dest.RawQuery != "" {
+					dest.RawQuery += "&"
+				}
+				dest.RawQuery += a.network.tokenParam + "=" + tok
+				linkIssued.Inc()
+			}
+		}
+	}
+	h.Set("Location", dest.String())
+	c.finishEndpoint(w, r, rec, http.StatusFound, "")
+}
+
+// fromNetwork reports whether r's Referer is a page of a network site,
+// as it is when the visitor followed a link endpoint's redirect from one.
+func (c *Collect) fromNetwork(r *http.Request) bool {
+	u, err := url.Parse(r.Header.Get("Referer"))
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && c.app.network.has(hostname(u.Host))
+}
+
+// stripToken returns r's query without the link token parameter, and the
+// token; when there are several, token is empty: none is trusted.
+func stripToken(rawQuery, param string) (rest, token string, found bool) {
+	var b strings.Builder
+	for q := rawQuery; q != ""; {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		key, val, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); err == nil && k == param {
+			if !found {
+				token, _ = url.QueryUnescape(val)
+			} else {
+				token = ""
+			}
+			found = true
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(part)
+	}
+	return b.String(), token, found
+}
+
+// serveLinked exchanges a link token for this site's cookie, joined to
+// the token's network ID, and redirects to the same URL without the
+// token before the page loads.
+func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beacon.Record, jar *visitorCookies, rest, token string, now time.Time) {
+	a := c.app
+	h := w.Header()
+	if rec.Consent.Identifying() {
+		var link *beacon.Link
+		l, err := a.network.sealer.Open(token, hostname(r.Host), now)
+		switch {
+		case err == beacon.ErrLinkExpired:
+			linkExpired.Inc()
+		case err == beacon.ErrLinkHost:
+			linkWrongHost.Inc()
+		case err != nil:
+			linkInvalid.Inc()
+		case !c.fromNetwork(r):
+			// A token copied out of someone's address bar and handed
+			// to a victim (in a mail, on another site) would join the
+			// victim to the sender: only a navigation from a network
+			// page links.
+			linkForeignReferrer.Inc()
+		case !linkReplay.Use(l, now):
+			linkReplayed.Inc()
+		default:
+			linkLinked.Inc()
+			link = &l
+			rec.LinkedFrom = l.From
+		}
+		cookie := c.identify(r, now, rec, jar, link)
+		if cookie.value != "" {
+			cookie.addTo(h)
+		}
+	}
+	loc := r.URL.EscapedPath()
+	if rest != "" {
+		loc += "?" + rest
+	}
+	if strings.HasPrefix(loc, "//") {
+		loc = "/" + strings.TrimLeft(loc, "/") // never a scheme-relative URL
+	}
+	h.Set("Location", loc)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	c.finishEndpoint(w, r, rec, http.StatusFound, "")
+}
