@@ -73,7 +73,8 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 	}
 }
 
-// cookieReason is why a cookie is set, a label of b2s_cookies_set_total.
+// cookieReason is why a cookie is set, a label of b2s_cookies_set_total;
+// the constants are indexes of cookieSet (metrics.go), in its order.
 type cookieReason uint8
 
 const (

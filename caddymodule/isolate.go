@@ -153,14 +153,14 @@ func (iso *Isolate) isolateRequest(r *http.Request) *http.Request {
 		switch {
 		case isB2SHeader(k):
 			delete(h, k)
-			isolateHeaders.Add(float64(len(vs)))
+			isolateCount[isolatedHeader].Add(float64(len(vs)))
 		case strings.EqualFold(k, "Cookie"):
 			delete(h, k)
 			kept, removed := filterCookies(vs, iso.allows)
 			if kept != "" {
 				h["Cookie"] = []string{kept}
 			}
-			isolateReqCookies.Add(float64(removed))
+			isolateCount[isolatedRequestCookie].Add(float64(removed))
 		}
 	}
 	r2 := r.WithContext(r.Context()) // a shallow copy
@@ -224,7 +224,7 @@ func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly 
 			} else {
 				h[k] = slices.Clone(want)
 			}
-			isolateHeaders.Add(float64(removed))
+			isolateCount[isolatedHeader].Add(float64(removed))
 		case isSetCookie(name):
 			var kept []string
 			for i, v := range vs {
@@ -237,7 +237,7 @@ func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly 
 				if kept == nil {
 					kept = append(make([]string, 0, len(vs)-1), vs[:i]...)
 				}
-				isolateSetCookies.Inc()
+				isolateCount[isolatedSetCookie].Inc()
 			}
 			switch {
 			case kept == nil: // all kept

@@ -238,9 +238,9 @@ type removedCounts struct{ reqCookie, setCookie, header int }
 func readRemoved(t *testing.T) removedCounts {
 	t.Helper()
 	return removedCounts{
-		int(metricValue(t, isolateReqCookies)),
-		int(metricValue(t, isolateSetCookies)),
-		int(metricValue(t, isolateHeaders)),
+		int(metricValue(t, isolateCount[isolatedRequestCookie])),
+		int(metricValue(t, isolateCount[isolatedSetCookie])),
+		int(metricValue(t, isolateCount[isolatedHeader])),
 	}
 }
 

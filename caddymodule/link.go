@@ -27,7 +27,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 	}
 	dest, ok := a.network.destination(r.URL.Query().Get("to"), r.TLS != nil)
 	if !ok {
-		linkBadDestination.Inc()
+		linkResults[linkBadDestination].Inc()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
 		c.finishEndpoint(w, r, rec, http.StatusBadRequest, "b2s: the link's destination (to=) must be an absolute URL of a site of the network\n")
@@ -50,7 +50,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 					dest.RawQuery += "&"
 				}
 				dest.RawQuery += a.network.tokenParam + "=" + tok
-				linkIssued.Inc()
+				linkResults[linkIssued].Inc()
 			}
 		}
 	}
@@ -101,21 +101,21 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 		l, err := a.network.sealer.Open(token, hostname(r.Host), now)
 		switch {
 		case err == beacon.ErrLinkExpired:
-			linkExpired.Inc()
+			linkResults[linkExpired].Inc()
 		case err == beacon.ErrLinkHost:
-			linkWrongHost.Inc()
+			linkResults[linkWrongHost].Inc()
 		case err != nil:
-			linkInvalid.Inc()
+			linkResults[linkInvalid].Inc()
 		case !c.fromNetwork(r):
 			// A token copied out of someone's address bar and handed
 			// to a victim (in a mail, on another site) would join the
 			// victim to the sender: only a navigation from a network
 			// page links.
-			linkForeignReferrer.Inc()
+			linkResults[linkForeignReferrer].Inc()
 		case !linkReplay.Use(l, now):
-			linkReplayed.Inc()
+			linkResults[linkReplayed].Inc()
 		default:
-			linkLinked.Inc()
+			linkResults[linkLinked].Inc()
 			link = &l
 			rec.LinkedFrom = l.From
 		}

@@ -25,41 +25,25 @@ var (
 	recordsPage = recordsTotal.WithLabelValues("page")
 	recordsBcn  = recordsTotal.WithLabelValues("beacon")
 
+	// cookieSet is indexed by cookieReason.
 	cookiesSet = counterVec("cookies_set_total",
 		"Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key) or link (joined to another network ID by a link token).", "reason")
-	// cookieSet holds the cookies_set_total child of each reason.
-	cookieSet = [...]prometheus.Counter{
-		reasonNew:     cookiesSet.WithLabelValues("new"),
-		reasonReset:   cookiesSet.WithLabelValues("reset"),
-		reasonRefresh: cookiesSet.WithLabelValues("refresh"),
-		reasonResign:  cookiesSet.WithLabelValues("resign"),
-		reasonLink:    cookiesSet.WithLabelValues("link"),
-	}
+	cookieSet = children(cookiesSet, "new", "reset", "refresh", "resign", "link")
 
+	// linkResults is indexed by linkResult.
 	linkTokens = counterVec("link_tokens_total",
 		"Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, foreign_referrer (not arriving from a network page), bad_destination (a link endpoint request refused).", "result")
-	linkIssued          = linkTokens.WithLabelValues("issued")
-	linkLinked          = linkTokens.WithLabelValues("linked")
-	linkExpired         = linkTokens.WithLabelValues("expired")
-	linkReplayed        = linkTokens.WithLabelValues("replayed")
-	linkWrongHost       = linkTokens.WithLabelValues("wrong_host")
-	linkInvalid         = linkTokens.WithLabelValues("invalid")
-	linkForeignReferrer = linkTokens.WithLabelValues("foreign_referrer")
-	linkBadDestination  = linkTokens.WithLabelValues("bad_destination")
+	linkResults = children(linkTokens, "issued", "linked", "expired", "replayed", "wrong_host", "invalid", "foreign_referrer", "bad_destination")
 
+	// privacySignal is indexed by signal.
 	privacySignals = counterVec("privacy_signals_total",
 		"Privacy signals acted on: optout, optin, child (the site's child header), member (sign-in), signout.", "signal")
-	signalOptOut  = privacySignals.WithLabelValues("optout")
-	signalOptIn   = privacySignals.WithLabelValues("optin")
-	signalChild   = privacySignals.WithLabelValues("child")
-	signalMember  = privacySignals.WithLabelValues("member")
-	signalSignOut = privacySignals.WithLabelValues("signout")
+	privacySignal = children(privacySignals, "optout", "optin", "child", "member", "signout")
 
+	// isolateCount is indexed by isolated.
 	isolateRemoved = counterVec("isolate_removed_total",
 		"What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).", "what")
-	isolateReqCookies = isolateRemoved.WithLabelValues("request_cookie")
-	isolateSetCookies = isolateRemoved.WithLabelValues("set_cookie")
-	isolateHeaders    = isolateRemoved.WithLabelValues("header")
+	isolateCount = children(isolateRemoved, "request_cookie", "set_cookie", "header")
 
 	// collectors is what registerMetrics registers: the families above,
 	// and the spool's and shipper's counters and gauges, read at scrape
@@ -89,11 +73,54 @@ var (
 
 const metricsNamespace = "b2s"
 
-// counterVec is a counter family with one label, each of whose values
-// is created (at 0) by the WithLabelValues calls above.
+// counterVec is a counter family with one label.
 func counterVec(name, help, label string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, []string{label})
 }
+
+// children creates the series of each label value, at 0, and returns them
+// in the order given: the request path indexes them by a constant.
+func children(vec *prometheus.CounterVec, values ...string) []prometheus.Counter {
+	cs := make([]prometheus.Counter, len(values))
+	for i, v := range values {
+		cs[i] = vec.WithLabelValues(v)
+	}
+	return cs
+}
+
+// Indexes of linkResults, in its order.
+type linkResult uint8
+
+const (
+	linkIssued linkResult = iota
+	linkLinked
+	linkExpired
+	linkReplayed
+	linkWrongHost
+	linkInvalid
+	linkForeignReferrer
+	linkBadDestination
+)
+
+// Indexes of privacySignal, in its order.
+type signal uint8
+
+const (
+	signalOptOut signal = iota
+	signalOptIn
+	signalChild
+	signalMember
+	signalSignOut
+)
+
+// Indexes of isolateCount, in its order.
+type isolated uint8
+
+const (
+	isolatedRequestCookie isolated = iota
+	isolatedSetCookie
+	isolatedHeader
+)
 
 func counterFunc(name, help string, load func() uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help},

@@ -135,7 +135,7 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	if hasChild && len(child) > 0 && strings.TrimSpace(child[0]) != "" && strings.TrimSpace(child[0]) != "0" {
 		// A child: delete the visitor's cookies, mark the browser, and
 		// keep no identifier of this request either.
-		signalChild.Inc()
+		privacySignal[signalChild].Inc()
 		p.cookie = pendingCookie{}
 		r := p.r
 		h.Add("Set-Cookie", c.cookieLine(r, c.app.CookieName, "", 0))
@@ -154,11 +154,11 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	}
 	switch {
 	case m == "" || m == "-":
-		signalSignOut.Inc()
+		privacySignal[signalSignOut].Inc()
 		p.rec.MemberID = ""
 		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, "", 0))
 	case beacon.ValidMember(m):
-		signalMember.Inc()
+		privacySignal[signalMember].Inc()
 		p.rec.MemberID = m
 		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, m+"."+c.app.signer.SignMember(p.rec.CookieID, m), time.Duration(c.app.CookieMaxAge)))
 	default:

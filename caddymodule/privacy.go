@@ -146,10 +146,10 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		h.Add("Set-Cookie", c.cookieLine(r, pv.optOutName, "1", time.Duration(a.CookieMaxAge)))
 		h.Add("Set-Cookie", c.cookieLine(r, a.CookieName, "", 0))
 		h.Add("Set-Cookie", c.cookieLine(r, pv.memberName, "", 0))
-		signalOptOut.Inc()
+		privacySignal[signalOptOut].Inc()
 	} else {
 		h.Add("Set-Cookie", c.cookieLine(r, pv.optOutName, "", 0))
-		signalOptIn.Inc()
+		privacySignal[signalOptIn].Inc()
 	}
 	h.Set("Cache-Control", "no-store")
 	if to := r.URL.Query().Get("return"); to != "" {

@@ -161,7 +161,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if recA.NetworkID != recA.CookieID || recA.Consent != "full" {
 			t.Fatalf("first visit: network_id %q, consent %q; want the cookie ID %q and full", recA.NetworkID, recA.Consent, recA.CookieID)
 		}
-		before := metricValue(t, linkLinked)
+		before := metricValue(t, linkResults[linkLinked])
 		p := probe()
 		dest := e.site("www.b2smade.test") + "/landing?x=1&probe=" + p
 		resp := get(t, e.site("www.b2s.test")+"/_b2s/go?to="+url.QueryEscape(dest), map[string]string{"Cookie": cookieA})
@@ -183,7 +183,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		// A token that arrives from anywhere but a network page (pasted
 		// into a mail, linked from another site) joins nobody; it is
 		// still stripped. Sent this way, it is not used up.
-		foreign := metricValue(t, linkForeignReferrer)
+		foreign := metricValue(t, linkResults[linkForeignReferrer])
 		for i, hdr := range []map[string]string{nil, {"Referer": "https://evil.example/"}} {
 			resp := get(t, strings.Replace(loc.String(), p, fmt.Sprintf("%s-foreign%d", p, i), 1), hdr)
 			if resp.status != http.StatusFound || strings.Contains(resp.header.Get("Location"), "_b2s") {
@@ -195,7 +195,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 				}
 			}
 		}
-		if d := metricValue(t, linkForeignReferrer) - foreign; d != 2 {
+		if d := metricValue(t, linkResults[linkForeignReferrer]) - foreign; d != 2 {
 			t.Errorf("b2s_link_tokens_total{result=foreign_referrer} moved by %v, want 2", d)
 		}
 
@@ -228,7 +228,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if exch.rec.LinkedFrom != "www.b2s.test" || exch.rec.NetworkID != recA.NetworkID || exch.rec.CookieID != v.ID || strings.Contains(exch.rec.URL, token) {
 			t.Errorf("exchange record: %+v; want linked_from www.b2s.test, network_id %s, cookie_id %s, url without the token", exch.rec, recA.NetworkID, v.ID)
 		}
-		if d := metricValue(t, linkLinked) - before; d != 1 {
+		if d := metricValue(t, linkResults[linkLinked]) - before; d != 1 {
 			t.Errorf("b2s_link_tokens_total{result=linked} moved by %v, want 1", d)
 		}
 
