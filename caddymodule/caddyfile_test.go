@@ -569,7 +569,7 @@ func TestCaddyfileErrors(t *testing.T) {
 
 // TestDuplicateB2SBlockErrorHasPosition: every other Caddyfile error says
 // where it is; this one says "at :0" because parseGlobal reports it
-// before consuming a token (caddyfile.go, parseGlobal).
+// before consuming a token (caddyfile_app.go, parseGlobal).
 func TestDuplicateB2SBlockErrorHasPosition(t *testing.T) {
 	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(`{
 	b2s {
