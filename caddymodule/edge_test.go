@@ -29,6 +29,7 @@ import (
 
 	"github.com/b2scom/b2s-edge/beacon"
 	"github.com/b2scom/b2s-edge/internal/recordschema"
+	"github.com/b2scom/b2s-edge/internal/testrecord"
 )
 
 // The ports of the in-process Caddy that caddytest starts. They are taken
@@ -375,48 +376,10 @@ func newRequest(t *testing.T, method, url string, header map[string]string) *htt
 // edgeRecord is the JSON record, decoded strictly: a field the test does
 // not know fails it, so that a schema change is a conscious one. Every
 // record read is also checked against configs/record.schema.json.
-type edgeRecord struct {
-	Schema      int               `json:"schema"`
-	EventID     string            `json:"event_id"`
-	TS          time.Time         `json:"ts"`
-	Kind        string            `json:"kind"`
-	Host        string            `json:"host"`
-	IP          string            `json:"ip"`
-	CookieID    string            `json:"cookie_id"`
-	CookieState string            `json:"cookie_state"`
-	Method      string            `json:"method"`
-	URL         string            `json:"url"`
-	Referrer    string            `json:"referrer"`
-	UserAgent   string            `json:"user_agent"`
-	Status      int               `json:"status"`
-	Bytes       int64             `json:"bytes"`
-	Event       string            `json:"event"`
-	Bot         string            `json:"bot"`
-	Geo         *edgeGeo          `json:"geo"`
-	ASN         *edgeASN          `json:"asn"`
-	Anon        map[string]bool   `json:"anon"`
-	Params      map[string]string `json:"params"`
-	Consent     string            `json:"consent"`
-	IPTruncated bool              `json:"ip_truncated"`
-	NetworkID   string            `json:"network_id"`
-	PrevNetwork string            `json:"prev_network_id"`
-	MemberID    string            `json:"member_id"`
-	LinkedFrom  string            `json:"linked_from"`
-	CrossSite   bool              `json:"cross_site"`
-}
-
-type edgeASN struct {
-	Number uint32 `json:"number"`
-	Org    string `json:"org"`
-}
-
-type edgeGeo struct {
-	Country     string   `json:"country"`
-	Subdivision string   `json:"subdivision"`
-	City        string   `json:"city"`
-	Lat         *float64 `json:"lat"`
-	Lon         *float64 `json:"lon"`
-}
+type (
+	edgeRecord = testrecord.Record
+	edgeASN    = testrecord.ASN
+)
 
 // consumed is one Kafka message as an independent client read it.
 type consumed struct {
@@ -712,7 +675,9 @@ func checkKafkaMessage(t *testing.T, c consumed) {
 	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(c.rec.EventID) {
 		t.Errorf("event_id %q is not a UUIDv7", c.rec.EventID)
 	}
-	if d := time.Since(c.rec.TS); d < -time.Minute || d > time.Minute {
+	if ts, err := time.Parse(time.RFC3339Nano, c.rec.TS); err != nil {
+		t.Errorf("ts %q: %v", c.rec.TS, err)
+	} else if d := time.Since(ts); d < -time.Minute || d > time.Minute {
 		t.Errorf("ts = %v, want about now", c.rec.TS)
 	}
 }

@@ -18,33 +18,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/b2scom/b2s-edge/internal/recordschema"
+	"github.com/b2scom/b2s-edge/internal/testrecord"
 )
 
 // record is one record read back from Kafka.
 type record struct {
-	Schema        int               `json:"schema"`
-	EventID       string            `json:"event_id"`
-	TS            string            `json:"ts"`
-	Kind          string            `json:"kind"`
-	Host          string            `json:"host"`
-	IP            string            `json:"ip"`
-	IPTruncated   bool              `json:"ip_truncated"`
-	Consent       string            `json:"consent"`
-	CookieID      string            `json:"cookie_id"`
-	CookieState   string            `json:"cookie_state"`
-	NetworkID     string            `json:"network_id"`
-	PrevNetworkID string            `json:"prev_network_id"`
-	MemberID      string            `json:"member_id"`
-	LinkedFrom    string            `json:"linked_from"`
-	CrossSite     bool              `json:"cross_site"`
-	Method        string            `json:"method"`
-	URL           string            `json:"url"`
-	Referrer      string            `json:"referrer"`
-	UserAgent     string            `json:"user_agent"`
-	Status        int               `json:"status"`
-	Event         string            `json:"event"`
-	Bot           string            `json:"bot"`
-	Params        map[string]string `json:"params"`
+	testrecord.Record
 
 	key       string // the Kafka key
 	partition int32

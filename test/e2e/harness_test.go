@@ -36,6 +36,7 @@ import (
 	"github.com/b2scom/b2s-edge/internal/geotest"
 	"github.com/b2scom/b2s-edge/internal/recordschema"
 	"github.com/b2scom/b2s-edge/internal/testproc"
+	"github.com/b2scom/b2s-edge/internal/testrecord"
 )
 
 // What the suite configures and expects of the edge.
@@ -602,13 +603,8 @@ func verifyCookie(value string, key []byte) (id string, issued time.Time, ok boo
 // ---------------------------------------------------------------------------
 // Records, read back with kcat
 
-type geoRec struct {
-	Country     string   `json:"country,omitempty"`
-	Subdivision string   `json:"subdivision,omitempty"`
-	City        string   `json:"city,omitempty"`
-	Lat         *float64 `json:"lat,omitempty"`
-	Lon         *float64 `json:"lon,omitempty"`
-}
+// geoRec is a record's geo object, printed as its JSON.
+type geoRec testrecord.Geo
 
 func (g *geoRec) String() string {
 	if g == nil {
@@ -619,24 +615,7 @@ func (g *geoRec) String() string {
 }
 
 type record struct {
-	Schema      int               `json:"schema"`
-	EventID     string            `json:"event_id"`
-	TS          string            `json:"ts"`
-	Kind        string            `json:"kind"`
-	Host        string            `json:"host"`
-	IP          string            `json:"ip"`
-	CookieID    string            `json:"cookie_id"`
-	CookieState string            `json:"cookie_state"`
-	Method      string            `json:"method"`
-	URL         string            `json:"url"`
-	Referrer    string            `json:"referrer"`
-	UserAgent   string            `json:"user_agent"`
-	Status      int               `json:"status"`
-	Bytes       int64             `json:"bytes"`
-	Event       string            `json:"event"`
-	Bot         string            `json:"bot"`
-	Geo         *geoRec           `json:"geo"`
-	Params      map[string]string `json:"params"`
+	testrecord.Record
 
 	time      time.Time
 	fields    map[string]json.RawMessage
@@ -886,8 +865,8 @@ func (e *env) expect(t *testing.T, r *record, resp *reply, w want) {
 	if r.Bytes != w.bytes {
 		t.Errorf("record bytes = %d, want %d", r.Bytes, w.bytes)
 	}
-	if r.Geo.String() != w.geo.String() {
-		t.Errorf("record geo = %s, want %s", r.Geo, w.geo)
+	if g := (*geoRec)(r.Geo); g.String() != w.geo.String() {
+		t.Errorf("record geo = %s, want %s", g, w.geo)
 	}
 	if w.params != nil {
 		gotP, _ := json.Marshal(r.Params)
