@@ -27,4 +27,12 @@ type Stats struct {
 	// SpoolRepairs counts damaged spool segments truncated at their last
 	// intact record (a torn tail after a crash, or corruption).
 	SpoolRepairs atomic.Uint64
+	// Quarantined counts records Kafka refused for good (too large for
+	// the topic, invalid), written to the quarantine file instead, so the
+	// records behind them shipped on.
+	Quarantined atomic.Uint64
+	// QuarantineDropped counts records Kafka refused for good that the
+	// quarantine file could not take either (full, or a disk error): they
+	// are lost.
+	QuarantineDropped atomic.Uint64
 }
