@@ -132,9 +132,15 @@ type App struct {
 	// honours them; the defaults apply without this block.
 	Privacy *Privacy `json:"privacy,omitempty"`
 
+	// ClientLimit bounds the records one client can put into the spool
+	// per second (see ClientLimit). Default: on, 10 a second (burst 600)
+	// per visitor, 50 a second (burst 3000) per address.
+	ClientLimit *ClientLimit `json:"client_limit,omitempty"`
+
 	signer  *beacon.Signer
 	network *network
 	privacy *privacy
+	limits  clientLimits
 	geo     *geo.Reloading[beacon.Geo]
 	asn     *geo.Reloading[beacon.ASN]
 	anon    *geo.Reloading[beacon.Anon]
@@ -236,6 +242,7 @@ func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
 	}
 	a.signer = signer
 	a.privacy = a.Privacy.provision(a.CookieName)
+	a.limits = a.ClientLimit.provision()
 	if a.network, err = a.Network.provision(keys); err != nil {
 		return err
 	}
@@ -311,6 +318,9 @@ func (a *App) Validate() error {
 		}
 	}
 	if err := a.privacy.validate(); err != nil {
+		return err
+	}
+	if err := a.ClientLimit.validate(); err != nil {
 		return err
 	}
 	return a.network.validate(a.privacy)

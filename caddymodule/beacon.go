@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -58,15 +59,15 @@ func (br *beaconRequest) release() {
 
 // answerBeacon answers a beacon with the visitor's cookie, if one is due,
 // and records it.
-func (c *Collect) answerBeacon(w http.ResponseWriter, r *http.Request, br *beaconRequest, rec *beacon.Record, cookie pendingCookie) {
+func (c *Collect) answerBeacon(w http.ResponseWriter, r *http.Request, br *beaconRequest, rec *beacon.Record, ip netip.Addr, cookie pendingCookie) {
 	if cookie.value != "" {
 		cookie.addTo(w.Header())
 	}
 	if br.body != nil {
-		c.servePost(w, r, &br.q, rec)
+		c.servePost(w, r, &br.q, rec, ip)
 		return
 	}
-	c.serveBeacon(w, r, &br.q, rec)
+	c.serveBeacon(w, r, &br.q, rec, ip)
 }
 
 // Beacon response headers, shared by every response (never modified in
@@ -81,7 +82,7 @@ var (
 )
 
 // serveBeacon answers with the pixel whatever the query holds, then records.
-func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record) {
+func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record, ip netip.Addr) {
 	c.fillBeacon(r, rec, q)
 	h := w.Header()
 	h["Content-Type"] = hdrGIF
@@ -98,7 +99,7 @@ func (c *Collect) serveBeacon(w http.ResponseWriter, r *http.Request, q *beacon.
 	}
 	// The record is in the spool before the client sees the pixel: a 200
 	// means the record survives a crash from here on.
-	c.emit(rec)
+	c.emit(rec, ip)
 	recordsBcn.Inc()
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
@@ -155,13 +156,13 @@ func putBody(bp *[]byte) { bodyBufs.Put(bp) }
 // servePost answers a POST beacon (navigator.sendBeacon) with 204 after
 // recording what its body and query hold; a malformed body is recorded
 // with what could be read of it.
-func (c *Collect) servePost(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record) {
+func (c *Collect) servePost(w http.ResponseWriter, r *http.Request, q *beacon.Query, rec *beacon.Record, ip netip.Addr) {
 	c.fillBeacon(r, rec, q)
 	h := w.Header()
 	h["Cache-Control"] = hdrNoStoreOnly
 	c.addCORS(h, r)
 	rec.Status = http.StatusNoContent
-	c.emit(rec)
+	c.emit(rec, ip)
 	recordsBcn.Inc()
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -59,6 +59,11 @@ import (
 //			child_header <name>
 //			member_header <name>
 //		}
+//		client_limit off
+//		client_limit {
+//			visitor <records per second> <burst>
+//			address <records per second> <burst>
+//		}
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -169,6 +174,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Privacy = new(Privacy)
 			}
 			if err := a.Privacy.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "client_limit":
+			if a.ClientLimit == nil {
+				a.ClientLimit = new(ClientLimit)
+			}
+			if err := a.ClientLimit.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:
@@ -379,6 +391,37 @@ func (t *KafkaTLS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if err := t.check(); err != nil {
 		return d.Err(err.Error())
+	}
+	return nil
+}
+
+func (l *ClientLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("b2s: client_limit: %q: want off, or a block with visitor and address limits", d.Val())
+		}
+		l.Off = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		args := d.RemainingArgs()
+		if opt != "visitor" && opt != "address" {
+			return d.Errf("b2s: client_limit: unrecognized option %q; want visitor or address", opt)
+		}
+		if len(args) != 2 {
+			return d.Errf("b2s: client_limit: %s takes the records per second and the burst, e.g. %s 10 600", opt, opt)
+		}
+		rate, errR := strconv.ParseFloat(args[0], 64)
+		burst, errB := strconv.Atoi(args[1])
+		if errR != nil || errB != nil {
+			return d.Errf("b2s: client_limit: %s %s %s: want the records per second and the burst as numbers, e.g. %s 10 600", opt, args[0], args[1], opt)
+		}
+		if opt == "visitor" {
+			l.VisitorRate, l.VisitorBurst = rate, burst
+		} else {
+			l.AddressRate, l.AddressBurst = rate, burst
+		}
 	}
 	return nil
 }

@@ -549,6 +549,48 @@ func TestCaddyfileErrors(t *testing.T) {
 }`,
 			want: []string{"'b2s_health'", "wrong argument count", "'verbose'", "Caddyfile:11"},
 		},
+		{
+			name: "a client_limit other than off or a block is refused",
+			caddyfile: `{
+	b2s {
+		client_limit on
+	}
+}`,
+			want: []string{`b2s: client_limit: "on": want off`, "Caddyfile:3"},
+		},
+		{
+			name: "a client_limit visitor without its burst says what it takes",
+			caddyfile: `{
+	b2s {
+		client_limit {
+			visitor 10
+		}
+	}
+}`,
+			want: []string{"b2s: client_limit: visitor takes the records per second and the burst", "Caddyfile:4"},
+		},
+		{
+			name: "a client_limit rate that is not a number names it",
+			caddyfile: `{
+	b2s {
+		client_limit {
+			address lots 100
+		}
+	}
+}`,
+			want: []string{"b2s: client_limit: address lots 100", "as numbers", "Caddyfile:4"},
+		},
+		{
+			name: "an unknown client_limit option lists the valid ones",
+			caddyfile: `{
+	b2s {
+		client_limit {
+			cookie 1 1
+		}
+	}
+}`,
+			want: []string{`b2s: client_limit: unrecognized option "cookie"; want visitor or address`, "Caddyfile:4"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.caddyfile), nil)

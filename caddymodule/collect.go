@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -188,7 +189,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rec.Consent = c.consent(r, &jar, isBeacon, br.q.URL)
 	ip := c.locate(r, &rec) // the client IP, located, then truncated if consent asks
 
-	if !isBeacon && c.serveEndpoint(w, r, &rec, &jar, now) {
+	if !isBeacon && c.serveEndpoint(w, r, &rec, ip, &jar, now) {
 		return nil
 	}
 
@@ -198,7 +199,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c.readMember(&rec, &jar)
 	}
 	if isBeacon {
-		c.answerBeacon(w, r, &br, &rec, cookie)
+		c.answerBeacon(w, r, &br, &rec, ip, cookie)
 		return nil
 	}
 	return c.servePage(w, r, next, &rec, ip, cookie)
@@ -207,17 +208,17 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // serveEndpoint answers the plugin's own endpoints, the opt-out and opt-in
 // (privacy.go) and the link and a landing with a link token (link.go), and
 // reports whether r was for one of them.
-func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, jar *visitorCookies, now time.Time) bool {
+func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, now time.Time) bool {
 	path := r.URL.Path
 	pv, nw := c.app.privacy, c.app.network
 	switch {
 	case path == pv.optOutPath || path == pv.optInPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
-		c.serveOptOut(w, r, rec, path == pv.optOutPath)
+		c.serveOptOut(w, r, rec, ip, path == pv.optOutPath)
 		return true
 	case nw != nil && path == nw.linkPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
-		c.serveLink(w, r, rec, jar, now)
+		c.serveLink(w, r, rec, ip, jar, now)
 		return true
 	case nw != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
 		strings.Contains(r.URL.RawQuery, nw.tokenParam):
@@ -225,7 +226,7 @@ func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *bea
 			u := *r.URL
 			u.RawQuery = rest
 			rec.URL, rec.Referrer = requestURLOf(r, &u), r.Header.Get("Referer")
-			c.serveLinked(w, r, rec, jar, rest, token, now)
+			c.serveLinked(w, r, rec, ip, jar, rest, token, now)
 			return true
 		}
 	}

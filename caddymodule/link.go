@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -16,13 +17,13 @@ var linkReplay = beacon.NewReplay()
 // serveLink answers the link endpoint: a redirect to a network site with
 // a token carrying the visitor's network ID. The token is left out for a
 // visitor without consent, and for a destination on this host.
-func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.Record, jar *visitorCookies, now time.Time) {
+func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, now time.Time) {
 	a := c.app
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
-		c.finishEndpoint(w, r, rec, http.StatusMethodNotAllowed, "")
+		c.finishEndpoint(w, r, rec, ip, http.StatusMethodNotAllowed, "")
 		return
 	}
 	dest, ok := a.network.destination(r.URL.Query().Get("to"), r.TLS != nil)
@@ -30,7 +31,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 		linkResults[linkBadDestination].Inc()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
-		c.finishEndpoint(w, r, rec, http.StatusBadRequest, "b2s: the link's destination (to=) must be an absolute URL of a site of the network\n")
+		c.finishEndpoint(w, r, rec, ip, http.StatusBadRequest, "b2s: the link's destination (to=) must be an absolute URL of a site of the network\n")
 		return
 	}
 	if rec.Consent.Identifying() {
@@ -55,7 +56,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 		}
 	}
 	h.Set("Location", dest.String())
-	c.finishEndpoint(w, r, rec, http.StatusFound, "")
+	c.finishEndpoint(w, r, rec, ip, http.StatusFound, "")
 }
 
 // fromNetwork reports whether r's Referer is a page of a network site,
@@ -93,7 +94,7 @@ func stripToken(rawQuery, param string) (rest, token string, found bool) {
 // serveLinked exchanges a link token for this site's cookie, joined to
 // the token's network ID, and redirects to the same URL without the
 // token before the page loads.
-func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beacon.Record, jar *visitorCookies, rest, token string, now time.Time) {
+func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, rest, token string, now time.Time) {
 	a := c.app
 	h := w.Header()
 	if rec.Consent.Identifying() {
@@ -134,5 +135,5 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 	h.Set("Location", loc)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
-	c.finishEndpoint(w, r, rec, http.StatusFound, "")
+	c.finishEndpoint(w, r, rec, ip, http.StatusFound, "")
 }

@@ -590,6 +590,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b2s: privacy: truncate_ip", "0-32"},
 		},
 		{
+			name: "a client limit of more than a million records a second is refused",
+			b2s:  app(map[string]any{"client_limit": map[string]any{"address_rate": 2e6}}),
+			want: []string{"b2s: client_limit: address 2e+06 0", "0.001 to 1000000 records per second"},
+		},
+		{
 			name: "a child header that is not a header name is refused",
 			b2s:  app(map[string]any{"privacy": map[string]any{"child_header": "X B2S"}}),
 			want: []string{"b2s: privacy:", "is not a header name"},

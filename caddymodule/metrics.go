@@ -54,6 +54,7 @@ var (
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
 		dropped("spool_full", stats.DroppedFull.Load),
 		dropped("spool_error", stats.DroppedError.Load),
+		dropped("client_limit", clientLimiter.Dropped),
 		counterFunc("kafka_writes_total", "Writes to Kafka acknowledged in full or in part (one per spool read, each one produce request per partition leader); records_shipped_total / kafka_writes_total is the records per write.", stats.Writes.Load),
 		counterFunc("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", stats.WriteErrors.Load),
 		counterFunc("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", stats.SpoolRepairs.Load),
@@ -136,7 +137,7 @@ func gaugeFunc(name, help string, f func() float64) prometheus.Collector {
 func dropped(reason string, load func() uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Name: "records_dropped_total",
-		Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size) or spool_error (the spool could not be written).",
+		Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size), spool_error (the spool could not be written) or client_limit (one client over its client_limit).",
 		ConstLabels: prometheus.Labels{"reason": reason},
 	}, func() float64 { return float64(load()) })
 }

@@ -38,7 +38,7 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	// goes on.
 	defer func() {
 		if p := recover(); p != nil {
-			c.recordPage(rec, recorder, http.StatusBadGateway)
+			c.recordPage(rec, ip, recorder, http.StatusBadGateway)
 			panic(p)
 		}
 	}()
@@ -58,18 +58,18 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 			status = herr.StatusCode
 		}
 	}
-	c.recordPage(rec, recorder, status)
+	c.recordPage(rec, ip, recorder, status)
 	return err
 }
 
 // recordPage completes and emits a page record; status applies when the
 // response has not started.
-func (c *Collect) recordPage(rec *beacon.Record, recorder caddyhttp.ResponseRecorder, status int) {
+func (c *Collect) recordPage(rec *beacon.Record, ip netip.Addr, recorder caddyhttp.ResponseRecorder, status int) {
 	rec.Status, rec.Bytes = recorder.Status(), int64(recorder.Size())
 	if rec.Status == 0 {
 		rec.Status = status
 	}
-	c.emit(rec)
+	c.emit(rec, ip)
 	recordsPage.Inc()
 }
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -125,13 +126,13 @@ func or(s, def string) string {
 }
 
 // serveOptOut answers the opt-out and opt-in endpoints.
-func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beacon.Record, out bool) {
+func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, out bool) {
 	a := c.app
 	pv := a.privacy
 	h := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 		h.Set("Allow", "GET, HEAD, POST")
-		c.finishEndpoint(w, r, rec, http.StatusMethodNotAllowed, "")
+		c.finishEndpoint(w, r, rec, ip, http.StatusMethodNotAllowed, "")
 		return
 	}
 	if !out && !c.sameSiteRequest(r) {
@@ -139,7 +140,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		// (an advertiser's image or form) must not do it for the visitor.
 		// Opting out stays open to anyone.
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		c.finishEndpoint(w, r, rec, http.StatusForbidden, "b2s: opt-in is accepted only from this site's own pages\n")
+		c.finishEndpoint(w, r, rec, ip, http.StatusForbidden, "b2s: opt-in is accepted only from this site's own pages\n")
 		return
 	}
 	if out {
@@ -155,7 +156,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	if to := r.URL.Query().Get("return"); to != "" {
 		if loc, ok := c.returnTo(r, to); ok {
 			h.Set("Location", loc)
-			c.finishEndpoint(w, r, rec, http.StatusSeeOther, "")
+			c.finishEndpoint(w, r, rec, ip, http.StatusSeeOther, "")
 			return
 		}
 	}
@@ -165,7 +166,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	if !out {
 		msg = optedInPage
 	}
-	c.finishEndpoint(w, r, rec, http.StatusOK, msg)
+	c.finishEndpoint(w, r, rec, ip, http.StatusOK, msg)
 }
 
 const (

@@ -57,9 +57,14 @@ func clientIP(r *http.Request) (netip.Addr, string) {
 }
 
 // emit encodes rec and appends it to the spool, from where the shipper
-// takes it to Kafka. A spool that refuses it (full, disk error) counts and
-// logs the drop itself; the response goes out regardless.
-func (c *Collect) emit(rec *beacon.Record) {
+// takes it to Kafka, unless the client is over its limit (ip is the
+// client's address, which the limit keys records without a verified
+// cookie on). A spool that refuses it (full, disk error) counts and logs
+// the drop itself; the response goes out regardless.
+func (c *Collect) emit(rec *beacon.Record, ip netip.Addr) {
+	if !c.admit(rec, ip) {
+		return
+	}
 	bp := encodeBufs.Get().(*[]byte)
 	*bp = rec.AppendJSON((*bp)[:0])
 	key := rec.CookieID // one visitor's records in one partition, in order
@@ -78,13 +83,13 @@ var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 
 // finishEndpoint records a response the plugin answers itself (not the
 // beacon), then writes it: status and body.
-func (c *Collect) finishEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, status int, body string) {
+func (c *Collect) finishEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, status int, body string) {
 	rec.Kind = beacon.KindPage
 	rec.Status = status
 	if r.Method != http.MethodHead {
 		rec.Bytes = int64(len(body))
 	}
-	c.emit(rec)
+	c.emit(rec, ip)
 	recordsPage.Inc()
 	if body != "" {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
