@@ -170,6 +170,9 @@ type envOptions struct {
 	// spoolMaxSize, fsync and flushTimeout set the global options of the
 	// same name in every config the test writes; "" leaves the default.
 	spoolMaxSize, fsync, flushTimeout string
+	// clientLimit is a client_limit option (a line or a block) for every
+	// config the test writes; "" leaves the default.
+	clientLimit string
 	// faults marks a test that kills, restarts or starves processes: the
 	// counters of the edge no longer match the requests the harness sent,
 	// and a record may reach Kafka twice (at-least-once delivery), which
@@ -318,6 +321,9 @@ var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(`{
 {{- if .Fsync}}
 		fsync {{.Fsync}}
 {{- end}}
+{{- if .ClientLimit}}
+		{{.ClientLimit}}
+{{- end}}
 		kafka {
 			brokers {{.Broker}}
 			topic {{.Topic}}
@@ -357,7 +363,7 @@ func (e *env) writeCaddyfile(c caddyConfig) {
 	}
 	err := caddyfileTmpl.Execute(&b, map[string]any{
 		"AdminAddr": e.adminAddr, "SiteAddr": e.siteAddr, "Current": string(currentKey), "Older": string(olderKey),
-		"GeoIP": e.geoPath, "Spool": e.spoolDir, "SpoolMaxSize": e.opts.spoolMaxSize, "Fsync": e.opts.fsync,
+		"GeoIP": e.geoPath, "Spool": e.spoolDir, "SpoolMaxSize": e.opts.spoolMaxSize, "Fsync": e.opts.fsync, "ClientLimit": e.opts.clientLimit,
 		"Broker": brokers, "Topic": c.Topic, "FlushTimeout": e.opts.flushTimeout, "SiteExtra": c.SiteExtra,
 		"CollectExtra": c.CollectExtra, "DeadAddr": e.deadAddr, "Upstream": e.up.srv.Listener.Addr().String(),
 	})
