@@ -262,7 +262,7 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 				if rp.Partition == part.Partition {
 					result = nil
 					if rp.ErrorCode != 0 {
-						result = fmt.Errorf("partition %d: %w", rp.Partition, kafka.Error(rp.ErrorCode))
+						result = &partitionError{partition: rp.Partition, code: kafka.Error(rp.ErrorCode), message: rp.ErrorMessage}
 					}
 				}
 			}
@@ -270,6 +270,22 @@ func (p *producer) produce(ctx context.Context, req *leaderRequest, msgs []kafka
 		settle(part, result)
 	}
 }
+
+// partitionError is a broker's answer refusing a partition's records.
+type partitionError struct {
+	partition int32
+	code      kafka.Error
+	message   string // the broker's own words, from produce v8 on; may be empty
+}
+
+func (e *partitionError) Error() string {
+	if e.message != "" {
+		return fmt.Sprintf("partition %d: %v: %s", e.partition, e.code, e.message)
+	}
+	return fmt.Sprintf("partition %d: %v", e.partition, e.code)
+}
+
+func (e *partitionError) Unwrap() error { return e.code }
 
 func (p *producer) failAll(errs []error, err error) error {
 	for i := range errs {
