@@ -53,6 +53,17 @@ type Config struct {
 	// SASL, when set, authenticates every connection to a broker.
 	// Default: none.
 	SASL *SASL
+	// Quarantine is the file where records Kafka refuses for good (too
+	// large for the topic, invalid) are appended, one JSON line each, so
+	// that the records behind them ship on; docs/spool.md gives the
+	// format and how to send them again. It holds the records' keys and
+	// values, visitor IDs and IP addresses among them, and is created
+	// with mode 0600. Default: quarantine.jsonl in the spool's directory.
+	Quarantine string
+	// QuarantineMaxSize bounds the quarantine file, in bytes: a record
+	// that would grow it beyond is dropped and counted in
+	// Stats.QuarantineDropped. Default 64 MiB.
+	QuarantineMaxSize int64
 	// Transport replaces the transport the shipper builds for itself. TLS
 	// and SASL are then the Transport's business, and setting them here
 	// too is an error.
@@ -88,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.QuarantineMaxSize <= 0 {
+		c.QuarantineMaxSize = DefaultQuarantineMaxSize
 	}
 	if c.LogInterval <= 0 {
 		c.LogInterval = 10 * time.Second

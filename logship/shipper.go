@@ -24,6 +24,10 @@ type Shipper struct {
 	done   chan struct{}
 	errLog rateLimitedLog
 	once   sync.Once
+	// q is the quarantine file, the shipper goroutine's; see quarantine.go.
+	q             quarantine
+	quarantineLog rateLimitedLog // records quarantined, at Warn
+	dropLog       rateLimitedLog // records the quarantine could not take
 	// failing is set while Kafka refuses writes: the last attempt failed.
 	failing atomic.Bool
 	errs    []error // each record's outcome in a write, reused
@@ -51,6 +55,8 @@ func NewShipper(sp *Spool, cfg Config) (*Shipper, error) {
 		done:   make(chan struct{}),
 		errLog: rateLimitedLog{logger: cfg.Logger, every: cfg.LogInterval},
 	}
+	s.quarantineLog = rateLimitedLog{logger: cfg.Logger, every: cfg.LogInterval}
+	s.dropLog = rateLimitedLog{logger: cfg.Logger, every: cfg.LogInterval}
 	s.w.Store(p)
 	s.abort, s.cancel = context.WithCancel(context.Background())
 	go s.run()
@@ -94,6 +100,7 @@ func (s *Shipper) Close(ctx context.Context) error {
 
 func (s *Shipper) run() {
 	defer close(s.done)
+	defer s.q.close()
 	var entries []Entry
 	var msgs []kafka.Message
 	for {
@@ -124,7 +131,7 @@ func (s *Shipper) run() {
 			if len(key) == 0 {
 				key = nil // no visitor ID: spread over the partitions, not all on murmur2("")
 			}
-			msgs = append(msgs, kafka.Message{Key: key, Value: e.Value})
+			msgs = append(msgs, kafka.Message{Key: key, Value: e.Value, Time: e.Appended})
 		}
 		if !s.write(msgs) {
 			return // aborted: the batch stays in the spool
@@ -160,10 +167,14 @@ func readBytes(batchSize int) int {
 }
 
 // write delivers batch, retrying with backoff until Kafka acknowledged
-// every record. After a partial failure only the failed records are sent
-// again (a partition's records succeed or fail together), so a retry
-// duplicates nothing known to be written and keeps each partition's
-// records in order. It returns false when the flush deadline passed first.
+// every record or refused it for good. After a partial failure only the
+// failed records are sent again (a partition's records succeed or fail
+// together), so a retry duplicates nothing known to be written and keeps
+// each partition's records in order. Records refused for good (see
+// refusedForGood) are isolated: sent again in halves, each half delivered
+// before the next, until a partition's batch holds the refused record
+// alone, which is quarantined. It returns false when the flush deadline
+// passed first.
 func (s *Shipper) write(batch []kafka.Message) bool {
 	backoff := 50 * time.Millisecond
 	for len(batch) > 0 {
@@ -182,18 +193,42 @@ func (s *Shipper) write(batch []kafka.Message) bool {
 			s.errLog.recovered("kafka writes recovered", zap.String("topic", p.cfg.Topic))
 			return true
 		}
-		s.stats.WriteErrors.Add(1)
-		s.failing.Store(true)
-		s.errLog.log("writing to kafka", err, zap.String("topic", p.cfg.Topic), zap.Int("records", len(batch)))
+		var refused []kafka.Message // rare: allocated only then
+		var why *partitionError     // why the last of them was refused
+		var retry error
 		failed := batch[:0]
 		for i, e := range errs {
-			if e != nil {
-				failed = append(failed, batch[i])
+			if e == nil {
+				continue
 			}
+			if pe, ok := refusedForGood(e); ok {
+				refused, why = append(refused, batch[i]), pe
+				continue
+			}
+			failed, retry = append(failed, batch[i]), e
 		}
-		if len(failed) < len(batch) {
+		if n := len(batch) - len(failed) - len(refused); n > 0 {
 			s.stats.Writes.Add(1)
-			s.stats.Shipped.Add(uint64(len(batch) - len(failed)))
+			s.stats.Shipped.Add(uint64(n))
+		}
+		if len(failed) == 0 {
+			// The broker answered: no outage, whatever it refused.
+			s.failing.Store(false)
+			s.errLog.recovered("kafka writes recovered", zap.String("topic", p.cfg.Topic))
+		} else {
+			s.stats.WriteErrors.Add(1)
+			s.failing.Store(true)
+			s.errLog.log("writing to kafka", retry, zap.String("topic", p.cfg.Topic), zap.Int("records", len(failed)))
+		}
+		switch {
+		case len(refused) == 1:
+			// Its partition's batch held it alone.
+			s.quarantine(p, refused[0], why)
+		case len(refused) > 1:
+			h := len(refused) / 2
+			if !s.write(refused[:h]) || !s.write(refused[h:]) {
+				return false
+			}
 		}
 		batch = failed
 		if len(batch) == 0 {

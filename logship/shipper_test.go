@@ -398,6 +398,9 @@ func TestShipperWaitsOutABrokerThatIsDownAtStart(t *testing.T) {
 	b := newBroker(t, kfake.Ports(port))
 	checkExactly(t, consume(t, b.ListenAddrs(), 10), 0, 10)
 	waitFor(t, func() bool { return stats.Shipped.Load() == 10 })
+	if n := stats.Quarantined.Load() + stats.QuarantineDropped.Load(); n != 0 {
+		t.Fatalf("%d records quarantined for a broker that was down", n)
+	}
 }
 
 func TestCloseDeliversWhatIsSpooled(t *testing.T) {
