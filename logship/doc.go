@@ -20,6 +20,8 @@
 //	compression.go    the codecs, and kafka-go's snappy level
 //	shipper.go        Shipper: reads the spool, writes, retries, acknowledges
 //	produce.go        producer: a write as produce requests through kafka-go's Transport
+//	quarantine.go     records Kafka refuses for good: isolated, kept in a file, counted
+//	limit.go          ClientLimiter: what one client may put into the spool
 //	security.go       SASL logins
 //	stats.go          Stats, the counters
 //	ratelog.go        the rate-limited error log

@@ -210,20 +210,3 @@ func (s *Shipper) quarantine(p *producer, m kafka.Message, pe *partitionError) {
 	s.stats.Quarantined.Add(1)
 	s.quarantineLog.warn("kafka refused a record for good: quarantined", fields...)
 }
-
-// warn logs at Warn level as log does at Error: the first line, then at
-// most one per interval, with the number held back. It leaves the
-// recovered state alone: a record refused for good is no outage.
-func (l *rateLimitedLog) warn(msg string, fields ...zap.Field) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	l.logger.Warn(msg, append(fields, zap.Int("suppressed", n))...)
-}
