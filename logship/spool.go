@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The spool is a directory of segment files that the request path appends
@@ -21,10 +22,26 @@ import (
 //	cursor                    where the shipper resumes: segment, offset, CRC
 //	00000000000000000001.seg  segments, numbered in append order
 //
-// A segment starts with the 8-byte header "B2SSPL1\n" and holds entries:
+// A segment starts with a 24-byte header and holds entries:
 //
-//	[4] body length, little endian   [4] CRC-32C of the body   [body]
-//	body: [8] append time, unix ns   [2] key length   [key]   [value]
+//	header: "B2SSPL2\n"   [8] sequence number of its first record   [4] CRC-32C of the 16 bytes before   [4] zero
+//	entry:  [4] body length, little endian   [4] CRC-32C of seq and body   [8] seq   [body]
+//	body:   [8] append time, unix ns   [2] key length   [key]   [value]
+//
+// Every record has the next sequence number, across segments. A damaged
+// entry is found by its CRC, and the reader resynchronises on the next
+// entry whose length fits, whose sequence number is plausible (no lower
+// than expected, no higher than the damaged bytes could have held) and
+// whose CRC matches; the gap in sequence numbers is the number of records
+// lost, counted in Stats.DroppedDamaged. The damaged bytes are then
+// overwritten in place by a skip entry, so that no later read or open
+// counts them again:
+//
+//	skip:   [4] 1<<31 | bytes after its header   [4] CRC-32C of its length and seq   [8] seq of the record after it
+//
+// Segments of version 1 ("B2SSPL1\n", 8-byte header, entries
+// [4 length][4 CRC-32C of body][body] without a sequence number), left by
+// an older version, are still read; damage in one ends it, as it used to.
 //
 // The active segment is allocated at its full size (fallocate(2), so the
 // disk space is reserved and a full disk shows up as an error, never as a
@@ -32,29 +49,36 @@ import (
 // the kernel's page cache under the spool's lock, with no system call. Once
 // Append returns the entry survives the death of the process; the fsync
 // policy bounds what a power loss can take. On a file system that cannot
-// allocate or map, appends fall back to one write(2) each. A segment is
-// truncated to its entries when it is rolled or the spool closed; after a
-// crash, the zeros after the last entry are found and cut on open. On
-// open, every segment still to be shipped is checked entry by entry; the
-// first entry that is short or fails its CRC ends the segment, which is
-// truncated there (a torn tail after a crash), and the repair is counted.
-// Appends always go to a new segment after an open.
+// allocate or map, appends fall back to one write(2) each, and a failed
+// write is cut off again before Append returns. A segment is truncated to
+// its entries when it is rolled or the spool closed; after a crash, the
+// zeros after the last entry are found and cut on open. On open, every
+// segment still to be shipped is checked entry by entry: damage in the
+// middle is skipped as above, a damaged tail cut off. Appends always go to
+// a new segment after an open.
 //
 // Rolling must not stall appends: creating, allocating and mapping a
 // segment takes a few hundred microseconds, unmapping and trimming the old
 // one about a millisecond more. So the next segment is prepared by a
 // goroutine as soon as the active one takes its first record, and the old
 // one is unmapped, trimmed, synced and closed by another after the roll;
-// under the lock a roll only swaps them. A prepared segment is a header
-// and zeros (or, if the process died while creating it, less): the next
-// open trims it to its header like any zeroed end, without counting a
-// repair, and the reader passes over it. It is allocated, not counted:
-// MaxSize bounds the records, and the disk holds up to two segments more
-// (the active one's unused end, and the next).
+// under the lock a roll only swaps them and stamps the new one's first
+// sequence number into its header. A prepared segment is a header without
+// a sequence number and zeros (or, if the process died while creating it,
+// less): the next open trims it to its header like any zeroed end, without
+// counting a repair, and the reader passes over it. It is allocated, not
+// counted: MaxSize bounds the records, and the disk holds up to two
+// segments more (the active one's unused end, and the next).
 const (
-	segmentHeader  = "B2SSPL1\n"
-	entryHeaderLen = 8
-	bodyFixedLen   = 10
+	segmentMagic     = "B2SSPL2\n"
+	segmentMagicV1   = "B2SSPL1\n"
+	segmentHeaderLen = 24
+	headerLenV1      = 8
+	entryHeaderLen   = 16
+	entryHeaderLenV1 = 8
+	bodyFixedLen     = 10
+	minEntryLen      = entryHeaderLen + bodyFixedLen
+	skipFlag         = 1 << 31
 	// MaxEntryLen bounds one entry's body, so a corrupt length field
 	// cannot make the reader allocate without limit.
 	MaxEntryLen = 1 << 20
@@ -164,6 +188,8 @@ type Spool struct {
 	mapped    []byte // the active segment's memory map; nil when appends use write(2)
 	activeN   uint64
 	writeEnd  Pos    // end of the last complete entry
+	nextSeq   uint64 // sequence number of the next record appended
+	broken    bool   // a failed write could not be cut off: roll before the next append
 	buf       []byte // entry being written
 	dirty     bool   // appended since the last fsync
 	segments  []segment
@@ -176,6 +202,9 @@ type Spool struct {
 	// prepareHook, set by tests only, runs before a segment is prepared;
 	// an error fails the preparation.
 	prepareHook func(n uint64) error
+	// writeAt writes to a segment that is not mapped: (*os.File).WriteAt,
+	// or a test's, to make it fail.
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	more chan struct{} // signalled after each append
 
@@ -184,8 +213,13 @@ type Spool struct {
 	rfSeg  uint64
 	win    []byte // bytes of segment rfSeg from winOff, see window
 	winOff int64
-	cursor Pos // acknowledged position
-	cf     *os.File
+	cursor Pos    // acknowledged position
+	rdAt   Pos    // where the last read stopped...
+	rdSeq  uint64 // ...and the sequence number expected there; 0 if unknown
+	// damagedTo is the end of the last damage counted, so that reading
+	// the same bytes again (without Ack) does not count it twice.
+	damagedTo Pos
+	cf        *os.File
 
 	maxSize   atomic.Int64
 	bg        sync.WaitGroup // segments being synced and closed after a roll
@@ -209,7 +243,10 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating spool directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err := tightenDir(cfg.Dir, cfg.Logger); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, "LOCK"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening spool lock: %w", err)
 	}
@@ -219,6 +256,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	}
 	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1), prepared: make(chan segFile, 1),
 		dropLog: rateLimitedLog{logger: cfg.Logger, every: 10 * time.Second}}
+	s.writeAt = (*os.File).WriteAt
 	s.maxSize.Store(cfg.MaxSize)
 	if err := s.recover(); err != nil {
 		s.closeFiles()
@@ -233,8 +271,34 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 
 // segment is one segment file of the spool.
 type segment struct {
-	n   uint64
-	end int64 // the end of its entries once it is no longer active (the active one's is writeEnd)
+	n     uint64
+	end   int64  // the end of its entries once it is no longer active (the active one's is writeEnd)
+	start int64  // the end of its header, where its first entry is
+	first uint64 // sequence number of its first record; 0 in a version 1 segment
+}
+
+func (sg segment) v1() bool { return sg.start == headerLenV1 }
+
+// tightenDir makes the spool directory private (0700) when group or
+// others may write to it: anyone who can write there can plant a segment
+// or a symlink in place of one. It fails only when it cannot.
+func tightenDir(dir string, logger *zap.Logger) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("checking spool directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("spool directory %s is not a directory", dir)
+	}
+	if st.Mode().Perm()&0o022 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("spool directory %s is writable by group or others (%v) and cannot be made private: %w", dir, st.Mode().Perm(), err)
+	}
+	logger.Warn("spool directory was writable by group or others, made private", zap.String("dir", dir),
+		zap.Stringer("was", st.Mode().Perm()), zap.Stringer("now", os.FileMode(0o700)))
+	return nil
 }
 
 func segName(n uint64) string { return fmt.Sprintf("%020d.seg", n) }

@@ -21,15 +21,18 @@ type segFile struct {
 	err    error
 }
 
-// createSegment creates segment n with its header, allocates it in full
-// and maps it; on a file system that cannot, the file is left for write(2)
-// appends. It takes no lock.
+// createSegment creates segment n with its header, without a sequence
+// number yet (see stamp), allocates it in full and maps it; on a file
+// system that cannot, the file is left for write(2) appends. It takes no
+// lock.
 func (s *Spool) createSegment(n uint64) segFile {
-	f, err := os.OpenFile(s.segPath(n), os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(s.segPath(n), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return segFile{n: n, err: fmt.Errorf("creating spool segment: %w", err)}
 	}
-	if _, err := f.Write([]byte(segmentHeader)); err != nil {
+	var hdr [segmentHeaderLen]byte
+	copy(hdr[:], segmentMagic)
+	if _, err := s.writeAt(f, hdr[:], 0); err != nil {
 		f.Close()
 		_ = os.Remove(s.segPath(n))
 		return segFile{n: n, err: fmt.Errorf("writing spool segment: %w", err)}
@@ -40,12 +43,12 @@ func (s *Spool) createSegment(n uint64) segFile {
 		if err == nil {
 			sf.mapped = m
 		} else {
-			_ = f.Truncate(int64(len(segmentHeader)))
+			_ = f.Truncate(segmentHeaderLen)
 		}
 	} else {
 		// A failed allocation (a full disk) may have grown the file
 		// part of the way; write(2) appends must follow the header.
-		_ = f.Truncate(int64(len(segmentHeader)))
+		_ = f.Truncate(segmentHeaderLen)
 	}
 	return sf
 }
@@ -93,21 +96,51 @@ func (s *Spool) roll() error {
 	if s.preparing {
 		s.preparing = false
 		sf := <-s.prepared
-		if sf.err == nil {
-			s.activate(sf)
-			return nil
+		err := sf.err
+		if err == nil {
+			if err = s.stamp(sf); err == nil {
+				s.activate(sf)
+				return nil
+			}
+			_ = s.discard(sf)
 		}
-		s.cfg.Logger.Warn("preparing the next spool segment failed, creating it now", zap.Error(sf.err))
+		s.cfg.Logger.Warn("preparing the next spool segment failed, creating it now", zap.Error(err))
 	}
 	sf := s.createSegment(s.activeN + 1)
 	if sf.err != nil {
 		return sf.err
+	}
+	if err := s.stamp(sf); err != nil {
+		_ = s.discard(sf)
+		return fmt.Errorf("writing spool segment header: %w", err)
 	}
 	if s.cfg.Fsync == FsyncAlways {
 		syncDir(s.cfg.Dir)
 	}
 	s.activate(sf)
 	return nil
+}
+
+// stamp writes the sequence number of the next record into the header of
+// sf, about to become the active segment: a copy when it is mapped.
+// Called with mu held or before the spool is shared.
+func (s *Spool) stamp(sf segFile) error {
+	var hdr [segmentHeaderLen]byte
+	putHeader(hdr[:], s.nextSeq)
+	if sf.mapped != nil {
+		copy(sf.mapped, hdr[:])
+		return nil
+	}
+	_, err := s.writeAt(sf.f, hdr[:], 0)
+	return err
+}
+
+// putHeader writes a segment header whose first record is first.
+func putHeader(b []byte, first uint64) {
+	copy(b, segmentMagic)
+	binary.LittleEndian.PutUint64(b[8:], first)
+	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], crcTable))
+	binary.LittleEndian.PutUint32(b[20:], 0)
 }
 
 // activate makes sf the active segment, with nothing but assignments: the
@@ -150,9 +183,9 @@ func (s *Spool) activate(sf segFile) {
 		syncDir(s.cfg.Dir)
 	}
 	s.active, s.activeN, s.mapped = sf.f, sf.n, sf.mapped
-	s.segments = append(s.segments, segment{n: sf.n})
-	s.size += int64(len(segmentHeader))
-	s.writeEnd = Pos{Seg: sf.n, Off: int64(len(segmentHeader))}
+	s.segments = append(s.segments, segment{n: sf.n, start: segmentHeaderLen, first: s.nextSeq})
+	s.size += segmentHeaderLen
+	s.writeEnd = Pos{Seg: sf.n, Off: segmentHeaderLen}
 }
 
 // sealed is a segment no longer written to, waiting for Sync.
@@ -207,7 +240,8 @@ func (s *Spool) finish(f *os.File) error {
 
 // Append writes one record. It returns ErrSpoolFull, without writing, when
 // the spool would grow past its maximum size. Every refusal is counted
-// and logged at a bounded rate.
+// and logged at a bounded rate. A record refused for any reason left the
+// spool as it was: nothing of it is ever read.
 func (s *Spool) Append(key string, value []byte) error {
 	err := s.append(key, value)
 	if err == nil {
@@ -230,7 +264,7 @@ func (s *Spool) append(key string, value []byte) error {
 		return fmt.Errorf("record of %d bytes is too large for the spool", bodyLen)
 	}
 	n := int64(entryHeaderLen + bodyLen)
-	if n > s.cfg.SegmentSize-int64(len(segmentHeader)) {
+	if n > s.cfg.SegmentSize-segmentHeaderLen {
 		return fmt.Errorf("record of %d bytes is larger than a spool segment", n)
 	}
 	s.mu.Lock()
@@ -242,11 +276,14 @@ func (s *Spool) append(key string, value []byte) error {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
-	if s.writeEnd.Off+n > s.cfg.SegmentSize {
+	if s.broken || s.writeEnd.Off+n > s.cfg.SegmentSize {
+		// A broken segment is never appended to again: until a new one
+		// can be created, records are refused.
 		if err := s.roll(); err != nil {
 			s.mu.Unlock()
 			return err
 		}
+		s.broken = false
 	}
 	var b []byte
 	if s.mapped != nil {
@@ -256,27 +293,28 @@ func (s *Spool) append(key string, value []byte) error {
 		s.buf = b
 	}
 	binary.LittleEndian.PutUint32(b[0:], uint32(bodyLen))
-	binary.LittleEndian.PutUint64(b[8:], uint64(s.cfg.Now().UnixNano()))
-	binary.LittleEndian.PutUint16(b[16:], uint16(len(key)))
-	copy(b[18:], key)
-	copy(b[18+len(key):], value)
+	binary.LittleEndian.PutUint64(b[8:], s.nextSeq)
+	binary.LittleEndian.PutUint64(b[16:], uint64(s.cfg.Now().UnixNano()))
+	binary.LittleEndian.PutUint16(b[24:], uint16(len(key)))
+	copy(b[26:], key)
+	copy(b[26+len(key):], value)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
 	if s.mapped != nil {
 		// In the page cache already.
-	} else if _, err := s.active.Write(b); err != nil {
-		// A short write may leave a torn entry that writeEnd does not
-		// cover; start a clean segment after it. The reader stops at
-		// writeEnd and the next open truncates the torn bytes.
-		_ = s.roll()
+	} else if _, err := s.writeAt(s.active, b, s.writeEnd.Off); err != nil {
+		s.cutFailedWrite(n)
 		s.mu.Unlock()
 		return fmt.Errorf("writing to spool: %w", err)
 	}
 	if s.cfg.Fsync == FsyncAlways {
 		if err := s.active.Sync(); err != nil {
+			// Not synced, so not accepted: the next append overwrites it.
+			s.cutFailedWrite(n)
 			s.mu.Unlock()
 			return fmt.Errorf("syncing spool: %w", err)
 		}
 	}
+	s.nextSeq++
 	s.dirty = true
 	s.writeEnd.Off += n
 	s.size += n
@@ -293,6 +331,24 @@ func (s *Spool) append(key string, value []byte) error {
 	default:
 	}
 	return nil
+}
+
+// cutFailedWrite cuts off what a failed write(2) append left after the
+// last complete entry (a short write leaves part of a record), so that
+// the segment is as it was. If even that fails, the segment is broken:
+// the next append rolls first. The reader stops at writeEnd meanwhile,
+// and an open cuts the torn bytes off as a damaged tail. Called with mu
+// held.
+func (s *Spool) cutFailedWrite(n int64) {
+	if s.mapped != nil {
+		// Nothing past writeEnd counts and the next append overwrites
+		// it, but an open after a crash would find an intact entry.
+		clear(s.mapped[s.writeEnd.Off : s.writeEnd.Off+n])
+		return
+	}
+	if err := s.active.Truncate(s.writeEnd.Off); err != nil {
+		s.broken = true
+	}
 }
 
 // syncLoop bounds the power-loss window to the fsync interval.

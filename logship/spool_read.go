@@ -2,35 +2,41 @@ package logship
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
 	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Read returns up to max entries (and about maxBytes) after the cursor
 // and the position after the last one, waiting until there is at least
 // one or stop is closed. Entries are only valid until the next Read. It
 // must be followed by Ack(next) once the entries are delivered; reading
-// again without Ack returns the same entries.
+// again without Ack returns the same entries. Damaged entries are skipped
+// and counted (Stats.DroppedDamaged), never returned.
 func (s *Spool) Read(stop <-chan struct{}, buf []Entry, max int, maxBytes int) ([]Entry, Pos, error) {
 	for {
 		s.mu.Lock()
-		end, closed := s.writeEnd, s.closed
+		end, endSeq, closed := s.writeEnd, s.nextSeq, s.closed
 		s.mu.Unlock()
 		if closed {
 			return nil, s.cursor, ErrClosed
 		}
 		if s.cursor.Less(end) {
-			entries, next, err := s.readFrom(s.cursor, end, buf[:0], max, maxBytes)
+			entries, next, err := s.readFrom(s.cursor, end, endSeq, buf[:0], max, maxBytes)
 			if err != nil || len(entries) > 0 {
 				if len(entries) > 0 {
 					s.head.Store(entries[0].Appended.UnixNano())
 				}
 				return entries, next, err
 			}
-			// Only segment boundaries between here and end: move on.
+			// Only segment boundaries or damage between here and end:
+			// move on.
 			if next != s.cursor {
 				if err := s.Ack(next); err != nil {
 					return nil, s.cursor, err
@@ -47,47 +53,70 @@ func (s *Spool) Read(stop <-chan struct{}, buf []Entry, max int, maxBytes int) (
 	}
 }
 
-func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry, Pos, error) {
+// readFrom reads entries from pos up to end, at which the writer's next
+// sequence number was endSeq.
+func (s *Spool) readFrom(pos, end Pos, endSeq uint64, out []Entry, max, maxBytes int) ([]Entry, Pos, error) {
+	var expect uint64 // the sequence number of the entry at pos, if known
+	if pos == s.rdAt {
+		expect = s.rdSeq
+	}
+	defer func() { s.rdAt, s.rdSeq = pos, expect }()
 	for len(out) < max && pos.Less(end) {
+		sg, _ := s.segInfo(pos.Seg)
+		if pos.Off <= sg.start {
+			pos.Off, expect = sg.start, sg.first
+		}
 		if s.rf == nil || s.rfSeg != pos.Seg {
 			if s.rf != nil {
 				s.rf.Close()
 				s.rf = nil
 			}
-			f, err := os.Open(s.segPath(pos.Seg))
+			f, err := os.OpenFile(s.segPath(pos.Seg), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 			if err != nil {
 				return out, pos, fmt.Errorf("opening spool segment: %w", err)
 			}
 			s.rf, s.rfSeg = f, pos.Seg
 			s.win = s.win[:0]
 		}
-		segEnd := end.Off
+		segEnd, segEndSeq := end.Off, endSeq
 		if pos.Seg != end.Seg {
 			// Not the file's size: a segment rolled a moment ago may not
 			// be trimmed yet.
-			segEnd = s.segmentEnd(pos.Seg)
+			segEnd, segEndSeq = sg.end, s.nextSegment(pos.Seg).first
+		}
+		if pos.Off > segEnd {
+			pos.Off = segEnd // a cursor saved past an end since cut off
 		}
 		b, err := s.window(pos.Off, segEnd)
 		if err != nil {
 			return out, pos, err
 		}
 		n0 := len(out)
-		var consumed int
-		var damaged bool
-		out, consumed, damaged = parseEntries(b, pos.Off, segEnd, out, max, maxBytes)
-		pos.Off += int64(consumed)
-		if consumed == 0 && pos.Off < segEnd {
-			damaged = true // a window always holds a whole entry: no progress is damage
+		var p parsed
+		out, p = parseEntries(b, segEnd-pos.Off, sg.v1(), expect, out, max, maxBytes)
+		pos.Off += p.consumed
+		expect = p.expect
+		switch p.status {
+		case entryGap:
+			// Records missing between two intact entries.
+			s.countDamage(pos, p.seq-expect, pos.Off+1)
+			expect = p.seq
+		case entryBad, entryZeros:
+			// Damage found while running (a disk error, or zeros where
+			// the segment's end says entries are).
+			if pos, expect, err = s.skipDamage(sg, pos, segEnd, expect, segEndSeq); err != nil {
+				return out, pos, err
+			}
 		}
-		if damaged {
-			// Damage found while running (a disk error, or the torn
-			// write of a failed append): skip the rest of the segment,
-			// as a restart would after truncating it.
-			s.repaired(s.segPath(pos.Seg), pos.Off, segEnd-pos.Off)
-			pos.Off = segEnd
+		if p.status != entryOK && len(out) == 0 {
+			continue
+		}
+		if p.status != entryOK {
+			break // the entries point into the window, which reading on may overwrite
 		}
 		if pos.Off >= segEnd && pos.Seg != end.Seg {
-			pos = Pos{Seg: s.nextSegment(pos.Seg), Off: int64(len(segmentHeader))}
+			next := s.nextSegment(pos.Seg)
+			pos, expect = Pos{Seg: next.n, Off: next.start}, next.first
 			if len(out) == n0 {
 				continue // an empty or exhausted segment: go on to the next
 			}
@@ -96,6 +125,60 @@ func (s *Spool) readFrom(pos, end Pos, out []Entry, max, maxBytes int) ([]Entry,
 		break
 	}
 	return out, pos, nil
+}
+
+// skipDamage resynchronises the reader on the first intact entry after
+// the damaged one at pos, in segment sg, whose entries end at segEnd with
+// sequence number endSeq next. The records lost are counted; the damaged
+// bytes are overwritten by a skip entry (in a segment of version 2), so
+// that no later read or open counts them again. It returns where to
+// read on and the sequence number expected there.
+func (s *Spool) skipDamage(sg segment, pos Pos, segEnd int64, expect, endSeq uint64) (Pos, uint64, error) {
+	to, next := segEnd, endSeq
+	if !sg.v1() {
+		b := make([]byte, segEnd-pos.Off)
+		if _, err := s.rf.ReadAt(b, pos.Off); err != nil && err != io.EOF {
+			return pos, expect, fmt.Errorf("reading spool segment: %w", err)
+		}
+		if c, seq, ok := resync(b, 0, expect); ok {
+			to, next = pos.Off+c, seq
+		}
+	}
+	lost := uint64(1) // all that is known without sequence numbers
+	if expect != 0 && next >= expect && !sg.v1() {
+		lost = next - expect
+	}
+	s.countDamage(pos, lost, to)
+	if !sg.v1() && to-pos.Off >= entryHeaderLen {
+		if err := s.patchFile(s.segPath(pos.Seg), pos.Off, to, next); err != nil {
+			s.cfg.Logger.Warn("marking damaged spool entries skipped", zap.Error(err))
+		}
+	}
+	s.win = s.win[:0] // it holds the damaged bytes
+	return Pos{Seg: pos.Seg, Off: to}, next, nil
+}
+
+// patchFile is patch on the segment at path.
+func (s *Spool) patchFile(path string, from, to int64, seq uint64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	err = s.patch(f, from, to, seq)
+	if err == nil && s.cfg.Fsync != FsyncNever {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// countDamage counts lost records for damage at pos, up to to in the same
+// segment, unless counted already.
+func (s *Spool) countDamage(pos Pos, lost uint64, to int64) {
+	if pos.Less(s.damagedTo) {
+		return
+	}
+	s.damagedTo = Pos{Seg: pos.Seg, Off: to}
+	s.damaged(s.segPath(pos.Seg), pos.Off, to-pos.Off, lost)
 }
 
 // window returns the segment's bytes from off, up to segEnd, from the read
@@ -124,28 +207,29 @@ func (s *Spool) window(off, segEnd int64) ([]byte, error) {
 	return s.win, nil
 }
 
-func (s *Spool) nextSegment(n uint64) uint64 {
+// nextSegment returns the segment after n: the active one if none is
+// listed between.
+func (s *Spool) nextSegment(n uint64) segment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sg := range s.segments {
 		if sg.n > n {
-			return sg.n
+			return sg
 		}
 	}
-	return s.activeN
+	return s.segments[len(s.segments)-1]
 }
 
-// segmentEnd returns the end of the entries of segment n, which is no
-// longer the active one.
-func (s *Spool) segmentEnd(n uint64) int64 {
+// segInfo returns segment n; a deleted one has nothing left to read.
+func (s *Spool) segInfo(n uint64) (segment, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sg := range s.segments {
 		if sg.n == n {
-			return sg.end
+			return sg, true
 		}
 	}
-	return int64(len(segmentHeader)) // deleted: nothing left to read
+	return segment{n: n, start: segmentHeaderLen, end: segmentHeaderLen}, false
 }
 
 // Ack records that everything before pos was delivered: the cursor is
@@ -210,71 +294,176 @@ func (s *Spool) writeCursor(p Pos) error {
 // thousands of records, not per record.
 const readChunk = 2 * (MaxEntryLen + entryHeaderLen)
 
-// segReader reads entries from a segment file between off and end.
-type segReader struct {
-	f   *os.File
-	off int64
-	end int64
-	buf []byte
+// entryStatus is what parsing found at an entry.
+type entryStatus uint8
+
+const (
+	entryOK    entryStatus = iota // an intact entry (or, from parseEntries, the limits reached)
+	entryPast                     // the entry continues past the bytes at hand
+	entryZeros                    // an all-zero entry header: an allocated segment's unused end, or zeroed damage
+	entryBad                      // damage: a length that does not fit, a CRC that does not match
+	entryGap                      // an intact entry whose sequence number is past the one expected
+)
+
+// entryAt checks the entry at the start of b, with room bytes (len(b) or
+// more) left in the segment from there. It returns its size, sequence
+// number and whether it is a skip entry.
+func entryAt(b []byte, room int64, v1 bool) (size int64, seq uint64, skip bool, st entryStatus) {
+	eh := int64(entryHeaderLen)
+	if v1 {
+		eh = entryHeaderLenV1
+	}
+	if int64(len(b)) < eh {
+		if room > int64(len(b)) {
+			return 0, 0, false, entryPast
+		}
+		if allZero(b) {
+			return 0, 0, false, entryZeros
+		}
+		return 0, 0, false, entryBad
+	}
+	if binary.LittleEndian.Uint64(b) == 0 {
+		return 0, 0, false, entryZeros
+	}
+	l := binary.LittleEndian.Uint32(b)
+	if !v1 {
+		seq = binary.LittleEndian.Uint64(b[8:])
+		if l&skipFlag != 0 {
+			size = eh + int64(l&^skipFlag)
+			if size > room || skipCRC(b) != binary.LittleEndian.Uint32(b[4:]) {
+				return 0, 0, false, entryBad
+			}
+			return size, seq, true, entryOK
+		}
+	}
+	bodyLen := int64(l)
+	if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || eh+bodyLen > room {
+		return 0, 0, false, entryBad
+	}
+	size = eh + bodyLen
+	if size > int64(len(b)) {
+		return 0, 0, false, entryPast
+	}
+	// From byte 8: the sequence number and body, or (version 1) the body.
+	if crc32.Checksum(b[8:size], crcTable) != binary.LittleEndian.Uint32(b[4:]) {
+		return 0, 0, false, entryBad
+	}
+	if bodyFixedLen+int64(binary.LittleEndian.Uint16(b[eh+8:])) > bodyLen {
+		return 0, 0, false, entryBad
+	}
+	return size, seq, false, entryOK
 }
 
-// read reads one chunk of the segment from off and appends the entries
-// it holds, up to max entries and about maxBytes, advancing off past them.
-// Entries point into the reader's buffer. damaged is true when the entry
-// at off is short, too long or fails its CRC.
-func (r *segReader) read(out []Entry, max, maxBytes int) (_ []Entry, damaged bool, _ error) {
-	if r.off >= r.end {
-		return out, false, nil
-	}
-	if r.buf == nil {
-		r.buf = make([]byte, readChunk)
-	}
-	b := r.buf[:min(int64(len(r.buf)), r.end-r.off)]
-	if _, err := r.f.ReadAt(b, r.off); err != nil && err != io.EOF {
-		return out, false, err
-	}
-	out, n, damaged := parseEntries(b, r.off, r.end, out, max, maxBytes)
-	r.off += int64(n)
-	return out, damaged, nil
+// skipCRC is the checksum of a skip entry: of its length and sequence
+// number.
+func skipCRC(b []byte) uint32 {
+	return crc32.Update(crc32.Checksum(b[0:4], crcTable), crcTable, b[8:16])
 }
 
-// parseEntries appends the entries at the start of b, which holds the
-// segment's bytes from file offset off, up to max entries and about
-// maxBytes. It returns how many bytes of b they took, and whether the
-// entry after them is damaged (as opposed to continuing past b).
-func parseEntries(b []byte, off, end int64, out []Entry, max, maxBytes int) (_ []Entry, consumed int, damaged bool) {
+// putSkip writes the header of a skip entry of size bytes into b.
+func putSkip(b []byte, size int64, seq uint64) {
+	binary.LittleEndian.PutUint32(b[0:], skipFlag|uint32(size-entryHeaderLen))
+	binary.LittleEndian.PutUint64(b[8:], seq)
+	binary.LittleEndian.PutUint32(b[4:], skipCRC(b))
+}
+
+// decodeEntry returns the record of an intact entry of size bytes at the
+// start of b. Key and Value point into b.
+func decodeEntry(b []byte, size int64, v1 bool) Entry {
+	eh := int64(entryHeaderLen)
+	if v1 {
+		eh = entryHeaderLenV1
+	}
+	body := b[eh:size]
+	kl := int64(binary.LittleEndian.Uint16(body[8:]))
+	return Entry{
+		Appended: time.Unix(0, int64(binary.LittleEndian.Uint64(body[0:]))),
+		Key:      body[bodyFixedLen : bodyFixedLen+kl],
+		Value:    body[bodyFixedLen+kl:],
+	}
+}
+
+// parsed is what parseEntries found.
+type parsed struct {
+	consumed int64       // bytes of entries parsed, from the start
+	status   entryStatus // what stopped it at consumed
+	expect   uint64      // the sequence number expected at consumed, 0 if unknown
+	seq      uint64      // with entryGap, the sequence number of the entry at consumed
+}
+
+// parseEntries appends the records at the start of b, which holds a
+// segment's bytes from some offset, with room bytes (len(b) or more) to
+// its end, up to max entries and about maxBytes, passing over skip
+// entries. expect is the sequence number of the first, if known. It stops
+// at damage, zeros, a sequence number past the one expected, the end of b
+// or the limits.
+func parseEntries(b []byte, room int64, v1 bool, expect uint64, out []Entry, max, maxBytes int) ([]Entry, parsed) {
+	p := parsed{expect: expect}
 	bytes := 0
-	for len(out) < max && bytes < maxBytes && consumed < len(b) {
-		rest := b[consumed:]
-		at := off + int64(consumed)
-		if len(rest) < entryHeaderLen {
-			return out, consumed, at+int64(len(rest)) >= end
+	for len(out) < max && bytes < maxBytes && p.consumed < int64(len(b)) {
+		rest := b[p.consumed:]
+		size, seq, skip, st := entryAt(rest, room-p.consumed, v1)
+		if st == entryPast {
+			return out, p
 		}
-		if binary.LittleEndian.Uint64(rest[0:]) == 0 {
-			return out, consumed, false // unused, zeroed end of an allocated segment
+		if st != entryOK {
+			p.status = st
+			return out, p
 		}
-		bodyLen := int64(binary.LittleEndian.Uint32(rest[0:]))
-		if bodyLen < bodyFixedLen || bodyLen > MaxEntryLen || at+entryHeaderLen+bodyLen > end {
-			return out, consumed, true
+		if skip {
+			p.expect = seq
+			p.consumed += size
+			continue
 		}
-		if entryHeaderLen+bodyLen > int64(len(rest)) {
-			return out, consumed, false // continues past b
+		if !v1 {
+			if p.expect != 0 && seq > p.expect {
+				p.status, p.seq = entryGap, seq
+				return out, p
+			}
+			p.expect = seq + 1
 		}
-		body := rest[entryHeaderLen : entryHeaderLen+bodyLen]
-		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(rest[4:]) {
-			return out, consumed, true
-		}
-		kl := int64(binary.LittleEndian.Uint16(body[8:]))
-		if bodyFixedLen+kl > bodyLen {
-			return out, consumed, true
-		}
-		out = append(out, Entry{
-			Appended: time.Unix(0, int64(binary.LittleEndian.Uint64(body[0:]))),
-			Key:      body[bodyFixedLen : bodyFixedLen+kl],
-			Value:    body[bodyFixedLen+kl:],
-		})
-		bytes += len(body)
-		consumed += entryHeaderLen + int(bodyLen)
+		e := decodeEntry(rest, size, v1)
+		out = append(out, e)
+		bytes += int(size)
+		p.consumed += size
 	}
-	return out, consumed, false
+	return out, p
+}
+
+// resync returns the offset in b, after a, of the first intact entry
+// (record or skip entry) that can follow damage at a, and its sequence
+// number. b holds the segment's bytes to its end. With expect known, a
+// candidate's sequence number must be at least expect and no more records
+// past it than the bytes from a could have held: together with the length
+// and the CRC, random bytes pass for an entry about never.
+func resync(b []byte, a int64, expect uint64) (int64, uint64, bool) {
+	for c := a + 1; c+entryHeaderLen <= int64(len(b)); c++ {
+		if binary.LittleEndian.Uint32(b[c:]) == 0 {
+			continue // zeros, the common case: no entry is that short
+		}
+		seq := binary.LittleEndian.Uint64(b[c+8:])
+		if expect != 0 && (seq < expect || seq-expect > uint64(c-a)/minEntryLen) {
+			continue
+		}
+		if _, seq, _, st := entryAt(b[c:], int64(len(b))-c, false); st == entryOK {
+			return c, seq, true
+		}
+	}
+	return 0, 0, false
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

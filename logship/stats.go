@@ -24,9 +24,20 @@ type Stats struct {
 	Writes atomic.Uint64
 	// WriteErrors counts failed Kafka write attempts (each is retried).
 	WriteErrors atomic.Uint64
-	// SpoolRepairs counts damaged spool segments truncated at their last
-	// intact record (a torn tail after a crash, or corruption).
+	// SpoolRepairs counts damage found in spool segments, each run of
+	// damaged bytes once: skipped in the middle of a segment, cut off at
+	// its end (a torn tail after a crash), or a damaged segment header.
 	SpoolRepairs atomic.Uint64
+	// DroppedDamaged counts records lost to damage on disk: appended, then
+	// unreadable. Counted by the gap in sequence numbers around the
+	// damage; a damaged end of the newest segment, which nothing after it
+	// bounds, counts as one record (a torn append), as does damage in a
+	// segment written by a version before sequence numbers.
+	DroppedDamaged atomic.Uint64
+	// SpoolRefused counts files in the spool directory named as segments
+	// but refused at open, left untouched and unread: a symbolic link or
+	// anything else that is not a regular file.
+	SpoolRefused atomic.Uint64
 	// Quarantined counts records Kafka refused for good (too large for
 	// the topic, invalid), written to the quarantine file instead, so the
 	// records behind them shipped on.
