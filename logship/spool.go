@@ -128,6 +128,12 @@ type SpoolConfig struct {
 	Logger *zap.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// Seams for tests. writeAt writes to a segment file that is not
+	// mapped (default (*os.File).WriteAt); noMap makes every segment so,
+	// as on a file system that cannot allocate or map.
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
+	noMap   bool
 }
 
 // Defaults of SpoolConfig.
@@ -156,6 +162,9 @@ func (c *SpoolConfig) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.writeAt == nil {
+		c.writeAt = (*os.File).WriteAt
 	}
 }
 
@@ -202,9 +211,6 @@ type Spool struct {
 	// prepareHook, set by tests only, runs before a segment is prepared;
 	// an error fails the preparation.
 	prepareHook func(n uint64) error
-	// writeAt writes to a segment that is not mapped: (*os.File).WriteAt,
-	// or a test's, to make it fail.
-	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	more chan struct{} // signalled after each append
 
@@ -256,7 +262,6 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	}
 	s := &Spool{cfg: cfg, stats: cfg.Stats, lock: lock, more: make(chan struct{}, 1), prepared: make(chan segFile, 1),
 		dropLog: rateLimitedLog{logger: cfg.Logger, every: 10 * time.Second}}
-	s.writeAt = (*os.File).WriteAt
 	s.maxSize.Store(cfg.MaxSize)
 	if err := s.recover(); err != nil {
 		s.closeFiles()

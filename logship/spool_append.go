@@ -32,12 +32,15 @@ func (s *Spool) createSegment(n uint64) segFile {
 	}
 	var hdr [segmentHeaderLen]byte
 	copy(hdr[:], segmentMagic)
-	if _, err := s.writeAt(f, hdr[:], 0); err != nil {
+	if _, err := s.cfg.writeAt(f, hdr[:], 0); err != nil {
 		f.Close()
 		_ = os.Remove(s.segPath(n))
 		return segFile{n: n, err: fmt.Errorf("writing spool segment: %w", err)}
 	}
 	sf := segFile{n: n, f: f}
+	if s.cfg.noMap {
+		return sf
+	}
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, s.cfg.SegmentSize); err == nil {
 		m, err := unix.Mmap(int(f.Fd()), 0, int(s.cfg.SegmentSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err == nil {
@@ -131,7 +134,7 @@ func (s *Spool) stamp(sf segFile) error {
 		copy(sf.mapped, hdr[:])
 		return nil
 	}
-	_, err := s.writeAt(sf.f, hdr[:], 0)
+	_, err := s.cfg.writeAt(sf.f, hdr[:], 0)
 	return err
 }
 
@@ -301,7 +304,7 @@ func (s *Spool) append(key string, value []byte) error {
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
 	if s.mapped != nil {
 		// In the page cache already.
-	} else if _, err := s.writeAt(s.active, b, s.writeEnd.Off); err != nil {
+	} else if _, err := s.cfg.writeAt(s.active, b, s.writeEnd.Off); err != nil {
 		s.cutFailedWrite(n)
 		s.mu.Unlock()
 		return fmt.Errorf("writing to spool: %w", err)
