@@ -41,6 +41,19 @@ func BenchmarkRecordEncode(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
+// BenchmarkRecordEncodeWorstCase encodes a record whose every field is
+// past its limit and full of what costs most to encode: quotes, control
+// characters, invalid UTF-8, C1 and line separators.
+func BenchmarkRecordEncodeWorstCase(b *testing.B) {
+	r := worstCaseRecord()
+	buf := make([]byte, 0, MaxRecordLen)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = r.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
 func BenchmarkParseQuery(b *testing.B) {
 	raw := "u=https%3A%2F%2Fwww.b2s.com%2Fproducts%3Fid%3D42&r=https%3A%2F%2Fsearch.example%2F&e=pageview&product=42&lang=zh-CN"
 	b.ReportAllocs()

@@ -25,7 +25,9 @@ type Query struct {
 	// Event is an event name (parameter e).
 	Event string
 	// Params holds every other parameter, first occurrence of a key only,
-	// at most MaxParams of them. Lengths are bounded when encoded.
+	// at most MaxParams of them. Keys are as the record writes them (see
+	// Bound), so that keys it would write alike are one; values are
+	// bounded when encoded.
 	Params []Param
 }
 

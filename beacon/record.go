@@ -2,10 +2,8 @@ package beacon
 
 import (
 	"encoding/binary"
-	"math"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -15,8 +13,12 @@ import (
 // JSON Schema in configs/record.schema.json).
 const SchemaVersion = 1
 
-// Maximum lengths of record strings, in bytes of UTF-8. Longer values are
-// cut at a character boundary; invalid UTF-8 is replaced by U+FFFD first.
+// Maximum sizes of record strings: the most bytes each takes in the
+// record's JSON, between its quotes, after replacement and escaping (see
+// appendString). A longer value is cut at a character boundary, never
+// inside an escape, and the field is named in the record's "truncated"
+// list. A value as a consumer decodes it is never longer in UTF-8 than
+// its limit: the record escapes nothing but '"' and '\\'.
 const (
 	MaxHostLen      = 255
 	MaxURLLen       = 2048
@@ -29,7 +31,21 @@ const (
 	MaxGeoNameLen   = 128
 	MaxASNOrgLen    = 128
 	MaxBotLen       = 32
+
+	// maxIDLen bounds event_id, ip and the visitor IDs, which the edge
+	// makes or checks itself; maxKindLen bounds kind.
+	maxIDLen   = 64
+	maxKindLen = 16
 )
+
+// MaxRecordLen is the most bytes AppendJSON writes for one record. The
+// limits above bound every field but params, whose parameters are written
+// in order while the record stays within it; the rest are left out and
+// "params" is named in "truncated". Under 14 times a typical record (about
+// 600 bytes), it bounds what an outage costs the spool: when the limits
+// counted bytes before escaping, a record of control bytes could take 95
+// times.
+const MaxRecordLen = 8 << 10
 
 // Record kinds.
 const (
@@ -183,21 +199,31 @@ func NewEventID(now time.Time) string {
 	return string(s[:])
 }
 
-// AppendJSON appends r as one JSON object to b. The output is always valid
-// JSON whatever the field values hold.
+// AppendJSON appends r as one JSON object to b, at most MaxRecordLen
+// bytes. The output is always valid JSON whatever the field values hold,
+// and no string in it holds a control character (see appendString).
 func (r *Record) AppendJSON(b []byte) []byte {
+	start := len(b)
+	var cut cutSet
+	str := func(b []byte, s string, max int, f cutSet) []byte {
+		b, c := appendString(b, s, max)
+		if c {
+			cut |= f
+		}
+		return b
+	}
 	b = append(b, `{"schema":`...)
 	b = strconv.AppendInt(b, SchemaVersion, 10)
 	b = append(b, `,"event_id":`...)
-	b = appendString(b, r.EventID, 64)
+	b = str(b, r.EventID, maxIDLen, cutEventID)
 	b = append(b, `,"ts":"`...)
 	b = appendTimestamp(b, r.Time)
 	b = append(b, `","kind":`...)
-	b = appendString(b, r.Kind, 16)
+	b = str(b, r.Kind, maxKindLen, cutKind)
 	b = append(b, `,"host":`...)
-	b = appendString(b, r.Host, MaxHostLen)
+	b = str(b, r.Host, MaxHostLen, cutHost)
 	b = append(b, `,"ip":`...)
-	b = appendString(b, r.IP, 64)
+	b = str(b, r.IP, maxIDLen, cutIP)
 	if r.IPTruncated {
 		b = append(b, `,"ip_truncated":true`...)
 	}
@@ -206,78 +232,170 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, '"')
 	if r.CookieID != "" && r.Consent.Identifying() {
 		b = append(b, `,"cookie_id":`...)
-		b = appendString(b, r.CookieID, 64)
+		b = str(b, r.CookieID, maxIDLen, cutCookieID)
 		b = append(b, `,"cookie_state":"`...)
 		b = append(b, r.CookieState.String()...)
 		b = append(b, '"')
 		if r.NetworkID != "" {
 			b = append(b, `,"network_id":`...)
-			b = appendString(b, r.NetworkID, 64)
+			b = str(b, r.NetworkID, maxIDLen, cutNetworkID)
 		}
 		if r.PrevNetworkID != "" {
 			b = append(b, `,"prev_network_id":`...)
-			b = appendString(b, r.PrevNetworkID, 64)
+			b = str(b, r.PrevNetworkID, maxIDLen, cutPrevNetworkID)
 		}
 		if r.MemberID != "" {
 			b = append(b, `,"member_id":`...)
-			b = appendString(b, r.MemberID, MaxMemberLen)
+			b = str(b, r.MemberID, MaxMemberLen, cutMemberID)
 		}
 	}
 	if r.LinkedFrom != "" {
 		b = append(b, `,"linked_from":`...)
-		b = appendString(b, r.LinkedFrom, MaxHostLen)
+		b = str(b, r.LinkedFrom, MaxHostLen, cutLinkedFrom)
 	}
 	if r.CrossSite {
 		b = append(b, `,"cross_site":true`...)
 	}
 	b = append(b, `,"method":`...)
-	b = appendString(b, r.Method, MaxMethodLen)
+	b = str(b, r.Method, MaxMethodLen, cutMethod)
 	b = append(b, `,"url":`...)
-	b = appendString(b, r.URL, MaxURLLen)
+	b = str(b, r.URL, MaxURLLen, cutURL)
 	b = append(b, `,"referrer":`...)
-	b = appendString(b, r.Referrer, MaxReferrerLen)
+	b = str(b, r.Referrer, MaxReferrerLen, cutReferrer)
 	b = append(b, `,"user_agent":`...)
-	b = appendString(b, r.UserAgent, MaxUserAgentLen)
+	b = str(b, r.UserAgent, MaxUserAgentLen, cutUserAgent)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, r.Bytes, 10)
 	if r.Event != "" {
 		b = append(b, `,"event":`...)
-		b = appendString(b, r.Event, MaxEventLen)
+		b = str(b, r.Event, MaxEventLen, cutEvent)
 	}
 	if r.Bot != "" {
 		b = append(b, `,"bot":`...)
-		b = appendString(b, r.Bot, MaxBotLen)
+		b = str(b, r.Bot, MaxBotLen, cutBot)
 	}
 	if !r.Geo.Empty() {
-		b = r.Geo.appendJSON(append(b, `,"geo":`...))
+		var c cutSet
+		b, c = r.Geo.appendJSON(append(b, `,"geo":`...))
+		cut |= c
 	}
 	if !r.ASN.Empty() {
-		b = r.ASN.appendJSON(append(b, `,"asn":`...))
+		var c cutSet
+		b, c = r.ASN.appendJSON(append(b, `,"asn":`...))
+		cut |= c
 	}
 	if r.Anon&anonKnown != 0 {
 		b = r.Anon.appendJSON(append(b, `,"anon":`...))
 	}
 	if r.Kind == KindBeacon {
 		b = append(b, `,"params":{`...)
+		// A parameter is written whole or not at all, leaving room for
+		// the closing braces and a "truncated" list naming params.
+		limit := start + MaxRecordLen - len(`}}`) - (cut | cutParams).listLen()
 		for i, p := range r.Params {
+			mark := len(b)
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, p.Key, MaxParamKeyLen)
+			var ck, cv bool
+			b, ck = appendString(b, p.Key, MaxParamKeyLen)
 			b = append(b, ':')
-			b = appendString(b, p.Value, MaxParamValLen)
+			b, cv = appendString(b, p.Value, MaxParamValLen)
+			if len(b) > limit {
+				b = b[:mark]
+				cut |= cutParams
+				break
+			}
+			if ck || cv {
+				cut |= cutParams
+			}
 		}
 		b = append(b, '}')
+	}
+	if cut != 0 {
+		b = cut.appendJSON(b)
 	}
 	return append(b, '}')
 }
 
-func (g *Geo) appendJSON(b []byte) []byte {
+// cutSet is the set of fields of a record whose values were cut to their
+// limits, which the record lists as "truncated".
+type cutSet uint32
+
+const (
+	cutEventID cutSet = 1 << iota
+	cutKind
+	cutHost
+	cutIP
+	cutCookieID
+	cutNetworkID
+	cutPrevNetworkID
+	cutMemberID
+	cutLinkedFrom
+	cutMethod
+	cutURL
+	cutReferrer
+	cutUserAgent
+	cutEvent
+	cutBot
+	cutGeoCountry
+	cutGeoSubdivision
+	cutGeoCity
+	cutASNOrg
+	cutParams
+
+	numCut = iota
+)
+
+// cutNames are the names "truncated" lists, in the order of the cutSet
+// bits and of the list.
+var cutNames = [numCut]string{
+	"event_id", "kind", "host", "ip", "cookie_id", "network_id", "prev_network_id", "member_id", "linked_from",
+	"method", "url", "referrer", "user_agent", "event", "bot", "geo.country", "geo.subdivision", "geo.city",
+	"asn.org", "params",
+}
+
+// appendJSON writes the "truncated" member, comma first.
+func (c cutSet) appendJSON(b []byte) []byte {
+	b = append(b, `,"truncated":[`...)
+	sep := false
+	for i, name := range cutNames {
+		if c&(1<<i) == 0 {
+			continue
+		}
+		if sep {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"')
+		sep = true
+	}
+	return append(b, ']')
+}
+
+// listLen is the length of what appendJSON writes for c.
+func (c cutSet) listLen() int {
+	if c == cutParams {
+		return len(`,"truncated":["params"]`)
+	}
+	n := len(`,"truncated":[]`) - 1 // less the comma the first name lacks
+	for i, name := range cutNames {
+		if c&(1<<i) != 0 {
+			n += len(name) + len(`,""`)
+		}
+	}
+	return n
+}
+
+// appendJSON writes g and reports which of its names were cut.
+func (g *Geo) appendJSON(b []byte) ([]byte, cutSet) {
+	var cut cutSet
 	b = append(b, '{')
 	sep := false
-	field := func(name, v string) {
+	field := func(name, v string, f cutSet) {
 		if v == "" {
 			return
 		}
@@ -287,25 +405,33 @@ func (g *Geo) appendJSON(b []byte) []byte {
 		b = append(b, '"')
 		b = append(b, name...)
 		b = append(b, `":`...)
-		b = appendString(b, v, MaxGeoNameLen)
+		var c bool
+		if b, c = appendString(b, v, MaxGeoNameLen); c {
+			cut |= f
+		}
 		sep = true
 	}
-	field("country", g.Country)
-	field("subdivision", g.Subdivision)
-	field("city", g.City)
-	if g.HasCoords && isFinite(g.Lat) && isFinite(g.Lon) {
+	field("country", g.Country, cutGeoCountry)
+	field("subdivision", g.Subdivision, cutGeoSubdivision)
+	field("city", g.City, cutGeoCity)
+	// Coordinates out of range (or NaN) are no location. 'g' writes one
+	// under 1e-4 with an exponent, where 'f' would write hundreds of
+	// zeros, and any other as 'f' does.
+	if g.HasCoords && g.Lat >= -90 && g.Lat <= 90 && g.Lon >= -180 && g.Lon <= 180 {
 		if sep {
 			b = append(b, ',')
 		}
 		b = append(b, `"lat":`...)
-		b = strconv.AppendFloat(b, g.Lat, 'f', -1, 64)
+		b = strconv.AppendFloat(b, g.Lat, 'g', -1, 64)
 		b = append(b, `,"lon":`...)
-		b = strconv.AppendFloat(b, g.Lon, 'f', -1, 64)
+		b = strconv.AppendFloat(b, g.Lon, 'g', -1, 64)
 	}
-	return append(b, '}')
+	return append(b, '}'), cut
 }
 
-func (a *ASN) appendJSON(b []byte) []byte {
+// appendJSON writes a and reports whether its org was cut.
+func (a *ASN) appendJSON(b []byte) ([]byte, cutSet) {
+	var cut cutSet
 	b = append(b, '{')
 	if a.Number != 0 {
 		b = append(b, `"number":`...)
@@ -316,9 +442,12 @@ func (a *ASN) appendJSON(b []byte) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `"org":`...)
-		b = appendString(b, a.Org, MaxASNOrgLen)
+		var c bool
+		if b, c = appendString(b, a.Org, MaxASNOrgLen); c {
+			cut = cutASNOrg
+		}
 	}
-	return append(b, '}')
+	return append(b, '}'), cut
 }
 
 // appendJSON writes the flags that are set, each as true.
@@ -340,98 +469,116 @@ func (a Anon) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
-
-// Bound returns s as a record stores it: invalid UTF-8 replaced by U+FFFD,
-// then cut to at most max bytes at a character boundary.
+// Bound returns s as a record stores it (see appendString): control
+// characters and invalid UTF-8 replaced by U+FFFD, then cut at a character
+// boundary so that its JSON encoding takes at most max bytes.
 func Bound(s string, max int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
 	if len(s) <= max {
+		i := 0
+		for i < len(s) && plain(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			return s
+		}
+	}
+	var buf [128]byte
+	b, _ := appendString(buf[:0], s, max)
+	b = b[1 : len(b)-1]
+	esc := indexByte(unsafeString(b), '\\') >= 0
+	if !esc && string(b) == s {
 		return s
 	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
+	// Undo the only escapes, \" and \\.
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' {
+			i++
+		}
+		out = append(out, b[i])
 	}
-	return s[:i]
+	return unsafeString(out) // out is not written again
 }
 
-// appendString appends s as a JSON string (RFC 8259, section 7), taking at
-// most max bytes of s and cutting at a character boundary. Invalid UTF-8
-// becomes U+FFFD, so the output is always valid UTF-8.
-func appendString(b []byte, s string, max int) []byte { return appendStringSkip(b, s, max, true) }
-
-// appendStringSkip is appendString, with skip false the byte-at-a-time
-// reference its eight-byte fast path is tested against.
-func appendStringSkip(b []byte, s string, max int, skip bool) []byte {
-	const hex = "0123456789abcdef"
+// appendString appends s to b as a record stores a string: a JSON string
+// (RFC 8259, section 7) of at most max bytes between its quotes, and
+// reports whether s was cut to fit. Analysts export records to TSV and
+// line-oriented tools, where a raw CR, LF, TAB or NUL in a decoded value
+// breaks a row, valid JSON though it is; so every control character is
+// replaced by U+FFFD: C0 (U+0000-U+001F, TAB, CR and LF included), DEL
+// (U+007F), C1 (U+0080-U+009F, NEL included) and the line and paragraph
+// separators U+2028 and U+2029, which JavaScript and Python's splitlines
+// end lines at. Each byte of invalid UTF-8 becomes U+FFFD too. The
+// replacement is written as UTF-8 (3 bytes), so the only escapes left are
+// \" and \\, and an input byte costs at most 3 output bytes. s is cut at
+// a character boundary, never inside an escape or a replacement.
+func appendString(b []byte, s string, max int) ([]byte, bool) {
 	b = append(b, '"')
-	n := 0 // bytes of s consumed
-	start := 0
-	// Most of a record's text (URLs, User-Agents) is printable ASCII with
-	// nothing to escape: skip it eight bytes at a time.
-	fast := -1
-	if skip {
-		fast = min(len(s), max) - 8
-	}
+	n := 0     // bytes of s consumed
+	start := 0 // bytes of s written
+	// lim is where s must end to fit: max, less what escapes and
+	// replacements have added so far.
+	lim := max
+scan:
 	for n < len(s) {
-		if n <= fast && plain8(le64(s[n:])) {
+		// Most of a record's text (URLs, User-Agents) is printable ASCII
+		// with nothing to escape: skip it eight bytes at a time, then
+		// byte by byte, as far as it fits.
+		end := min(len(s), lim)
+		for n+8 <= end && plain8(le64(s[n:])) {
 			n += 8
-			continue
 		}
-		c := s[n]
-		if c < utf8.RuneSelf {
-			if n+1 > max {
-				break
-			}
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-				n++
-				continue
-			}
-			b = append(b, s[start:n]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
+		for n < end && plain(s[n]) {
 			n++
-			start = n
-			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[n:])
-		if n+size > max {
+		if n == len(s) {
 			break
 		}
-		if r == utf8.RuneError && size == 1 {
+		c := s[n]
+		size := 1
+		switch {
+		case c >= utf8.RuneSelf:
+			var r rune
+			r, size = utf8.DecodeRuneInString(s[n:])
+			if !(r == utf8.RuneError && size == 1 || r <= 0x9f || r == '\u2028' || r == '\u2029') {
+				if n+size > end {
+					break scan
+				}
+				n += size
+				continue
+			}
+		case c == '"' || c == '\\':
+			if n+2 > lim {
+				break scan
+			}
 			b = append(b, s[start:n]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, '\\', c)
+			lim--
 			n++
 			start = n
 			continue
+		case plain(c): // at end, with no room left
+			break scan
 		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript parsers
-		// that consumers may feed records to.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:n]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			n += size
-			start = n
-			continue
+		if n+len(replacement) > lim {
+			break
 		}
+		b = append(b, s[start:n]...)
+		b = append(b, replacement...)
+		lim -= len(replacement) - size
 		n += size
+		start = n
 	}
 	b = append(b, s[start:n]...)
-	return append(b, '"')
+	return append(b, '"'), n < len(s)
 }
+
+// plain reports whether a JSON string holds c as it is: printable ASCII
+// other than '"' and '\\'.
+func plain(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
+
+// replacement is U+FFFD as UTF-8.
+const replacement = "\uFFFD"
 
 // plain8 reports whether all eight bytes of w are printable ASCII that a
 // JSON string holds as they are: none below 0x20, none of '"', '\\' and

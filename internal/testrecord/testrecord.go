@@ -38,6 +38,8 @@ type Record struct {
 	// Anon holds the flags written, each true.
 	Anon   map[string]bool   `json:"anon"`
 	Params map[string]string `json:"params"`
+	// Truncated names the fields cut to their limits.
+	Truncated []string `json:"truncated"`
 }
 
 // Geo is the record's geo object. Its tags leave out what is absent, so

@@ -62,8 +62,9 @@ func TestEveryEncodedField(t *testing.T) {
 		CookieID: "0123456789abcdef0123456789abcdef", CookieState: beacon.StateReset,
 		NetworkID: "fedcba9876543210fedcba9876543210", PrevNetworkID: "00112233445566778899aabbccddeeff",
 		MemberID: "m-1001", LinkedFrom: "www.b2smade.com", CrossSite: true,
-		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
-		Status: 200, Bytes: 43, Event: "enquiry", Bot: beacon.BotCrawler,
+		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/",
+		UserAgent: "Mozilla/5.0 " + strings.Repeat("x", beacon.MaxUserAgentLen), // cut, so truncated is set
+		Status:    200, Bytes: 43, Event: "enquiry", Bot: beacon.BotCrawler,
 		Geo:    beacon.Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
 		ASN:    beacon.ASN{Number: 4134, Org: "Chinanet"},
 		Anon:   beacon.AnonVPN,
