@@ -247,11 +247,14 @@ func TestTheReaderSkipsDamageFoundWhileRunning(t *testing.T) {
 	cases := []struct {
 		name   string
 		damage []int // records damaged
+		page   int   // or, if not 0, the record in whose segment the 4KiB page at 8KiB is zeroed
 	}{
-		{"a record in a rolled segment", []int{500}},
-		{"a record in the active segment", []int{1900}},
-		{"the last record of the active segment", []int{1999}},
-		{"the last record of a rolled segment and the first of the next", nil}, // filled in below
+		{"a record in a rolled segment", []int{500}, 0},
+		{"a record in the active segment", []int{1900}, 0},
+		{"the last record of the active segment", []int{1999}, 0},
+		{"the last record of a rolled segment and the first of the next", nil, 0}, // filled in below
+		{"a zeroed page in a rolled segment", nil, 500},
+		{"a zeroed page in the active segment", nil, 1900},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -271,7 +274,14 @@ func TestTheReaderSkipsDamageFoundWhileRunning(t *testing.T) {
 			// to read.
 			appendN(t, s, 100, 1900)
 			damage := c.damage
-			if damage == nil {
+			if c.page != 0 {
+				path, _ := spanOf(t, s, want(c.page, 1)[0])
+				for _, v := range overlapping(layout(t, path), 8192, 8192+4096) {
+					var i int
+					fmt.Sscanf(v, "record-%d", &i)
+					damage = append(damage, i)
+				}
+			} else if damage == nil {
 				// The records either side of the first roll.
 				p, _ := spanOf(t, s, want(0, 1)[0])
 				l := layout(t, p)
@@ -286,6 +296,10 @@ func TestTheReaderSkipsDamageFoundWhileRunning(t *testing.T) {
 				paths, spans, lost = append(paths, path), append(spans, sp), append(lost, v)
 			}
 			for i, path := range paths {
+				if c.page != 0 {
+					writeAtFile(t, path, make([]byte, 4096), 8192)
+					break
+				}
 				writeAtFile(t, path, []byte{0xde, 0xad}, spans[i].off+entryHeaderLen+bodyFixedLen+3)
 			}
 			// Each batch read twice before it is acknowledged, as the
