@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 
 	"github.com/b2scom/b2s-edge/beacon"
 )
@@ -40,19 +41,39 @@ func (c *Collect) collectOff(r *http.Request) bool {
 	return ok
 }
 
-// offPageBeacon reports whether a beacon reports a page under the
+// offPageBeacon reports whether a beacon may report a page under the
 // collect off paths (the beacon's own path is site-wide): the page named
-// by u in its query or body (page), else the Referer.
+// by u in its query or body (page), else the Referer. It fails closed:
+// with collect off paths, a beacon whose page is unknown counts as one
+// from a child's page. Unknown is no u and no Referer (Referrer-Policy
+// no-referrer, or a client that sends none), a value that does not parse
+// as an absolute path or http(s) URL, and a Referer of path "/" without a
+// query, which is all the origin, strict-origin and (cross-origin)
+// origin-when-cross-origin and strict-origin-when-cross-origin policies
+// send (the Referrer Policy spec, section 3): a child page and the home
+// page look alike there. Give the pixel of a home page a u to have it
+// counted in full.
 func (c *Collect) offPageBeacon(r *http.Request, page string) bool {
 	if !c.CollectOff || len(c.offPaths) == 0 {
 		return false
 	}
-	if page == "" {
+	fromReferer := page == ""
+	if fromReferer {
 		page = r.Header.Get("Referer")
 	}
 	u, err := url.Parse(page)
-	if err != nil || page == "" {
-		return false
+	switch {
+	case err != nil, page == "":
+		return true
+	case u.Scheme == "" && u.Host == "" && strings.HasPrefix(u.Path, "/") && !fromReferer:
+		// An absolute path in u: the page reports itself.
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+		return true
+	case fromReferer && (u.Path == "" || u.Path == "/") && u.RawQuery == "":
+		return true // only an origin: any page of the site
+	}
+	if u.Path == "" {
+		u.Path = "/"
 	}
 	pr := *r // the matcher reads the path; the rest (placeholders) stays r's
 	pr.URL = u

@@ -104,9 +104,10 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 	var v beacon.Verified
 	valid := false
 	for _, val := range jar.ids[:jar.nids] {
-		if v, valid = a.signer.Verify(val); valid {
+		if v, valid = a.signer.Verify(val); valid && c.current(v.Issued, now) {
 			break
 		}
+		valid = false
 	}
 	var reason cookieReason
 	nid := ""
@@ -156,6 +157,23 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 		rec.NetworkID = rec.CookieID
 	}
 	return pendingCookie{value: cookie, reason: reason}
+}
+
+// cookieClockSkew is how far the issue time of a cookie may lie beyond
+// its lifetime, or in the future, and the cookie still count: the
+// servers of the edge stamp it, and their clocks differ by a little.
+const cookieClockSkew = 5 * time.Minute
+
+// current reports whether a cookie issued (signed or last refreshed) at
+// issued is still within its lifetime. The browser drops it after
+// cookie_max_age; one presented later was copied or kept past its
+// expiry, and one issued in the future was not issued by this edge's
+// clock: both are treated as not valid (state reset, a new ID), so a
+// copied cookie stops working when its lifetime ends, not when its key
+// is removed.
+func (c *Collect) current(issued, now time.Time) bool {
+	age := now.Sub(issued)
+	return age <= time.Duration(c.app.CookieMaxAge)+cookieClockSkew && age >= -cookieClockSkew
 }
 
 // readMember puts the signed-in member in the record, when the member

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -115,10 +116,23 @@ func (iso *Isolate) allows(name string) bool {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	r = iso.isolateRequest(r)
-	if id, ok := caddyhttp.GetVar(r.Context(), VarCookieID).(string); ok && id != "" {
-		caddyhttp.SetVar(r.Context(), VarCookieID, "")
-		defer caddyhttp.SetVar(r.Context(), VarCookieID, id)
+	ctx := r.Context()
+	truncated, _ := caddyhttp.GetVar(ctx, varTruncatedIP).(string)
+	r = iso.isolateRequest(r, truncated)
+	// The cookie ID and the record's event ID (a join key to the record)
+	// read empty inside; the client IP reads truncated when the record's
+	// is. The handlers outside get them back.
+	for _, k := range [...]string{VarCookieID, VarEventID} {
+		if v, ok := caddyhttp.GetVar(ctx, k).(string); ok && v != "" {
+			caddyhttp.SetVar(ctx, k, "")
+			defer caddyhttp.SetVar(ctx, k, v)
+		}
+	}
+	if truncated != "" {
+		if v, ok := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string); ok {
+			caddyhttp.SetVar(ctx, caddyhttp.ClientIPVarKey, truncated)
+			defer caddyhttp.SetVar(ctx, caddyhttp.ClientIPVarKey, v)
+		}
 	}
 	iw := &isolateWriter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
@@ -136,19 +150,24 @@ func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 // isolateRequest returns the request to pass on: r itself when it has
 // nothing to remove, else a copy with a header map of its own, so that
 // the handlers outside (b2s_collect, the access log) keep the request as
-// the client sent it.
-func (iso *Isolate) isolateRequest(r *http.Request) *http.Request {
-	found := false
+// the client sent it. The copy has no Cookie, Cookie2 or X-B2S-* header
+// or trailer; when truncated is set (the record's IP, truncated), it
+// comes from that address, which reverse_proxy puts in X-Forwarded-For,
+// and carries it in X-Real-IP and Forwarded in place of the client's.
+func (iso *Isolate) isolateRequest(r *http.Request, truncated string) *http.Request {
+	trailers := r.Trailer != nil || r.Body != nil && r.Body != http.NoBody && r.ContentLength < 0
+	found := truncated != "" || trailers
 	for k := range r.Header {
-		if isB2SHeader(k) || strings.EqualFold(k, "Cookie") {
-			found = true
+		if found {
 			break
 		}
+		found = isB2SHeader(k) || isCookieHeader(k)
 	}
 	if !found {
 		return r
 	}
 	h := r.Header.Clone()
+	var realIP, forwarded bool
 	for k, vs := range h {
 		switch {
 		case isB2SHeader(k):
@@ -161,11 +180,123 @@ func (iso *Isolate) isolateRequest(r *http.Request) *http.Request {
 				h["Cookie"] = []string{kept}
 			}
 			isolateCount[isolatedRequestCookie].Add(float64(removed))
+		case strings.EqualFold(k, "Cookie2"): // RFC 2965, obsolete: nobody's cookies go through it
+			delete(h, k)
+			isolateCount[isolatedRequestCookie].Add(float64(len(vs)))
+		case truncated != "" && isClientIPHeader(k):
+			delete(h, k)
+			realIP = realIP || strings.EqualFold(k, "X-Real-Ip")
+			forwarded = forwarded || strings.EqualFold(k, "Forwarded")
 		}
 	}
 	r2 := r.WithContext(r.Context()) // a shallow copy
 	r2.Header = h
+	if truncated != "" {
+		forwardTruncated(r2, truncated, realIP, forwarded)
+	}
+	if trailers {
+		clearTrailerDeclaration(h, forbiddenRequestTrailer)
+		filterRequestTrailers(r, r2)
+	}
 	return r2
+}
+
+// forwardTruncated makes r come from the truncated address ip. Caddy's
+// reverse_proxy builds X-Forwarded-For from the request's RemoteAddr (and
+// keeps the client's own only from a trusted proxy; it is removed
+// already), so RemoteAddr becomes the truncated address, port 0. The
+// X-Real-IP and Forwarded headers, which reverse_proxy passes on as they
+// came, carry it too when the client's request had them.
+func forwardTruncated(r *http.Request, ip string, realIP, forwarded bool) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		r.RemoteAddr = "" // reverse_proxy then sends no X-Forwarded-For
+		return
+	}
+	r.RemoteAddr = netip.AddrPortFrom(addr, 0).String()
+	if realIP {
+		r.Header["X-Real-Ip"] = []string{addr.String()}
+	}
+	if forwarded {
+		node := addr.String()
+		if addr.Is6() {
+			node = `"[` + node + `]"` // RFC 7239, section 6
+		}
+		r.Header["Forwarded"] = []string{"for=" + node}
+	}
+}
+
+// isClientIPHeader reports whether the request header carries the
+// client's IP from a proxy in front: X-Forwarded-For, X-Real-IP,
+// Forwarded (RFC 7239), and the CDNs' True-Client-IP, CF-Connecting-IP,
+// Fastly-Client-IP, X-Client-IP and X-Cluster-Client-IP.
+func isClientIPHeader(k string) bool {
+	for _, n := range clientIPHeaders {
+		if strings.EqualFold(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+var clientIPHeaders = [...]string{"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip",
+	"Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip"}
+
+// isCookieHeader reports whether k is Cookie or Cookie2.
+func isCookieHeader(k string) bool {
+	return strings.EqualFold(k, "Cookie") || strings.EqualFold(k, "Cookie2")
+}
+
+// forbiddenRequestTrailer reports whether a request trailer of that name
+// is removed: the cookies and the plugin's headers, as in the header.
+func forbiddenRequestTrailer(name string) bool {
+	return isCookieHeader(name) || isB2SHeader(name)
+}
+
+// filterRequestTrailers gives r2, the copy of r passed on, trailers of
+// its own without the forbidden ones. net/http fills r's trailers when
+// its body reaches EOF; so does the body of r2, at the same moment,
+// from r's, before whoever reads r2's body (reverse_proxy copies the
+// trailers of the request it got at EOF) looks at them. The map is
+// filled in place, so copies of r2 made further in see it too.
+func filterRequestTrailers(r, r2 *http.Request) {
+	r2.Trailer = make(http.Header, len(r.Trailer))
+	for k := range r.Trailer {
+		if !forbiddenRequestTrailer(k) {
+			r2.Trailer[k] = nil
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r2.Body = &trailerFilter{ReadCloser: r.Body, from: r, to: r2.Trailer}
+	}
+}
+
+// trailerFilter is a request body that copies the allowed trailers of
+// from into to when it reaches EOF.
+type trailerFilter struct {
+	io.ReadCloser
+	from *http.Request
+	to   http.Header
+	done bool
+}
+
+func (b *trailerFilter) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		clear(b.to)
+		for k, vs := range b.from.Trailer {
+			switch {
+			case isCookieHeader(k):
+				isolateCount[isolatedRequestCookie].Add(float64(len(vs)))
+			case isB2SHeader(k):
+				isolateCount[isolatedHeader].Add(float64(len(vs)))
+			default:
+				b.to[k] = slices.Clone(vs)
+			}
+		}
+	}
+	return n, err
 }
 
 // outerHeaders are the Set-Cookie and X-B2S-* response headers set before
@@ -194,8 +325,9 @@ func outerHeadersOf(h http.Header) outerHeaders {
 // filterResponse removes from h the Set-Cookie headers of cookies the
 // upstream may not set and the X-B2S-* headers, but those set outside
 // b2s_isolate; with trailersOnly, it looks at the trailers net/http sends
-// undeclared (http.TrailerPrefix) only. Value slices are replaced, never
-// changed in place: other handlers share some of them.
+// undeclared (http.TrailerPrefix) and the X-B2S-* headers only. Value
+// slices are replaced, never changed in place: other handlers share some
+// of them.
 func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly bool) {
 	var trusted []string // outer Set-Cookie values not yet matched
 	if len(o.setCookie) > 0 {
@@ -203,7 +335,10 @@ func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly 
 	}
 	for k, vs := range h {
 		name, trailer := strings.CutPrefix(k, http.TrailerPrefix)
-		if trailersOnly && !trailer {
+		if trailersOnly && !trailer && !isB2SHeader(name) {
+			// Sent already. An X-B2S-* header set after the body is
+			// removed still: a trailer, undeclared, never sent, but the
+			// handlers outside (b2s_collect) would read it as the site's.
 			continue
 		}
 		switch {
@@ -269,10 +404,10 @@ func (iso *Isolate) keepSetCookie(v string) bool {
 	return false
 }
 
-// clearTrailerDeclaration removes the names of X-B2S-* headers and
-// Set-Cookie from the response's Trailer header, so that net/http sends no
-// trailer of those names, whatever the upstream sets after the body.
-func clearTrailerDeclaration(h http.Header) {
+// clearTrailerDeclaration removes the names drop reports from the Trailer
+// header, so that net/http sends no trailer of those names, whatever is
+// set after the body.
+func clearTrailerDeclaration(h http.Header, drop func(name string) bool) {
 	for k, vs := range h {
 		if !strings.EqualFold(k, "Trailer") {
 			continue
@@ -285,7 +420,7 @@ func clearTrailerDeclaration(h http.Header) {
 				if n == "" {
 					continue
 				}
-				if isB2SHeader(n) || isSetCookie(n) {
+				if drop(n) {
 					changed = true
 					continue
 				}
@@ -300,6 +435,12 @@ func clearTrailerDeclaration(h http.Header) {
 			h[k] = []string{strings.Join(names, ", ")}
 		}
 	}
+}
+
+// forbiddenResponseTrailer reports whether the upstream may not send a
+// trailer of that name: X-B2S-* and Set-Cookie.
+func forbiddenResponseTrailer(name string) bool {
+	return isB2SHeader(name) || isSetCookie(name)
 }
 
 // take removes one occurrence of v from *list and reports whether there
@@ -338,7 +479,7 @@ func (w *isolateWriter) WriteHeader(status int) {
 		// 1xx are interim, except 101, which ends the HTTP exchange.
 		if status >= 200 || status == http.StatusSwitchingProtocols {
 			w.wroteHeader = true
-			clearTrailerDeclaration(h)
+			clearTrailerDeclaration(h, forbiddenResponseTrailer)
 		}
 	}
 	w.ResponseWriterWrapper.WriteHeader(status)

@@ -390,7 +390,10 @@ func TestIsolateResponse(t *testing.T) {
 				h.Set(http.TrailerPrefix+"Set-Cookie", "b2sid_m=1")
 			},
 			wantTrailer: map[string][]string{"X-Ad-Checksum": {"abc"}, "X-Ad-Late": {"yes"}, "X-B2s-Child": nil, "X-B2s-Member": nil, "Set-Cookie": nil},
-			removed:     removedCounts{setCookie: 1, header: 1},
+			// Both X-B2S-* trailers are removed from the header map, the
+			// declared one too, so b2s_collect outside never reads them;
+			// the declared Set-Cookie is only undeclared.
+			removed: removedCounts{setCookie: 1, header: 2},
 		},
 		{
 			name:    "101 Switching Protocols is filtered before the connection is handed over",

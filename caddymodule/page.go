@@ -12,6 +12,10 @@ import (
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
+// varTruncatedIP holds the record's IP when it is truncated, for
+// b2s_isolate, which passes it on in place of the client's.
+const varTruncatedIP = "b2s.truncated_ip"
+
 // servePage passes a page request on and records it when the response is
 // done. The handlers behind read the visitor through the placeholders.
 func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rec0 *beacon.Record, ip netip.Addr, cookie pendingCookie) error {
@@ -19,6 +23,10 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	caddyhttp.SetVar(ctx, VarCookieID, rec0.CookieID)
 	caddyhttp.SetVar(ctx, VarCookieState, stateVars[rec0.CookieState])
 	caddyhttp.SetVar(ctx, VarEventID, rec0.EventID)
+	if rec0.IPTruncated {
+		// b2s_isolate passes the truncated IP on to third parties.
+		caddyhttp.SetVar(ctx, varTruncatedIP, rec0.IP)
+	}
 
 	// The cookie goes out with the response the next handler writes, made
 	// private, and the site's child and member signals are read from it
@@ -43,9 +51,10 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}()
 	err := next.ServeHTTP(recorder, r)
-	if err == nil && cookie.value != "" && recorder.Status() == 0 {
+	if err == nil && recorder.Status() == 0 && (cookie.value != "" || c.hasSignals(pw.Header())) {
 		// Nothing written: net/http would send an empty 200 without
-		// passing through us; send it here, with the cookie.
+		// passing through us; send it here, with the cookie, and with
+		// the site's signals acted on and removed.
 		recorder.WriteHeader(http.StatusOK)
 	}
 	status := http.StatusOK // nothing written: net/http sends 200
@@ -58,8 +67,56 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 			status = herr.StatusCode
 		}
 	}
+	c.siteTrailers(pw)
 	c.recordPage(rec, ip, recorder, status)
 	return err
+}
+
+// siteTrailers removes the child and member signals the site sent as
+// trailers, after the body (declared in the Trailer header, or set with
+// net/http's http.TrailerPrefix), so they never reach the client. By
+// then the visitor's cookie has gone out and cannot be taken back; a
+// child trailer still makes the record a child's (no identifier, a
+// truncated IP), and a member trailer is ignored: the site must send
+// both as headers to have them acted on.
+func (c *Collect) siteTrailers(p *pageWriter) {
+	pv := c.app.privacy
+	h := p.Header()
+	child, hasChild := h[pv.childHeader]
+	delete(h, pv.childHeader)
+	delete(h, pv.memberHeader)
+	for k, vs := range h {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix) // as set, in any case
+		switch {
+		case !ok:
+		case strings.EqualFold(name, pv.childHeader):
+			if !hasChild {
+				child, hasChild = vs, true
+			}
+			delete(h, k)
+		case strings.EqualFold(name, pv.memberHeader):
+			delete(h, k)
+		}
+	}
+	if hasChild && p.wroteHeader && isChild(child) {
+		privacySignal[signalChild].Inc()
+		p.rec.Consent = beacon.ConsentChild
+		c.protectIP(&p.rec, p.ip)
+	}
+}
+
+// hasSignals reports whether h holds the site's child or member header.
+func (c *Collect) hasSignals(h http.Header) bool {
+	pv := c.app.privacy
+	_, child := h[pv.childHeader]
+	_, member := h[pv.memberHeader]
+	return child || member
+}
+
+// isChild reports whether the values of a child header say the visitor
+// is a child: any value but empty or "0".
+func isChild(vs []string) bool {
+	return len(vs) > 0 && strings.TrimSpace(vs[0]) != "" && strings.TrimSpace(vs[0]) != "0"
 }
 
 // recordPage completes and emits a page record; status applies when the
@@ -104,6 +161,10 @@ func (p *pageWriter) WriteHeader(status int) {
 			}
 			if private {
 				h.Set("Cache-Control", makePrivate(h.Values("Cache-Control")))
+				removeCDNCacheControl(h)
+			}
+			if _, ok := h["Trailer"]; ok {
+				undeclareTrailers(h, p.c.app.privacy)
 			}
 		}
 	}
@@ -132,7 +193,7 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	if !final {
 		return false
 	}
-	if hasChild && len(child) > 0 && strings.TrimSpace(child[0]) != "" && strings.TrimSpace(child[0]) != "0" {
+	if hasChild && isChild(child) {
 		// A child: delete the visitor's cookies, mark the browser, and
 		// keep no identifier of this request either.
 		privacySignal[signalChild].Inc()
@@ -167,6 +228,29 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 		return false
 	}
 	return true
+}
+
+// removeCDNCacheControl removes the cache directives meant for CDNs
+// alone, which override Cache-Control there (RFC 9213, section 2:
+// CDN-Cache-Control; and the vendors' Surrogate-Control,
+// Cloudflare-CDN-Cache-Control, Vercel-CDN-Cache-Control): a CDN that
+// obeyed them would store a private response. Without them it follows
+// Cache-Control, which is private.
+func removeCDNCacheControl(h http.Header) {
+	for k := range h {
+		if len(k) >= len("Cdn-Cache-Control") && strings.EqualFold(k[len(k)-len("Cdn-Cache-Control"):], "Cdn-Cache-Control") ||
+			strings.EqualFold(k, "Surrogate-Control") {
+			delete(h, k)
+		}
+	}
+}
+
+// undeclareTrailers removes the child and member headers from the
+// response's Trailer declaration.
+func undeclareTrailers(h http.Header, pv *privacy) {
+	clearTrailerDeclaration(h, func(name string) bool {
+		return strings.EqualFold(name, pv.childHeader) || strings.EqualFold(name, pv.memberHeader)
+	})
 }
 
 // makePrivate rewrites Cache-Control directives so no shared cache may

@@ -130,6 +130,11 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	a := c.app
 	pv := a.privacy
 	h := w.Header()
+	if out && rec.Consent.Identifying() {
+		// The opt-out itself is recorded as what it asks for.
+		rec.Consent = beacon.ConsentOptOut
+		c.protectIP(rec, ip)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 		h.Set("Allow", "GET, HEAD, POST")
 		c.finishEndpoint(w, r, rec, ip, http.StatusMethodNotAllowed, "")
@@ -154,7 +159,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	}
 	h.Set("Cache-Control", "no-store")
 	if to := r.URL.Query().Get("return"); to != "" {
-		if loc, ok := c.returnTo(r, to); ok {
+		if loc, ok := c.returnTo(r, c.withoutToken(to)); ok {
 			h.Set("Location", loc)
 			c.finishEndpoint(w, r, rec, ip, http.StatusSeeOther, "")
 			return
@@ -173,6 +178,32 @@ const (
 	optedOutPage = "<!doctype html><meta charset=utf-8><title>Opted out</title><p>You have opted out: this site no longer sets its visitor cookie in this browser, and records of your visits carry no identifier and a shortened IP address.</p>\n"
 	optedInPage  = "<!doctype html><meta charset=utf-8><title>Opted in</title><p>Your opt-out has been cleared for this site.</p>\n"
 )
+
+// withoutToken removes a link token from the query of the place to return
+// to: the destination would exchange it for the identifier the visitor
+// just opted out of, or hand it to whoever reads the URL.
+func (c *Collect) withoutToken(to string) string {
+	param := DefaultTokenParam
+	if nw := c.app.network; nw != nil {
+		param = nw.tokenParam
+	}
+	base, frag, hasFrag := strings.Cut(to, "#")
+	path, query, hasQuery := strings.Cut(base, "?")
+	if !hasQuery {
+		return to
+	}
+	rest, _, found := stripToken(query, param)
+	if !found {
+		return to
+	}
+	if rest != "" {
+		path += "?" + rest
+	}
+	if hasFrag {
+		path += "#" + frag
+	}
+	return path
+}
 
 // sameSiteRequest reports whether r comes from this site or the visitor
 // themselves: Sec-Fetch-Site (sent by current browsers) is not
