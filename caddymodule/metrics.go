@@ -56,10 +56,12 @@ var (
 		dropped("spool_error", stats.DroppedError.Load),
 		dropped("client_limit", clientLimiter.Dropped),
 		dropped("quarantine", stats.QuarantineDropped.Load),
+		dropped("damaged", stats.DroppedDamaged.Load),
 		counterFunc("records_quarantined_total", "Records Kafka refused for good (too large for the topic, invalid), set aside in the quarantine file beside the spool for inspection and replay; the records behind them shipped on.", stats.Quarantined.Load),
 		counterFunc("kafka_writes_total", "Writes to Kafka acknowledged in full or in part (one per spool read, each one produce request per partition leader); records_shipped_total / kafka_writes_total is the records per write.", stats.Writes.Load),
 		counterFunc("kafka_write_errors_total", "Failed Kafka write attempts; each is retried.", stats.WriteErrors.Load),
-		counterFunc("spool_repairs_total", "Damaged spool segments truncated at their last intact record (a torn tail after a crash, or corruption).", stats.SpoolRepairs.Load),
+		counterFunc("spool_repairs_total", "Damage found in spool segments and repaired: a torn tail after a crash cut off, or damaged bytes in the middle skipped to the next intact record (the records lost are in b2s_records_dropped_total{reason=\"damaged\"}).", stats.SpoolRepairs.Load),
+		counterFunc("spool_refused_total", "Files in the spool directory named as segments that are not regular files (a planted symlink, say): left untouched and unread.", stats.SpoolRefused.Load),
 		gaugeFunc("spool_bytes", "Bytes in the spool on disk.", func() float64 { return float64(sinkBytes()) }),
 		gaugeFunc("spool_max_bytes", "The spool's maximum size.", func() float64 { return float64(sinkMax()) }),
 		gaugeFunc("shipper_lag_seconds", "Age of the oldest record not yet acknowledged by Kafka; 0 when the shipper has caught up.",
@@ -139,7 +141,7 @@ func gaugeFunc(name, help string, f func() float64) prometheus.Collector {
 func dropped(reason string, load func() uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Name: "records_dropped_total",
-		Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size), spool_error (the spool could not be written), client_limit (one client over its client_limit) or quarantine (a record Kafka refused for good that the quarantine file could not take).",
+		Help:        "Records lost at the edge, by reason: spool_full (the spool reached spool_max_size), spool_error (the spool could not be written), client_limit (one client over its client_limit), quarantine (a record Kafka refused for good that the quarantine file could not take) or damaged (a record in the spool whose bytes were damaged on disk; the records around it are kept).",
 		ConstLabels: prometheus.Labels{"reason": reason},
 	}, func() float64 { return float64(load()) })
 }

@@ -426,37 +426,54 @@ func (e *env) openFiles(t *testing.T) (int, []string) {
 // The spool on disk, read independently of the product's code from the
 // format documented in logship/spool.go.
 
-const segHeader = "B2SSPL1\n"
+// Segment format 2: a 24-byte header ("B2SSPL2\n", the first record's
+// sequence number, a CRC-32C of those 16 bytes, 4 zero bytes), then
+// entries of [4] body length, [4] CRC-32C of the next 8 bytes and the
+// body, [8] sequence number, [body]; a length with its top bit set is a
+// skip entry over damaged bytes, which holds no record.
+const (
+	segHeader    = "B2SSPL2\n"
+	segHeaderLen = 24
+	entryHdrLen  = 16
+	skipBit      = 1 << 31
+)
 
 // spoolEntry is one intact entry of a segment.
 type spoolEntry struct {
 	off, size int64 // where the entry starts and its length with its header
+	seq       uint64
 	marker    string
 }
 
-// readSegment returns the intact entries of a segment, stopping at the
-// first short or corrupt one, and the offset where they end.
+// readSegment returns the intact entries of a segment, passing over skip
+// entries and stopping at the first short or corrupt one, and the offset
+// where they end.
 func readSegment(t *testing.T, path string) ([]spoolEntry, int64) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(b, []byte(segHeader)) {
+	if !bytes.HasPrefix(b, []byte(segHeader)) || len(b) < segHeaderLen {
 		t.Fatalf("%s does not start with the segment header %q", path, segHeader)
 	}
 	table := crc32.MakeTable(crc32.Castagnoli)
 	var out []spoolEntry
-	off := int64(len(segHeader))
-	for off+8 <= int64(len(b)) {
-		n := int64(binary.LittleEndian.Uint32(b[off:]))
-		if n < 10 || off+8+n > int64(len(b)) {
+	off := int64(segHeaderLen)
+	for off+entryHdrLen <= int64(len(b)) {
+		l := binary.LittleEndian.Uint32(b[off:])
+		if l&skipBit != 0 {
+			off += entryHdrLen + int64(l&^skipBit)
+			continue
+		}
+		n := int64(l)
+		if n < 10 || off+entryHdrLen+n > int64(len(b)) {
 			break
 		}
-		body := b[off+8 : off+8+n]
-		if crc32.Checksum(body, table) != binary.LittleEndian.Uint32(b[off+4:]) {
+		if crc32.Checksum(b[off+8:off+entryHdrLen+n], table) != binary.LittleEndian.Uint32(b[off+4:]) {
 			break
 		}
+		body := b[off+entryHdrLen : off+entryHdrLen+n]
 		kl := int64(binary.LittleEndian.Uint16(body[8:]))
 		var rec struct {
 			Params map[string]string `json:"params"`
@@ -464,10 +481,44 @@ func readSegment(t *testing.T, path string) ([]spoolEntry, int64) {
 		if 10+kl > n || json.Unmarshal(body[10+kl:], &rec) != nil {
 			t.Fatalf("%s: entry at %d does not hold a key and a JSON record", path, off)
 		}
-		out = append(out, spoolEntry{off: off, size: 8 + n, marker: rec.Params["t"]})
-		off += 8 + n
+		out = append(out, spoolEntry{off: off, size: entryHdrLen + n, seq: binary.LittleEndian.Uint64(b[off+8:]), marker: rec.Params["t"]})
+		off += entryHdrLen + n
 	}
 	return out, off
+}
+
+// overwrite writes b into the file at off, as a failing disk might.
+func overwrite(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipByte inverts the bits of the byte at off.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overwrite(t, path, off, []byte{^b[off]})
+}
+
+// within returns the markers of the entries that overlap from..to.
+func within(entries []spoolEntry, from, to int64) []string {
+	var ms []string
+	for _, e := range entries {
+		if e.off < to && e.off+e.size > from {
+			ms = append(ms, e.marker)
+		}
+	}
+	return ms
 }
 
 // segments lists the spool's segment files in order.
@@ -782,42 +833,71 @@ func TestAFullSpoolStillServesBeaconsAndCountsEveryDrop(t *testing.T) {
 	}
 }
 
-func TestADamagedSpoolTailIsRepairedAtStartup(t *testing.T) {
+// Damage to the spool costs the records whose bytes were damaged, and only
+// those: the edge resynchronises on the next intact entry, ships the rest
+// and counts what it lost. A damaged tail (a torn last append) is cut off
+// and counted as one record, whether or not it held one.
+func TestDamageToTheSpoolCostsOnlyTheDamagedRecords(t *testing.T) {
 	variants := []struct {
 		name string
 		// damage damages the segment, whose intact entries are given, and
-		// returns the marker whose record it destroyed, if any.
-		damage func(t *testing.T, seg string, entries []spoolEntry, end int64) string
+		// returns the markers of the records whose bytes it touched.
+		damage func(t *testing.T, seg string, entries []spoolEntry, end int64) []string
 		// size is the segment's size after the repair.
 		size func(entries []spoolEntry, end int64) int64
+		// tail: the damage is at the segment's end, counted as one record.
+		tail bool
 	}{
 		{"garbage appended after the last record loses nothing",
-			func(t *testing.T, seg string, _ []spoolEntry, _ int64) string {
-				f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
+			func(t *testing.T, seg string, _ []spoolEntry, end int64) []string {
 				// A plausible entry header whose checksum is wrong, its
 				// body, then bytes that are no header at all.
 				junk := binary.LittleEndian.AppendUint32(nil, 40)
 				junk = binary.LittleEndian.AppendUint32(junk, 0xdeadbeef)
-				junk = append(junk, bytes.Repeat([]byte{0xa5}, 40+100)...)
-				if _, err := f.Write(junk); err != nil {
-					t.Fatal(err)
-				}
-				return ""
+				junk = append(junk, bytes.Repeat([]byte{0xa5}, 8+40+100)...)
+				overwrite(t, seg, end, junk)
+				return nil
 			},
-			func(_ []spoolEntry, end int64) int64 { return end }},
+			func(_ []spoolEntry, end int64) int64 { return end }, true},
 		{"a last record cut in half loses that record only",
-			func(t *testing.T, seg string, entries []spoolEntry, _ int64) string {
+			func(t *testing.T, seg string, entries []spoolEntry, _ int64) []string {
 				last := entries[len(entries)-1]
 				if err := os.Truncate(seg, last.off+last.size/2); err != nil {
 					t.Fatal(err)
 				}
-				return last.marker
+				return []string{last.marker}
 			},
-			func(entries []spoolEntry, _ int64) int64 { return entries[len(entries)-1].off }},
+			func(entries []spoolEntry, _ int64) int64 { return entries[len(entries)-1].off }, true},
+		{"a flipped byte in a record's payload loses that record only",
+			func(t *testing.T, seg string, entries []spoolEntry, _ int64) []string {
+				mid := entries[len(entries)/2]
+				flipByte(t, seg, mid.off+mid.size-5)
+				return []string{mid.marker}
+			},
+			func(_ []spoolEntry, end int64) int64 { return end }, false},
+		{"a flipped byte in a record's length loses that record only",
+			func(t *testing.T, seg string, entries []spoolEntry, _ int64) []string {
+				mid := entries[len(entries)/2]
+				flipByte(t, seg, mid.off+1)
+				return []string{mid.marker}
+			},
+			func(_ []spoolEntry, end int64) int64 { return end }, false},
+		{"a zeroed page in the middle loses the records on it only",
+			func(t *testing.T, seg string, entries []spoolEntry, end int64) []string {
+				from := (end/2)&^4095 + 4096
+				if from+4096 > end {
+					t.Fatalf("segment of %d bytes too short for a page in the middle", end)
+				}
+				overwrite(t, seg, from, make([]byte, 4096))
+				return within(entries, from, from+4096)
+			},
+			func(_ []spoolEntry, end int64) int64 { return end }, false},
+		{"a flipped byte in the segment header loses nothing",
+			func(t *testing.T, seg string, _ []spoolEntry, _ int64) []string {
+				flipByte(t, seg, 10) // the first record's sequence number
+				return nil
+			},
+			func(_ []spoolEntry, end int64) int64 { return end }, false},
 	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
@@ -850,7 +930,7 @@ func TestADamagedSpoolTailIsRepairedAtStartup(t *testing.T) {
 			if seg == "" {
 				t.Fatal("no segment holds a record")
 			}
-			cut := v.damage(t, seg, entries, end)
+			touched := v.damage(t, seg, entries, end)
 
 			e.startCaddy()
 			m := e.metrics(t)
@@ -869,14 +949,24 @@ func TestADamagedSpoolTailIsRepairedAtStartup(t *testing.T) {
 			more.checkAnswers(t)
 
 			e.startBroker(e.brokerAddr)
-			e.waitDrained(t)
+			m = e.waitDrained(t)
 			tl := e.reconcile(t, []source{{e.brokerAddr, e.topic}}, slices.Concat(accepted, more.markers()))
-			var want []string
-			if cut != "" {
-				want = []string{cut}
+			slices.Sort(tl.lost)
+			slices.Sort(touched)
+			if !slices.Equal(tl.lost, touched) {
+				t.Errorf("lost %q, want exactly the records on the damaged bytes, %q", firstN(tl.lost, 10), firstN(touched, 10))
 			}
-			if !slices.Equal(tl.lost, want) {
-				t.Errorf("lost %q, want exactly %q", firstN(tl.lost, 10), want)
+			// Every loss is counted: answered - delivered - counted = 0. A
+			// damaged tail counts as one record, held or not.
+			counted, want := m[`b2s_records_dropped_total{reason="damaged"}`], float64(len(tl.lost))
+			if v.tail {
+				want = 1
+			}
+			if counted != want {
+				t.Errorf("b2s_records_dropped_total{reason=\"damaged\"} = %v with %d records lost, want %v", counted, len(tl.lost), want)
+			}
+			if tl.dups != 0 {
+				t.Errorf("%d duplicate records", tl.dups)
 			}
 		})
 	}
