@@ -94,6 +94,9 @@ func (s *Spool) readFrom(pos, end Pos, endSeq uint64, out []Entry, max, maxBytes
 		n0 := len(out)
 		var p parsed
 		out, p = parseEntries(b, segEnd-pos.Off, sg.v1(), expect, out, max, maxBytes)
+		if p.status == entryOK && p.consumed == 0 && pos.Off < segEnd {
+			p.status = entryBad // a window always holds a whole entry: no progress is damage
+		}
 		pos.Off += p.consumed
 		expect = p.expect
 		switch p.status {
