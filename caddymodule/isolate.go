@@ -24,17 +24,23 @@ func init() {
 // other companies have access to b2s.com's cookies.
 //
 // The request passed on carries no Cookie header, or only the cookies
-// named in AllowCookies, and none of the plugin's X-B2S-* headers. The
-// response keeps a Set-Cookie from the handlers inside only when it sets
-// an allowed cookie, and no X-B2S-* header from them (X-B2S-Member and
-// X-B2S-Child are signals the site's own upstream sends): this applies to
-// 1xx interim responses (103 Early Hints) and to trailers too. Headers
-// that handlers outside b2s_isolate set (b2s_collect's cookie, the site's
-// header directive) are the site's own and kept. Inside it, the
-// {http.vars.b2s.cookie_id} placeholder is empty. Placeholders that read
-// the request itself, such as {http.request.cookie.b2sid} or
-// {http.request.header.Cookie}, read it as the client sent it: do not use
-// them in an isolated route's header_up.
+// named in AllowCookies, no Cookie2 header, and none of the plugin's
+// X-B2S-* headers, nor trailers of those names. When b2s_collect truncates
+// the record's IP (opt-out, GPC, child, or truncate_ip), it comes from the
+// truncated address: reverse_proxy puts that in X-Forwarded-For, X-Real-IP
+// and Forwarded carry it, the CDNs' client IP headers are removed, and
+// {client_ip} reads it. The response keeps a Set-Cookie from the handlers
+// inside only when it sets an allowed cookie, and no X-B2S-* header from
+// them (X-B2S-Member and X-B2S-Child are signals the site's own upstream
+// sends): this applies to 1xx interim responses (103 Early Hints) and to
+// trailers too. Headers that handlers outside b2s_isolate set
+// (b2s_collect's cookie, the site's header directive) are the site's own
+// and kept. Inside it, the {http.vars.b2s.cookie_id} and
+// {http.vars.b2s.event_id} placeholders are empty (the event ID joins the
+// request to its record, which holds the cookie ID). Placeholders that
+// read the request itself, such as {http.request.cookie.b2sid},
+// {http.request.header.Cookie} or {remote_host}, read it as the client
+// sent it: do not use them in an isolated route's header_up.
 //
 // Everything removed is counted in
 // b2s_isolate_removed_total{what="request_cookie"|"set_cookie"|"header"},

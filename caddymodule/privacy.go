@@ -27,8 +27,9 @@ type Privacy struct {
 	// OptOutPath sets the opt-out cookie and deletes the visitor's
 	// cookies on this site; OptInPath clears the opt-out. Both answer
 	// GET and POST, redirect to ?return=<path or network URL> when given
-	// and otherwise answer with a short page. Defaults "/_b2s/optout" and
-	// "/_b2s/optin".
+	// (without the network's link token, if it has one) and otherwise
+	// answer with a short page. The opt-out request's own record is
+	// opted out. Defaults "/_b2s/optout" and "/_b2s/optin".
 	OptOutPath string `json:"optout_path,omitempty"`
 	OptInPath  string `json:"optin_path,omitempty"`
 
@@ -50,15 +51,18 @@ type Privacy struct {
 	// ChildHeader is the response header by which the site tells the edge
 	// that the visitor is a child (any value but "0"): the visitor's
 	// cookies are deleted, the browser is marked do-not-collect, and the
-	// header is removed before the response leaves. Default "X-B2S-Child".
+	// header is removed before the response leaves. Sent as a trailer,
+	// after the body, it comes too late for the cookies: it is removed,
+	// and makes only that request's record a child's. Default
+	// "X-B2S-Child".
 	ChildHeader string `json:"child_header,omitempty"`
 
 	// MemberHeader is the response header by which the site tells the
 	// edge who signed in: its value, a member ID of up to 64 visible
 	// ASCII characters, is linked to the visitor's cookie ID and carried
 	// in records as member_id until the site sends the header empty or
-	// "-" (sign-out). It is removed before the response leaves. Default
-	// "X-B2S-Member".
+	// "-" (sign-out). It is removed before the response leaves; as a
+	// trailer it is removed and ignored. Default "X-B2S-Member".
 	MemberHeader string `json:"member_header,omitempty"`
 }
 
