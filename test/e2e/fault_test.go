@@ -1056,3 +1056,47 @@ func TestOneFloodingClientIsBoundedAndEveryOtherRecordArrives(t *testing.T) {
 		t.Errorf("%d duplicate records", tl.dups)
 	}
 }
+
+// A symbolic link planted in the spool directory under a segment's name is
+// neither followed nor touched: the file it points to keeps its content,
+// the edge counts and logs the refusal and keeps shipping.
+func TestASymlinkPlantedInTheSpoolIsNeverFollowed(t *testing.T) {
+	e := newEnv(t, envOptions{persistBroker: true, faults: true})
+	l := e.startLoad("before", loadOptions{max: 50}).wait()
+	l.checkAnswers(t)
+	e.waitDrained(t)
+	e.killCaddy()
+
+	victim := filepath.Join(e.dir, "victim")
+	content := []byte("a file the edge must never write\n")
+	if err := os.WriteFile(victim, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, e.spoolDir)
+	planted := filepath.Join(e.spoolDir, fmt.Sprintf("%020d.seg", 99999))
+	if len(segs) > 0 {
+		// The name right after the newest segment: the one the edge would
+		// open next.
+		var n int
+		fmt.Sscanf(filepath.Base(segs[len(segs)-1]), "%d.seg", &n)
+		planted = filepath.Join(e.spoolDir, fmt.Sprintf("%020d.seg", n+1))
+	}
+	if err := os.Symlink(victim, planted); err != nil {
+		t.Fatal(err)
+	}
+
+	e.startCaddy()
+	after := e.startLoad("after", loadOptions{max: 200}).wait()
+	after.checkAnswers(t)
+	e.waitDrained(t)
+	e.reconcile(t, []source{{e.brokerAddr, e.topic}}, append(l.markers(), after.markers()...)).noneLost(t)
+	if got, err := os.ReadFile(victim); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("the symlink's target now holds %q (%v), want it untouched", got, err)
+	}
+	if m := e.metrics(t); m[`b2s_spool_refused_total`] < 1 {
+		t.Errorf("b2s_spool_refused_total = %v, want the planted link counted", m[`b2s_spool_refused_total`])
+	}
+	if !strings.Contains(e.caddy.Log(), "not a regular file") {
+		t.Error("the edge did not log the planted link")
+	}
+}

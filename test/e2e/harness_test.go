@@ -173,6 +173,9 @@ type envOptions struct {
 	// clientLimit is a client_limit option (a line or a block) for every
 	// config the test writes; "" leaves the default.
 	clientLimit string
+	// spoolFS, when set, is the size of a tmpfs mounted on the spool
+	// directory for the test (e.g. "8m"): a small disk that fills up.
+	spoolFS string
 	// faults marks a test that kills, restarts or starves processes: the
 	// counters of the edge no longer match the requests the harness sent,
 	// and a record may reach Kafka twice (at-least-once delivery), which
@@ -218,6 +221,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// Never the default spool under Caddy's data directory: a spool is
 	// locked by one process, and each test has its own.
 	e.spoolDir = filepath.Join(e.dir, "spool")
+	if o.spoolFS != "" {
+		mountTmpfs(t, e.spoolDir, o.spoolFS)
+	}
 	e.topic = testproc.Topic(t, "e2e")
 	e.topics = append([]string{e.topic}, o.extraTopics...)
 
@@ -1008,4 +1014,24 @@ func (e *env) health(t *testing.T) (int, healthReport) {
 		t.Errorf("health answer sets a cookie: %q", sc)
 	}
 	return resp.StatusCode, rep
+}
+
+// mountTmpfs mounts a tmpfs of size on dir until the test ends. It needs
+// root, as `make test` and CI have.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("mounting a %s tmpfs for the spool needs root: run the test as root", size)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a tmpfs on %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("unmounting the tmpfs on %s: %v: %s", dir, err, out)
+		}
+	})
 }
