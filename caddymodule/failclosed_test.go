@@ -27,35 +27,20 @@ const (
 	failClosedIPTruncated = "203.0.113.0"
 )
 
-// privacyCollect is a b2s_collect as c configures it, bound to an app as
-// app configures it (both may be nil), appending to a spool of its own,
-// with a clock the test sets.
-func privacyCollect(t *testing.T, now *time.Time, app *App, c *Collect) (*Collect, *logship.Spool) {
+// privacyCollect is limitedCollect's b2s_collect with the default client
+// limit, a cookie_max_age of maxAge (0: the default) and collect off
+// under the paths off, if any.
+func privacyCollect(t *testing.T, now *time.Time, maxAge time.Duration, off ...string) (*Collect, *logship.Spool) {
 	t.Helper()
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: t.TempDir(), Fsync: logship.FsyncNever})
-	if err != nil {
-		t.Fatal(err)
+	c, sp := limitedCollect(t, nil, now)
+	if maxAge != 0 {
+		c.app.CookieMaxAge, c.app.CookieRefresh = caddy.Duration(maxAge), caddy.Duration(time.Hour)
 	}
-	t.Cleanup(func() { sp.Close() })
-	if app == nil {
-		app = new(App)
-	}
-	app.setDefaults()
-	app.now = func() time.Time { return *now }
-	if err := app.setup([][]byte{[]byte(testKey1)}, sp); err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if c == nil {
-		c = new(Collect)
-	}
-	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
+	if len(off) > 0 {
+		c.CollectOff, c.CollectOffPaths = true, off
+		if err := c.bind(caddy.Context{}, c.app, zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return c, sp
 }
@@ -217,7 +202,7 @@ func TestChildBeaconWithoutPage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-			c, sp := privacyCollect(t, &now, nil, &Collect{CollectOff: true, CollectOffPaths: []string{"/kids/*"}})
+			c, sp := privacyCollect(t, &now, 0, "/kids/*")
 			target := "/b.gif?e=pageview"
 			if tc.u != "" {
 				target += "&u=" + url.QueryEscape(tc.u)
@@ -247,7 +232,7 @@ func TestChildBeaconWithoutPage(t *testing.T) {
 
 	t.Run("control: without collect off paths a beacon without a Referer counts in full", func(t *testing.T) {
 		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-		c, sp := privacyCollect(t, &now, nil, nil)
+		c, sp := privacyCollect(t, &now, 0)
 		serveCollect(t, c, httptest.NewRequest(http.MethodGet, "/b.gif?e=pageview", nil), nil)
 		checkFull(t, takeRecord(t, sp))
 	})
@@ -277,12 +262,8 @@ func TestCookieLifetime(t *testing.T) {
 		{name: "control: a cookie issued a little in the future, within the skew, returns", issued: now.Add(cookieClockSkew - time.Second), valid: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			app := &App{CookieMaxAge: caddy.Duration(tc.maxAge)}
-			if tc.maxAge != 0 {
-				app.CookieRefresh = caddy.Duration(day)
-			}
 			clock := now
-			c, sp := privacyCollect(t, &clock, app, nil)
+			c, sp := privacyCollect(t, &clock, tc.maxAge)
 			id := beacon.NewID()
 			value := signerOf(t, testKey1).Sign(id, tc.issued)
 			r := httptest.NewRequest(http.MethodGet, "/b.gif?e=pageview", nil)
@@ -340,7 +321,7 @@ func TestPrivateResponseLeavesNoCDNDirective(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := now
-			c, _ := privacyCollect(t, &clock, nil, nil)
+			c, _ := privacyCollect(t, &clock, 0)
 			r := httptest.NewRequest(http.MethodGet, tc.path, nil)
 			if tc.cookie != "" {
 				r.Header.Set("Cookie", DefaultCookieName+"="+tc.cookie)
@@ -388,7 +369,7 @@ func TestNoIdentifierWithoutConsent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := now
-			c, sp := privacyCollect(t, &clock, nil, &Collect{CollectOff: true, CollectOffPaths: []string{"/kids/*"}})
+			c, sp := privacyCollect(t, &clock, 0, "/kids/*")
 			r := httptest.NewRequest(tc.method, tc.target, nil)
 			r.Header.Set("Referer", "https://www.b2s.com/products")
 			if tc.cookie != "" {
@@ -430,7 +411,7 @@ func TestOptOutReturnDropsLinkToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-			c, _ := privacyCollect(t, &now, nil, nil)
+			c, _ := privacyCollect(t, &now, 0)
 			w := serveCollect(t, c, httptest.NewRequest(http.MethodGet, "/_b2s/optout?return="+url.QueryEscape(tc.to), nil), nil)
 			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != tc.want {
 				t.Errorf("opt-out answered %d, Location %q; want 303 to %q", w.Code, w.Header().Get("Location"), tc.want)
@@ -496,7 +477,7 @@ func TestSiteSignalsAsTrailers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := now
-			c, sp := privacyCollect(t, &clock, nil, nil)
+			c, sp := privacyCollect(t, &clock, 0)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				err := c.ServeHTTP(w, withClientIP(r, failClosedIP), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 					tc.site(w)
@@ -542,7 +523,7 @@ func TestSiteSignalsAsTrailers(t *testing.T) {
 
 	t.Run("a child header on a response with nothing written is acted on and removed", func(t *testing.T) {
 		clock := now
-		c, sp := privacyCollect(t, &clock, nil, nil)
+		c, sp := privacyCollect(t, &clock, 0)
 		fresh := signerOf(t, testKey1).Sign(beacon.NewID(), now.Add(-time.Minute))
 		r := httptest.NewRequest(http.MethodGet, "/page", nil)
 		r.Header.Set("Cookie", DefaultCookieName+"="+fresh)
