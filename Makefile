@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test test-unit test-e2e fuzz bench deps deps-run vet clean
+.PHONY: all build run test test-unit test-e2e fuzz mutate bench deps deps-run vet clean
 
 all: build
 
@@ -48,6 +48,27 @@ FUZZTIME ?= 30s
 fuzz:
 	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzScanSegment FuzzParseEntries; do \
+		$(GO) test ./logship -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzFilterCookies FuzzSetCookieName; do \
+		$(GO) test ./caddymodule -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+## mutate: mutation testing of beacon/, logship/ and caddymodule/ with gremlins (installed on first use),
+## MUTATE_WORKERS at a time, each test run bounded by gremlins' timeout (MUTATE_TIMEOUT_COEFF times the
+## normal run); results in bench/results/mutate-PKG.json. Not part of make test: it takes tens of minutes.
+GREMLINS_VERSION ?= v0.6.0
+MUTATE_PKGS ?= beacon logship caddymodule
+MUTATE_WORKERS ?= 1
+MUTATE_TIMEOUT_COEFF ?= 3
+mutate:
+	@command -v gremlins >/dev/null 2>&1 || [ -x "$$($(GO) env GOPATH)/bin/gremlins" ] || { \
+		echo "installing gremlins $(GREMLINS_VERSION) (mutation testing)"; \
+		$(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION); }
+	@mkdir -p bench/results
+	@G=$$(command -v gremlins || echo "$$($(GO) env GOPATH)/bin/gremlins"); \
+	for p in $(MUTATE_PKGS); do echo "== $$p"; \
+		"$$G" unleash ./$$p --workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT_COEFF) \
+			--output bench/results/mutate-$$p.json -S lt || exit 1; done
 
 ## bench: load tests against bin/caddy and nginx (wrk, pinned cores), Go benchmarks, shipping to a broker
 ## process and memory through an outage; writes docs/benchmarks.md, raw outputs in bench/results/
