@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/b2scom/b2s-edge/beacon"
 )
 
 func init() {
@@ -26,8 +28,10 @@ func init() {
 // The request passed on carries no Cookie header, or only the cookies
 // named in AllowCookies, no Cookie2 header, and none of the plugin's
 // X-B2S-* headers, nor trailers of those names. When b2s_collect truncates
-// the record's IP (opt-out, GPC, child, or truncate_ip), it comes from the
-// truncated address: reverse_proxy puts that in X-Forwarded-For, X-Real-IP
+// the record's IP (opt-out, GPC, child, or truncate_ip), or, with no
+// b2s_collect in front, the request has the opt-out or do-not-collect
+// cookie or Sec-GPC (or truncate_ip is on), it comes from the truncated
+// address: reverse_proxy puts that in X-Forwarded-For, X-Real-IP
 // and Forwarded carry it, the CDNs' client IP headers are removed, and
 // {client_ip} reads it. The response keeps a Set-Cookie from the handlers
 // inside only when it sets an allowed cookie, and no X-B2S-* header from
@@ -124,6 +128,9 @@ func (iso *Isolate) allows(name string) bool {
 func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	ctx := r.Context()
 	truncated, _ := caddyhttp.GetVar(ctx, varTruncatedIP).(string)
+	if _, collected := caddyhttp.GetVar(ctx, VarEventID).(string); !collected {
+		truncated = iso.truncatedIP(r)
+	}
 	r = iso.isolateRequest(r, truncated)
 	// The cookie ID and the record's event ID (a join key to the record)
 	// read empty inside; the client IP reads truncated when the record's
@@ -151,6 +158,36 @@ func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	// set after the body are still to be sent.
 	iso.filterResponse(w.Header(), &iw.outer, iw.wroteHeader)
 	return err
+}
+
+// truncatedIP is, for a request no b2s_collect has seen, the truncated
+// client IP when what the request shows asks for it: the opt-out or
+// do-not-collect cookie, Sec-GPC (when the b2s app honours it), or the
+// app's truncate_ip. (Collect off paths are b2s_collect's own.) Empty
+// when the full IP may pass.
+func (iso *Isolate) truncatedIP(r *http.Request) string {
+	pv := iso.app.privacy
+	if pv == nil {
+		return ""
+	}
+	anon := pv.truncate || pv.gpc && r.Header.Get("Sec-Gpc") == "1"
+	for _, h := range r.Header["Cookie"] {
+		for rest := h; !anon; {
+			n, _, more, ok := beacon.NextCookie(rest)
+			if !ok {
+				break
+			}
+			rest, anon = more, n == pv.optOutName || n == pv.childName
+		}
+	}
+	if !anon {
+		return ""
+	}
+	ip, _ := clientIP(r)
+	if !ip.IsValid() {
+		return "-" // not an address: forwardTruncated sends none
+	}
+	return beacon.TruncateIP(ip, pv.v4, pv.v6).String()
 }
 
 // isolateRequest returns the request to pass on: r itself when it has

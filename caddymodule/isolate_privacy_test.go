@@ -14,8 +14,9 @@ import (
 )
 
 // isolatePrivacyConfig is a site behind a trusted proxy (127.0.0.1, which
-// sends X-Forwarded-For) with collect off for /kids/*, an advertiser's
-// route behind b2s_isolate and, as a control, the site's own route;
+// sends X-Forwarded-For) with collect off for /kids/* and no b2s_collect
+// for /raw/*, an advertiser's route behind b2s_isolate and, as a control,
+// the site's own route;
 // both proxy to __UPSTREAM__ and pass the event ID and Caddy's client IP
 // in headers of their own.
 var isolatePrivacyConfig = edgeConfig{
@@ -26,10 +27,11 @@ var isolatePrivacyConfig = edgeConfig{
 	}`,
 	kafka: "flush_timeout 5s",
 	sites: `http://localhost:__HTTP__ {
-	b2s_collect {
+	@collected not path /raw/*
+	b2s_collect @collected {
 		collect off /kids/*
 	}
-	@ads path /ads/* /kids/ads/*
+	@ads path /ads/* /kids/ads/* /raw/ads/*
 	handle @ads {
 		b2s_isolate
 		reverse_proxy __UPSTREAM__ {
@@ -126,6 +128,10 @@ func TestIsolateWithoutConsent(t *testing.T) {
 		{name: "an opted-out visitor's IP reaches the advertiser truncated", path: "/ads/optout", header: with(map[string]string{"Cookie": valid + "; b2sid_optout=1"}), truncated: true},
 		{name: "a marked child's IP reaches the advertiser truncated", path: "/ads/dnc", header: with(map[string]string{"Cookie": valid + "; b2sid_dnc=1"}), truncated: true},
 		{name: "the IP of a request under collect off paths reaches the advertiser truncated", path: "/kids/ads/slot", header: with(nil), truncated: true},
+		{name: "without b2s_collect, a GPC visitor's IP reaches the advertiser truncated", path: "/raw/ads/gpc", header: with(map[string]string{"Sec-GPC": "1"}), truncated: true},
+		{name: "without b2s_collect, an opted-out visitor's IP reaches the advertiser truncated", path: "/raw/ads/optout", header: with(map[string]string{"Cookie": "a=1; b2sid_optout=1"}), truncated: true},
+		{name: "without b2s_collect, a marked child's IP reaches the advertiser truncated", path: "/raw/ads/dnc", header: with(map[string]string{"Cookie": "b2sid_dnc=1"}), truncated: true},
+		{name: "control: without b2s_collect, a visitor who consents is passed on as reverse_proxy does", path: "/raw/ads/full", header: with(map[string]string{"Cookie": valid})},
 		{name: "control: a visitor who consents is passed on as reverse_proxy does", path: "/ads/full", header: with(map[string]string{"Cookie": valid})},
 		{name: "control: the site's own route passes a GPC visitor's IP as it came", path: "/site/gpc", header: with(map[string]string{"Sec-GPC": "1"})},
 	} {
