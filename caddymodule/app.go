@@ -54,7 +54,9 @@ type App struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// CookieMaxAge is the cookie's lifetime (its Max-Age). Default 400d,
-	// the most Chrome keeps a cookie.
+	// the most Chrome keeps a cookie. The edge enforces it too: a cookie
+	// issued (or refreshed) longer ago, or in the future, beyond a few
+	// minutes of clock skew, is not valid and is replaced.
 	CookieMaxAge caddy.Duration `json:"cookie_max_age,omitempty"`
 
 	// CookieRefresh is how old a valid cookie may get before the edge sets

@@ -77,7 +77,10 @@ type Collect struct {
 	// network or member ID, and a truncated IP. On the whole site, or
 	// only under CollectOffPaths (path patterns as in Caddy's path
 	// matcher, e.g. /kids/*), which also cover beacons reporting a page
-	// under them (u, else the Referer).
+	// under them (u, else the Referer). With paths, a beacon whose page
+	// cannot be known (no u and no Referer, or a Referer that names no
+	// path, as Referrer-Policy origin sends) counts as a child's: when in
+	// doubt, no identifier.
 	CollectOff      bool     `json:"collect_off,omitempty"`
 	CollectOffPaths []string `json:"collect_off_paths,omitempty"`
 
