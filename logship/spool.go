@@ -69,6 +69,23 @@ import (
 // counting a repair, and the reader passes over it. It is allocated, not
 // counted: MaxSize bounds the records, and the disk holds up to two
 // segments more (the active one's unused end, and the next).
+//
+// Shipped segments are deleted, but the active one cannot be: on a disk
+// too small to allocate a segment in full, the active segment takes every
+// byte free, in write(2) mode. So once the reader has acknowledged every
+// record of the active segment, its space is reclaimed (see reclaim): it
+// is stamped with the next sequence number, cut to its header, and the
+// spool rolls on to the next segment number. Positions only move forward
+// (the cursor, saved past the reclaimed segment's new end, moves to that
+// end), sequence numbers go on unbroken, and no record is lost or sent
+// again. Append does it when a write or a roll fails (a full disk) with
+// every record acknowledged, and then writes the record into the next
+// segment; and while the disk is tight (a write or a roll failed, or a
+// segment could not be allocated for lack of space, since a segment was
+// last allocated in full), Ack does it whenever the reader catches up
+// with a write(2) segment holding reclaimFrom bytes or more, so that
+// shipped records hold little space. A mapped segment is allocated in
+// full whatever it holds: Ack leaves it.
 const (
 	segmentMagic     = "B2SSPL2\n"
 	segmentMagicV1   = "B2SSPL1\n"
@@ -199,6 +216,9 @@ type Spool struct {
 	writeEnd  Pos    // end of the last complete entry
 	nextSeq   uint64 // sequence number of the next record appended
 	broken    bool   // a failed write could not be cut off: roll before the next append
+	acked     Pos    // the reader's cursor, as of its last Ack: see reclaim
+	tight     bool   // the disk was found full since a segment was last allocated in full
+	room      int64  // what the spool held (size) when the disk was last found full; 0 if never
 	buf       []byte // entry being written
 	dirty     bool   // appended since the last fsync
 	segments  []segment

@@ -18,6 +18,7 @@ type segFile struct {
 	n      uint64
 	f      *os.File
 	mapped []byte // nil when appends to it use write(2)
+	short  bool   // not allocated in full for lack of space
 	err    error
 }
 
@@ -52,6 +53,7 @@ func (s *Spool) createSegment(n uint64) segFile {
 		// A failed allocation (a full disk) may have grown the file
 		// part of the way; write(2) appends must follow the header.
 		_ = f.Truncate(segmentHeaderLen)
+		sf.short = errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
 	}
 	return sf
 }
@@ -186,6 +188,7 @@ func (s *Spool) activate(sf segFile) {
 		syncDir(s.cfg.Dir)
 	}
 	s.active, s.activeN, s.mapped = sf.f, sf.n, sf.mapped
+	s.tight = sf.mapped == nil && (s.tight || sf.short)
 	s.segments = append(s.segments, segment{n: sf.n, start: segmentHeaderLen, first: s.nextSeq})
 	s.size += segmentHeaderLen
 	s.writeEnd = Pos{Seg: sf.n, Off: segmentHeaderLen}
@@ -279,10 +282,21 @@ func (s *Spool) append(key string, value []byte) error {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
+	reclaimed := false
+again:
 	if s.broken || s.writeEnd.Off+n > s.cfg.SegmentSize {
 		// A broken segment is never appended to again: until a new one
 		// can be created, records are refused.
-		if err := s.roll(); err != nil {
+		err := s.roll()
+		if err != nil {
+			s.tight, s.room = true, s.size
+		}
+		if err != nil && s.reclaimable() {
+			// No room for the next segment (a full disk), but every
+			// record of this one is shipped: its space is the room.
+			err = s.reclaim()
+		}
+		if err != nil {
 			s.mu.Unlock()
 			return err
 		}
@@ -306,6 +320,16 @@ func (s *Spool) append(key string, value []byte) error {
 		// In the page cache already.
 	} else if _, err := s.cfg.writeAt(s.active, b, s.writeEnd.Off); err != nil {
 		s.cutFailedWrite(n)
+		s.tight, s.room = true, s.size
+		if !reclaimed && s.reclaimable() {
+			// A full disk, most likely, with every record of the
+			// active segment shipped: reclaim its space and write the
+			// record into the next segment, once.
+			if rerr := s.reclaim(); rerr == nil {
+				reclaimed = true
+				goto again
+			}
+		}
 		s.mu.Unlock()
 		return fmt.Errorf("writing to spool: %w", err)
 	}
@@ -333,6 +357,71 @@ func (s *Spool) append(key string, value []byte) error {
 	case s.more <- struct{}{}:
 	default:
 	}
+	return nil
+}
+
+// reclaimFrom is the size from which Ack reclaims the active segment of a
+// caught-up reader while the disk is tight: a quarter of what the spool
+// held when the disk was last found full, at most a sixteenth of a
+// segment. Reclaiming is a roll: not at every catch-up (every batch, under
+// live traffic) for a few records.
+func (s *Spool) reclaimFrom() int64 {
+	if s.room > 0 {
+		return min(s.cfg.SegmentSize/16, s.room/4)
+	}
+	return s.cfg.SegmentSize / 16
+}
+
+// reclaimable reports whether the active segment holds records and the
+// reader has acknowledged every one of them. Called with mu held.
+func (s *Spool) reclaimable() bool {
+	return s.active != nil && !s.closed && s.writeEnd.Off > segmentHeaderLen && !s.acked.Less(s.writeEnd)
+}
+
+// reclaim frees the disk space of the active segment, all of whose
+// records are acknowledged (reclaimable), and rolls on to the next
+// segment. Its header is stamped with the next sequence number first (an
+// overwrite in place, which needs no space), then it is cut to its
+// header, so that on a full disk the space is there for the next one. A
+// crash at any point leaves it whole or cut, with the new header or the
+// old one before it, and the cursor at its old end: an open finds no
+// record to read again and goes on from the next sequence number (its
+// entries' numbers are below the header's, which an open accepts). The
+// reader's cursor is then past the segment's new end, which is where a
+// read or an open moves it, to the same records (none); the next record
+// goes to the next segment, never to this one: positions only grow. If
+// the roll fails, the segment is broken: records are refused until a
+// segment can be created. Called with mu held.
+func (s *Spool) reclaim() error {
+	if s.mapped != nil {
+		// Only when a roll failed: the mapping holds the space the next
+		// segment needs. Nothing past writeEnd is read or kept.
+		if err := unix.Munmap(s.mapped); err != nil {
+			return fmt.Errorf("reclaiming spool segment: %w", err)
+		}
+		s.mapped = nil
+		s.broken = true // its end past writeEnd is zeros, not cut: roll before appending
+	}
+	var hdr [segmentHeaderLen]byte
+	putHeader(hdr[:], s.nextSeq)
+	if _, err := s.cfg.writeAt(s.active, hdr[:], 0); err != nil {
+		s.broken = true // the header may be torn: never appended to again
+		return fmt.Errorf("reclaiming spool segment: %w", err)
+	}
+	s.segments[len(s.segments)-1].first = s.nextSeq
+	s.broken = true // its positions up to the cursor are spent: never appended to again
+	if err := s.active.Truncate(segmentHeaderLen); err != nil {
+		return fmt.Errorf("reclaiming spool segment: %w", err)
+	}
+	n, freed := s.activeN, s.writeEnd.Off-segmentHeaderLen
+	s.size -= freed
+	s.writeEnd.Off = segmentHeaderLen
+	if err := s.roll(); err != nil {
+		return err
+	}
+	s.broken = false
+	s.cfg.Logger.Debug("spool segment shipped in full, its space reclaimed", zap.Uint64("segment", n),
+		zap.Int64("bytes", freed))
 	return nil
 }
 

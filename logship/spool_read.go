@@ -236,7 +236,10 @@ func (s *Spool) segInfo(n uint64) (segment, bool) {
 }
 
 // Ack records that everything before pos was delivered: the cursor is
-// saved and segments wholly before it are deleted.
+// saved and segments wholly before it are deleted. When pos is the end of
+// the active segment, appended to with write(2) on a disk found full
+// (tight) and holding reclaimFrom bytes or more, its space is reclaimed
+// (see reclaim).
 func (s *Spool) Ack(pos Pos) error {
 	if !s.cursor.Less(pos) {
 		return nil
@@ -246,6 +249,14 @@ func (s *Spool) Ack(pos Pos) error {
 		return err
 	}
 	s.mu.Lock()
+	s.acked = pos
+	if s.tight && s.mapped == nil && pos == s.writeEnd && s.writeEnd.Off >= s.reclaimFrom() && s.reclaimable() {
+		if err := s.reclaim(); err != nil {
+			// Appends find the segment broken and roll, or refuse
+			// records until one can be created.
+			s.cfg.Logger.Warn("reclaiming a shipped spool segment", zap.Error(err))
+		}
+	}
 	var removed []uint64
 	keep := s.segments[:0]
 	for _, sg := range s.segments {

@@ -108,6 +108,7 @@ func (s *Spool) recover() error {
 		readAhead(sf.mapped)
 	}
 	s.activate(sf)
+	s.acked = s.cursor
 	return s.writeCursor(s.cursor)
 }
 

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // faultyWrites is a writeAt that fails the writes fail says to fail.
@@ -139,18 +137,7 @@ func TestAFailedWriteLeavesTheSegmentAsItWas(t *testing.T) {
 // it, fills it again: every record accepted is read once, every refused
 // one counted.
 func TestASpoolOnAFullFileSystem(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting the tmpfs: %v", err)
-		}
-	})
+	dir := smallTmpfs(t, "8m")
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir + "/spool", MaxSize: 64 << 20, SegmentSize: 1 << 20, Stats: stats, Fsync: FsyncNever})
 	value := strings.Repeat("v", 1000)
