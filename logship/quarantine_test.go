@@ -21,6 +21,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
 
 func TestRefusedForGood(t *testing.T) {
@@ -51,29 +53,6 @@ func TestRefusedForGood(t *testing.T) {
 		if _, got := refusedForGood(c.err); got != c.good {
 			t.Errorf("%v: refused for good %v, want %v", c.err, got, c.good)
 		}
-	}
-}
-
-// createTopic creates a topic with configs (max.message.bytes...).
-func createTopic(t *testing.T, addrs []string, name string, partitions int32, configs map[string]string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
-	for k, v := range configs {
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = k, kmsg.StringPtr(v)
-		rt.Configs = append(rt.Configs, c)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("creating topic %s: %v %+v", name, err, resp)
 	}
 }
 
@@ -197,7 +176,7 @@ func TestARecordKafkaRefusesForGoodIsQuarantinedAndTheOthersShipOn(t *testing.T)
 		t.Run(c.name, func(t *testing.T) {
 			b := newBroker(t)
 			if c.configs != nil {
-				createTopic(t, b.ListenAddrs(), c.topic, 3, c.configs)
+				testproc.CreateTopic(t, b.ListenAddrs(), c.topic, 3, c.configs)
 			}
 			culpritKey, _ := msg(500)
 			if c.fault != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 )
 
@@ -17,12 +16,9 @@ func TestAFullDiskCostsOnlyWhatIsCountedAndRecordsAreKeptOnceItHasRoom(t *testin
 	e.stopBroker()
 	// Records of about 8 KB (the most a record holds): about a thousand
 	// fill the disk.
-	var big strings.Builder
-	for i := range 31 {
-		fmt.Fprintf(&big, "&p%02d=%s", i, strings.Repeat("x", 512))
-	}
+	big := bigQuery()
 	const sent = 1500
-	full := e.startLoad("disk", loadOptions{max: sent, query: big.String()}).wait()
+	full := e.startLoad("disk", loadOptions{max: sent, query: big}).wait()
 	full.checkAnswers(t)
 	if n := len(full.markers()); n != sent {
 		t.Fatalf("%d of %d beacons accepted with the disk full, want every one answered with the pixel", n, sent)
@@ -45,7 +41,7 @@ func TestAFullDiskCostsOnlyWhatIsCountedAndRecordsAreKeptOnceItHasRoom(t *testin
 	// Room again: records are kept, twice over the disk's size, so the
 	// spool rolls through segments written after the disk was full.
 	for round := range 2 {
-		after := e.startLoad(fmt.Sprintf("room%d", round), loadOptions{max: 600, query: big.String()}).wait()
+		after := e.startLoad(fmt.Sprintf("room%d", round), loadOptions{max: 600, query: big}).wait()
 		after.checkAnswers(t)
 		e.waitDrained(t)
 		e.reconcile(t, srcs, after.markers()).noneLost(t)

@@ -773,6 +773,16 @@ func TestAReloadThatFailsShipsNothingWhereTheFailedConfigPointed(t *testing.T) {
 }
 
 // cfgSite is the site addition of the n-th config of the reload test.
+// bigQuery is 31 beacon parameters of 512 bytes: with the marker, a
+// record at the most a record holds (8 KiB).
+func bigQuery() string {
+	var b strings.Builder
+	for i := range 31 {
+		fmt.Fprintf(&b, "&p%02d=%s", i, strings.Repeat("x", 512))
+	}
+	return b.String()
+}
+
 func cfgSite(n int) string {
 	return fmt.Sprintf("header X-E2E-Config %d\n\thandle /cfg {\n\t\trespond \"config %d\" 200\n\t}", n, n)
 }
@@ -780,14 +790,11 @@ func cfgSite(n int) string {
 func TestAFullSpoolStillServesBeaconsAndCountsEveryDrop(t *testing.T) {
 	e := newEnv(t, envOptions{persistBroker: true, faults: true, spoolMaxSize: "1MiB"})
 	e.stopBroker()
-	// 31 parameters of 512 bytes besides the marker: records of about
-	// 17 KB, so about 60 fill the spool.
-	var big strings.Builder
-	for i := range 31 {
-		fmt.Fprintf(&big, "&p%02d=%s", i, strings.Repeat("x", 512))
-	}
+	// Records of about 8 KB, the most a record holds: about 120 fill the
+	// spool.
+	big := bigQuery()
 	const sent = 200
-	l := e.startLoad("full", loadOptions{max: sent, query: big.String()}).wait()
+	l := e.startLoad("full", loadOptions{max: sent, query: big}).wait()
 	l.checkAnswers(t)
 	if n := l.answered(); n != sent || len(l.markers()) != sent {
 		t.Fatalf("%d of %d beacons answered, %d accepted; want every one answered 200 with the pixel", n, sent, len(l.markers()))
@@ -824,7 +831,7 @@ func TestAFullSpoolStillServesBeaconsAndCountsEveryDrop(t *testing.T) {
 	}
 
 	// Shipping made room: new records are kept again.
-	after := e.startLoad("room", loadOptions{max: 20, query: big.String()}).wait()
+	after := e.startLoad("room", loadOptions{max: 20, query: big}).wait()
 	after.checkAnswers(t)
 	e.waitDrained(t)
 	e.reconcile(t, []source{{e.brokerAddr, e.topic}}, after.markers()).noneLost(t)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,33 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/b2scom/b2s-edge/internal/testproc"
 )
-
-// createTopicWithConfigs creates topic on the broker at addr with the
-// given topic configs, as an operator would with kafka-topics.sh.
-func createTopicWithConfigs(t *testing.T, addr, topic string, configs map[string]string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 3, 1
-	for k, v := range configs {
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = k, kmsg.StringPtr(v)
-		rt.Configs = append(rt.Configs, c)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("creating topic %s: %v %+v", topic, err, resp)
-	}
-}
 
 // A record too large for the topic's max.message.bytes is set aside in the
 // quarantine file and counted; the records before and after it reach
@@ -46,7 +20,7 @@ func createTopicWithConfigs(t *testing.T, addr, topic string, configs map[string
 func TestARecordKafkaRefusesIsQuarantinedAndTheRestShips(t *testing.T) {
 	e := newEnv(t, envOptions{faults: true})
 	small := e.topic + ".small"
-	createTopicWithConfigs(t, e.brokerAddr, small, map[string]string{"max.message.bytes": "4096"})
+	testproc.CreateTopic(t, []string{e.brokerAddr}, small, 3, map[string]string{"max.message.bytes": "4096"})
 	e.writeCaddyfile(caddyConfig{Topic: small})
 	if err := e.reload(); err != nil {
 		t.Fatal(err)
