@@ -1,6 +1,8 @@
 package beacon
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,29 +25,47 @@ const MinKeyLen = 32
 // Cookie value layouts:
 //
 //	1.<id: 32 lowercase hex>.<issued: 8 lowercase hex, unix seconds>.<sig: 22 base64url>
-//	2.<id>.<issued>.<network id: 32 lowercase hex>.<sig>
+//	3.<id>.<issued>.<sealed network id: 22 base64url>.<sig>
+//	2.<id>.<issued>.<network id: 32 lowercase hex>.<sig>  (read, no longer written)
 //
 // Version 1 is a visitor whose network ID is their cookie ID (the first
-// site of the network they came to); version 2 carries the network ID of
-// a visitor linked from another site of the network. The signature is
-// HMAC-SHA256 over everything before the last dot, truncated to 128 bits
-// (RFC 2104, section 5, allows truncation to no less than half the hash
-// output). The issue time lets the edge refresh the cookie's expiry
-// without trusting anything the browser says.
+// site of the network they came to); versions 3 and 2 carry the network
+// ID of a visitor linked from another site of the network. Version 3
+// seals it: whoever holds the cookie (the visitor, or someone who
+// redeemed a link token) cannot read the network ID, which for a visitor
+// of the first site is that site's cookie ID. Version 2 wrote it in
+// clear; its values still verify, and are written as version 3 when
+// re-signed. The signature is HMAC-SHA256 over everything before the last
+// dot, truncated to 128 bits (RFC 2104, section 5, allows truncation to
+// no less than half the hash output). The issue time lets the edge
+// refresh the cookie's expiry without trusting anything the browser says.
+//
+// The sealed network ID is AES-256(network ID XOR cookie ID) under a key
+// derived from the signing key: one block, a permutation, so only the
+// keys open it; the XOR with the cookie ID, unique to the visitor, keeps
+// one network ID from showing the same bytes in two visitors' or two
+// sites' cookies. The signature covers it, so it cannot be swapped.
 const (
 	cookieVersion  = "1."
 	cookieVersion2 = "2."
+	cookieVersion3 = "3."
 	idHexLen       = 32
 	issuedHexLen   = 8
 	sigLen         = 22 // base64url, no padding, of 16 bytes
+	sealedNIDLen   = 22 // base64url, no padding, of one AES block
 	signedLen      = len(cookieVersion) + idHexLen + 1 + issuedHexLen
 	signedLen2     = signedLen + 1 + idHexLen
+	signedLen3     = signedLen + 1 + sealedNIDLen
 	// CookieValueLen is the exact length of a well-formed version 1
 	// cookie value.
 	CookieValueLen = signedLen + 1 + sigLen
 	// CookieValueLen2 is the exact length of a well-formed version 2
-	// cookie value, one that carries a network ID.
+	// cookie value, one that carries a network ID in clear; such values
+	// are read, no longer written.
 	CookieValueLen2 = signedLen2 + 1 + sigLen
+	// CookieValueLen3 is the exact length of a well-formed version 3
+	// cookie value, one that carries a sealed network ID.
+	CookieValueLen3 = signedLen3 + 1 + sigLen
 	// IDLen is the length of a cookie or network ID.
 	IDLen = idHexLen
 )
@@ -82,7 +102,8 @@ func (s CookieState) String() string {
 // concurrent use.
 type Signer struct {
 	keys  [][]byte
-	pools []*sync.Pool // one pool of *macState per key, since hmac.New allocates
+	pools []*sync.Pool   // one pool of *macState per key, since hmac.New allocates
+	nids  []cipher.Block // one per key: seals the network ID of version 3 values
 }
 
 // macState is a reusable HMAC with room for its sum, so signing does not
@@ -93,6 +114,10 @@ type macState struct {
 	// msg holds the message while it is hashed: passed to the hash
 	// through its interface, the caller's bytes would escape to the heap.
 	msg [128]byte
+	// blk and tweak hold a network ID being sealed or opened, and the
+	// cookie ID it is bound to: on the stack, passed to the block
+	// cipher's interface, they would escape.
+	blk, tweak [aes.BlockSize]byte
 }
 
 // ValidateKeys checks that there is at least one key and that every key is
@@ -119,8 +144,43 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 		k := append([]byte(nil), k...)
 		s.keys = append(s.keys, k)
 		s.pools = append(s.pools, &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k)} }})
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte("b2s-edge cookie network id key v1"))
+		block, err := aes.NewCipher(m.Sum(nil))
+		if err != nil {
+			return nil, err
+		}
+		s.nids = append(s.nids, block)
 	}
 	return s, nil
+}
+
+// sealNetworkID writes into dst the 22-character sealed form of network
+// ID nid in the cookie of id, with key i. Both are 32 lowercase hex.
+func (s *Signer) sealNetworkID(i int, id, nid string, dst []byte) {
+	m := s.pools[i].Get().(*macState)
+	_, _ = hex.Decode(m.blk[:], unsafeBytes(nid))
+	_, _ = hex.Decode(m.tweak[:], unsafeBytes(id))
+	subtle.XORBytes(m.blk[:], m.blk[:], m.tweak[:])
+	s.nids[i].Encrypt(m.blk[:], m.blk[:])
+	base64.RawURLEncoding.Encode(dst, m.blk[:])
+	s.pools[i].Put(m)
+}
+
+// openNetworkID returns the network ID sealed by key i in the cookie of
+// id, or false if sealed is not 22 base64url characters.
+func (s *Signer) openNetworkID(i int, id, sealed string) (string, bool) {
+	m := s.pools[i].Get().(*macState)
+	defer s.pools[i].Put(m)
+	if n, err := base64.RawURLEncoding.Decode(m.blk[:], unsafeBytes(sealed)); err != nil || n != len(m.blk) {
+		return "", false
+	}
+	if _, err := hex.Decode(m.tweak[:], unsafeBytes(id)); err != nil {
+		return "", false
+	}
+	s.nids[i].Decrypt(m.blk[:], m.blk[:])
+	subtle.XORBytes(m.blk[:], m.blk[:], m.tweak[:])
+	return hex.EncodeToString(m.blk[:]), true
 }
 
 // sign writes the 22-character signature of msg with key i into dst.
@@ -190,21 +250,23 @@ func (s *Signer) AppendSigned(dst []byte, id string, now time.Time) []byte {
 }
 
 // AppendSignedNetwork is AppendSigned for a visitor whose network ID is
-// nid: a version 2 value, unless nid is empty or id itself, which gives
-// the shorter version 1. The ID starts 2 bytes into what it appends.
+// nid: a version 3 value, its network ID sealed, unless nid is empty or
+// id itself, which gives the shorter version 1. The ID starts 2 bytes
+// into what it appends.
 func (s *Signer) AppendSignedNetwork(dst []byte, id, nid string, now time.Time) []byte {
 	start := len(dst)
 	version, n := cookieVersion, signedLen
 	if nid != "" && nid != id {
-		version, n = cookieVersion2, signedLen2
+		version, n = cookieVersion3, signedLen3
 	}
 	b := append(dst, version...)
 	b = append(b, id...)
 	b = append(b, '.')
 	b = appendHex32(b, uint32(now.Unix()))
-	if n == signedLen2 {
+	if n == signedLen3 {
 		b = append(b, '.')
-		b = append(b, nid...)
+		b = append(b, make([]byte, sealedNIDLen)...) // room for the sealed network ID, no allocation
+		s.sealNetworkID(0, id, nid, b[start+signedLen+1:])
 	}
 	b = append(b, '.')
 	b = append(b, make([]byte, sigLen)...) // room for the signature, no allocation
@@ -234,6 +296,8 @@ func (s *Signer) Verify(value string) (Verified, bool) {
 	n := signedLen
 	switch {
 	case len(value) == CookieValueLen && value[:2] == cookieVersion:
+	case len(value) == CookieValueLen3 && value[:2] == cookieVersion3:
+		n = signedLen3
 	case len(value) == CookieValueLen2 && value[:2] == cookieVersion2:
 		n = signedLen2
 	default:
@@ -262,6 +326,11 @@ func (s *Signer) Verify(value string) (Verified, bool) {
 	for i := range s.keys {
 		s.sign(i, msg, want[:])
 		if subtle.ConstantTimeCompare(want[:], unsafeBytes(sig)) == 1 {
+			if n == signedLen3 {
+				if nid, ok = s.openNetworkID(i, id, value[signedLen+1:signedLen3]); !ok {
+					return Verified{}, false
+				}
+			}
 			return Verified{ID: id, NetworkID: nid, Issued: time.Unix(int64(issued), 0), OldKey: i > 0}, true
 		}
 	}

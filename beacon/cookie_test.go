@@ -114,13 +114,24 @@ func TestVerifyRejectsForgeries(t *testing.T) {
 	}
 }
 
+// legacyLinked is a version 2 value, as the edge wrote them before
+// version 3: the network ID in clear.
+func legacyLinked(s *Signer, id, nid string, now time.Time) string {
+	b := []byte(cookieVersion2 + id + ".")
+	b = appendHex32(b, uint32(now.Unix()))
+	b = append(append(append(b, '.'), nid...), '.')
+	b = append(b, make([]byte, sigLen)...)
+	s.sign(0, string(b[:signedLen2]), b[signedLen2+1:])
+	return string(b)
+}
+
 func TestNetworkIDRidesInTheCookie(t *testing.T) {
 	s := mustSigner(t, keyA)
 	now := time.Unix(1_800_000_000, 0)
 	id, nid := NewID(), NewID()
 	v := string(s.AppendSignedNetwork(nil, id, nid, now))
-	if len(v) != CookieValueLen2 || v[:2] != "2." || v[2:2+IDLen] != id {
-		t.Fatalf("linked value %q: want version 2, %d bytes, ID at offset 2", v, CookieValueLen2)
+	if len(v) != CookieValueLen3 || v[:2] != "3." || v[2:2+IDLen] != id {
+		t.Fatalf("linked value %q: want version 3, %d bytes, ID at offset 2", v, CookieValueLen3)
 	}
 	got, ok := s.Verify(v)
 	if !ok || got.ID != id || got.NetworkID != nid || !got.Issued.Equal(now) {
@@ -133,17 +144,80 @@ func TestNetworkIDRidesInTheCookie(t *testing.T) {
 	if got, _ := s.Verify(s.Sign(id, now)); got.NetworkID != id {
 		t.Errorf("version 1 network ID = %q, want the cookie ID %q", got.NetworkID, id)
 	}
-	// The network ID is signed: swapping it breaks the value.
-	forged := v[:signedLen+1] + nid[:31] + "0" + v[signedLen2:]
-	if forged[signedLen+1:signedLen2] == nid {
-		forged = v[:signedLen+1] + nid[:31] + "1" + v[signedLen2:]
+	// The sealed network ID is signed: changing it breaks the value.
+	for i := signedLen + 1; i < signedLen3; i++ {
+		b := []byte(v)
+		b[i] = map[bool]byte{true: 'A', false: 'B'}[b[i] != 'A']
+		if _, ok := s.Verify(string(b)); ok {
+			t.Fatalf("Verify accepted a sealed network ID changed at byte %d: %q", i, b)
+		}
 	}
-	if _, ok := s.Verify(forged); ok {
-		t.Errorf("Verify accepted a changed network ID: %q", forged)
+}
+
+// TestNetworkIDIsSealed: whoever holds a linked visitor's cookie (someone
+// who redeemed a link token, say) cannot read the network ID in it,
+// which for a visitor of the network's first site is that site's cookie
+// ID. Version 2 values, which showed it, still verify.
+func TestNetworkIDIsSealed(t *testing.T) {
+	s := mustSigner(t, keyA)
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name  string
+		value func(id, nid string) string
+		shows bool
+	}{
+		{name: "a linked value does not show the network ID", value: func(id, nid string) string { return string(s.AppendSignedNetwork(nil, id, nid, now)) }},
+		{name: "control: a version 2 value shows it, and still verifies", value: func(id, nid string) string { return legacyLinked(s, id, nid, now) }, shows: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[string]bool{}
+			for range 100 {
+				id, nid := NewID(), NewID()
+				v := tc.value(id, nid)
+				if got, ok := s.Verify(v); !ok || got.ID != id || got.NetworkID != nid {
+					t.Fatalf("Verify(%q) = %+v, %v; want ID %s network %s", v, got, ok, id, nid)
+				}
+				// Neither the network ID nor its halves, in any case.
+				shows := false
+				for _, part := range []string{nid, nid[:16], nid[16:]} {
+					shows = shows || strings.Contains(strings.ToLower(v), part)
+				}
+				if shows != tc.shows {
+					t.Fatalf("value %q shows network ID %s: %v, want %v", v, nid, shows, tc.shows)
+				}
+				seen[v[signedLen+1:signedLen+1+sealedNIDLen]] = true
+			}
+			if len(seen) != 100 {
+				t.Errorf("100 network IDs gave %d distinct network fields", len(seen))
+			}
+		})
 	}
-	if _, ok := s.Verify(strings.ToUpper(v[:signedLen2]) + v[signedLen2:]); ok {
-		t.Error("Verify accepted uppercase hex")
-	}
+	t.Run("one network ID looks different in every visitor's cookie", func(t *testing.T) {
+		nid := NewID()
+		a := string(s.AppendSignedNetwork(nil, NewID(), nid, now))
+		b := string(s.AppendSignedNetwork(nil, NewID(), nid, now))
+		if a[signedLen+1:signedLen3] == b[signedLen+1:signedLen3] {
+			t.Errorf("two cookies of network ID %s seal it alike: %q, %q", nid, a, b)
+		}
+	})
+	t.Run("a sealed network ID opens only under the key that sealed it", func(t *testing.T) {
+		id, nid := NewID(), NewID()
+		old := string(mustSigner(t, keyB).AppendSignedNetwork(nil, id, nid, now))
+		got, ok := mustSigner(t, keyA, keyB).Verify(old)
+		if !ok || got.NetworkID != nid || !got.OldKey {
+			t.Errorf("rotated Verify(%q) = %+v, %v; want network %s and OldKey", old, got, ok, nid)
+		}
+		if _, ok := mustSigner(t, keyA, keyC).Verify(old); ok {
+			t.Error("a linked value signed by a removed key verified")
+		}
+	})
+	t.Run("a version 2 value is re-signed as version 3", func(t *testing.T) {
+		id, nid := NewID(), NewID()
+		got, _ := s.Verify(legacyLinked(s, id, nid, now))
+		if v := string(s.AppendSignedNetwork(nil, got.ID, got.NetworkID, now)); v[:2] != "3." || strings.Contains(v, nid) {
+			t.Errorf("re-signed %q, want version 3 without the network ID in clear", v)
+		}
+	})
 }
 
 func TestMemberSignatureBindsMemberToCookie(t *testing.T) {
@@ -228,7 +302,8 @@ func FuzzVerify(f *testing.F) {
 	s := mustSigner(f, keyA, keyB)
 	good := s.Sign("0123456789abcdef0123456789abcdef", time.Unix(1_800_000_000, 0))
 	linked := string(s.AppendSignedNetwork(nil, "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", time.Unix(1_800_000_000, 0)))
-	for _, seed := range []string{"", good, linked, linked[:len(linked)-1], "1" + linked[1:], good[:20], good + "x", "1." + strings.Repeat("0", 55), "\xff\xfe", strings.Repeat(".", CookieValueLen)} {
+	legacy := legacyLinked(s, "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", time.Unix(1_800_000_000, 0))
+	for _, seed := range []string{"", good, linked, linked[:len(linked)-1], "1" + linked[1:], "2" + linked[1:], legacy, "3" + legacy[1:], good[:20], good + "x", "1." + strings.Repeat("0", 55), "\xff\xfe", strings.Repeat(".", CookieValueLen)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
@@ -242,7 +317,11 @@ func FuzzVerify(f *testing.F) {
 		if v.OldKey {
 			signer = mustSigner(t, keyB)
 		}
-		if again := string(signer.AppendSignedNetwork(nil, v.ID, v.NetworkID, v.Issued)); again != value {
+		again := string(signer.AppendSignedNetwork(nil, v.ID, v.NetworkID, v.Issued))
+		if value[:2] == cookieVersion2 {
+			again = legacyLinked(signer, v.ID, v.NetworkID, v.Issued)
+		}
+		if again != value {
 			t.Fatalf("Verify accepted %q, which the signer would write as %q", value, again)
 		}
 	})
@@ -269,4 +348,28 @@ func FuzzNextCookie(f *testing.F) {
 			h = rest
 		}
 	})
+}
+
+// BenchmarkCookieVerifyLinked and BenchmarkCookieIssueLinked are the
+// cookie of a visitor linked from another site: its network ID sealed.
+func BenchmarkCookieVerifyLinked(b *testing.B) {
+	s := mustSigner(b, keyA, keyB)
+	v := string(s.AppendSignedNetwork(nil, NewID(), NewID(), time.Now()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.Verify(v); !ok {
+			b.Fatal("verify failed")
+		}
+	}
+}
+
+func BenchmarkCookieIssueLinked(b *testing.B) {
+	s := mustSigner(b, keyA)
+	now := time.Now()
+	id, nid := NewID(), NewID()
+	buf := make([]byte, 0, CookieValueLen3)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = s.AppendSignedNetwork(buf[:0], id, nid, now)
+	}
 }
