@@ -210,10 +210,16 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // serveEndpoint answers the plugin's own endpoints, the opt-out and opt-in
 // (privacy.go) and the link and a landing with a link token (link.go), and
-// reports whether r was for one of them.
+// reports whether r was for one of them. A link token is removed from
+// every request's URL here, whatever the method, before anything records
+// it or passes it on.
 func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, now time.Time) bool {
 	path := r.URL.Path
 	pv, nw := c.app.privacy, c.app.network
+	token, linked := "", false
+	if nw != nil && mayHoldToken(r.URL.RawQuery, nw.tokenParam) {
+		token, linked = dropToken(r, nw.tokenParam)
+	}
 	switch {
 	case path == pv.optOutPath || path == pv.optInPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
@@ -223,15 +229,10 @@ func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *bea
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
 		c.serveLink(w, r, rec, ip, jar, now)
 		return true
-	case nw != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		strings.Contains(r.URL.RawQuery, nw.tokenParam):
-		if rest, token, found := stripToken(r.URL.RawQuery, nw.tokenParam); found {
-			u := *r.URL
-			u.RawQuery = rest
-			rec.URL, rec.Referrer = requestURLOf(r, &u), r.Header.Get("Referer")
-			c.serveLinked(w, r, rec, ip, jar, rest, token, now)
-			return true
-		}
+	case linked && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
+		c.serveLinked(w, r, rec, ip, jar, token, now)
+		return true
 	}
 	return false
 }

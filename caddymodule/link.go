@@ -66,35 +66,90 @@ func (c *Collect) fromNetwork(r *http.Request) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && c.app.network.has(hostname(u.Host))
 }
 
+// linkNavigation reports whether r is what following a link endpoint's
+// redirect makes: a GET of a top-level document (Sec-Fetch-Mode navigate
+// and Sec-Fetch-Dest document, where the browser sends them) from a
+// network page. An image, a frame, a script's fetch or a HEAD that
+// carries a token is none: a page elsewhere that embeds a token's URL
+// must not join the visitor.
+func (c *Collect) linkNavigation(r *http.Request) bool {
+	h := r.Header
+	if r.Method != http.MethodGet {
+		return false
+	}
+	if m := h["Sec-Fetch-Mode"]; len(m) > 0 && m[0] != "navigate" {
+		return false
+	}
+	if d := h["Sec-Fetch-Dest"]; len(d) > 0 && d[0] != "document" {
+		return false
+	}
+	return c.fromNetwork(r)
+}
+
+// dropToken removes the link token parameter from r's URL, so that it
+// reaches neither the upstream nor a record, whatever the method, and
+// returns it (empty when there were several: none is trusted).
+func dropToken(r *http.Request, param string) (token string, found bool) {
+	rest, token, found := stripToken(r.URL.RawQuery, param)
+	if found {
+		r.URL.RawQuery = rest
+		r.URL.ForceQuery = false
+		r.RequestURI = r.URL.RequestURI() // as Caddy's rewrite keeps it
+	}
+	return token, found
+}
+
+// mayHoldToken reports, cheaply, whether rawQuery may hold the link token
+// parameter param, written plainly or percent-encoded.
+func mayHoldToken(rawQuery, param string) bool {
+	return strings.Contains(rawQuery, param) || strings.IndexByte(rawQuery, '%') >= 0
+}
+
 // stripToken returns r's query without the link token parameter, and the
-// token; when there are several, token is empty: none is trusted.
+// token; when there are several, token is empty: none is trusted. A
+// query without the token is returned as it is, without a copy.
 func stripToken(rawQuery, param string) (rest, token string, found bool) {
 	var b strings.Builder
 	for q := rawQuery; q != ""; {
+		at := len(rawQuery) - len(q)
 		var part string
 		part, q, _ = strings.Cut(q, "&")
 		key, val, _ := strings.Cut(part, "=")
-		if k, err := url.QueryUnescape(key); err == nil && k == param {
-			if !found {
-				token, _ = url.QueryUnescape(val)
-			} else {
-				token = ""
+		if key != param && (strings.IndexByte(key, '%') < 0 || unescaped(key) != param) {
+			if found {
+				if b.Len() > 0 {
+					b.WriteByte('&')
+				}
+				b.WriteString(part)
 			}
-			found = true
 			continue
 		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
+		if !found {
+			b.WriteString(strings.TrimSuffix(rawQuery[:at], "&"))
+			token, _ = url.QueryUnescape(val)
+		} else {
+			token = ""
 		}
-		b.WriteString(part)
+		found = true
 	}
-	return b.String(), token, found
+	if !found {
+		return rawQuery, "", false
+	}
+	return b.String(), token, true
 }
 
-// serveLinked exchanges a link token for this site's cookie, joined to
-// the token's network ID, and redirects to the same URL without the
-// token before the page loads.
-func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, rest, token string, now time.Time) {
+func unescaped(s string) string {
+	u, err := url.QueryUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
+}
+
+// serveLinked exchanges a link token, already removed from r's URL, for
+// this site's cookie, joined to the token's network ID, and redirects to
+// the same URL without the token before the page loads.
+func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, jar *visitorCookies, token string, now time.Time) {
 	a := c.app
 	h := w.Header()
 	if rec.Consent.Identifying() {
@@ -107,11 +162,12 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 			linkResults[linkWrongHost].Inc()
 		case err != nil:
 			linkResults[linkInvalid].Inc()
-		case !c.fromNetwork(r):
+		case !c.linkNavigation(r):
 			// A token copied out of someone's address bar and handed
-			// to a victim (in a mail, on another site) would join the
-			// victim to the sender: only a navigation from a network
-			// page links.
+			// to a victim (in a mail, on another site), or embedded in
+			// another page as an image, would join the victim to the
+			// sender: only a navigation from a network page links. The
+			// token is not used up.
 			linkResults[linkForeignReferrer].Inc()
 		case !linkReplay.Use(l, now):
 			linkResults[linkReplayed].Inc()
@@ -126,8 +182,8 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 		}
 	}
 	loc := r.URL.EscapedPath()
-	if rest != "" {
-		loc += "?" + rest
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
 	}
 	if strings.HasPrefix(loc, "//") {
 		loc = "/" + strings.TrimLeft(loc, "/") // never a scheme-relative URL

@@ -41,9 +41,14 @@ type Network struct {
 	LinkPath string `json:"link_path,omitempty"`
 
 	// TokenParam is the query parameter carrying the link token. The
-	// destination exchanges it for its own cookie and redirects to the
-	// same URL without it, before the page loads, so the token never
-	// reaches the page, its scripts or a Referer. Default "_b2s".
+	// destination exchanges it for its own cookie only on a top-level
+	// navigation from a network page (a GET with a network Referer, and
+	// Sec-Fetch-Mode navigate and Sec-Fetch-Dest document where the
+	// browser sends them), and redirects to the same URL without it,
+	// before the page loads. Any other request loses the parameter too,
+	// whatever its method, before it is recorded or passed on, so the
+	// token never reaches the page, its scripts, the upstream, a record
+	// or a Referer. Default "_b2s".
 	TokenParam string `json:"token_param,omitempty"`
 
 	// TokenTTL is how long a link token is accepted. Each is accepted
