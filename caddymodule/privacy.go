@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,11 +27,16 @@ const (
 // member ID, and a truncated IP; no cookie is set for them.
 type Privacy struct {
 	// OptOutPath sets the opt-out cookie and deletes the visitor's
-	// cookies on this site; OptInPath clears the opt-out. Both answer
-	// GET and POST, redirect to ?return=<path or network URL> when given
-	// (without the network's link token, if it has one) and otherwise
-	// answer with a short page. The opt-out request's own record is
-	// opted out. Defaults "/_b2s/optout" and "/_b2s/optin".
+	// cookies on this site, on GET and POST from anywhere. OptInPath
+	// clears the opt-out on a POST only: a form of this very origin
+	// (scheme and host) that the visitor submitted as a top-level
+	// navigation, by Fetch Metadata, or from a browser without it whose
+	// Origin, else Referer, is this host; anything else gets 403. A GET
+	// of OptInPath answers a page with that form. Both redirect (303) to
+	// ?return=<path or network URL> when given (without the network's
+	// link token, if it has one) and otherwise answer with a short page.
+	// The opt-out request's own record is opted out. Defaults
+	// "/_b2s/optout" and "/_b2s/optin".
 	OptOutPath string `json:"optout_path,omitempty"`
 	OptInPath  string `json:"optin_path,omitempty"`
 
@@ -144,12 +151,17 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		c.finishEndpoint(w, r, rec, ip, http.StatusMethodNotAllowed, "")
 		return
 	}
-	if !out && !c.sameSiteRequest(r) {
-		// Opting back in undoes a privacy choice: another site's page
-		// (an advertiser's image or form) must not do it for the visitor.
-		// Opting out stays open to anyone.
+	if !out && r.Method != http.MethodPost {
+		// A link, a redirect or a scanner's fetch only asks.
+		c.confirmOptIn(w, r, rec, ip)
+		return
+	}
+	if !out && !visitorOptIn(r) {
+		// Opting back in undoes a privacy choice: another site (the
+		// network's too), a script or an ad on the site's pages, a frame
+		// must not do it for the visitor. Opting out stays open to anyone.
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		c.finishEndpoint(w, r, rec, ip, http.StatusForbidden, "b2s: opt-in is accepted only from this site's own pages\n")
+		c.finishEndpoint(w, r, rec, ip, http.StatusForbidden, "b2s: opt-in is accepted only from a form on this site that the visitor submits\n")
 		return
 	}
 	if out {
@@ -209,16 +221,78 @@ func (c *Collect) withoutToken(to string) string {
 	return path
 }
 
-// sameSiteRequest reports whether r comes from this site or the visitor
-// themselves: Sec-Fetch-Site (sent by current browsers) is not
-// cross-site, and an Origin header, when sent, is this host or a network
-// site's.
-func (c *Collect) sameSiteRequest(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+// confirmOptIn answers a GET or HEAD of the opt-in path with a page
+// whose form POSTs the opt-in, with the same return, when the visitor
+// submits it. The page may not be framed: a click on it must be the
+// visitor's own.
+func (c *Collect) confirmOptIn(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr) {
+	h := w.Header()
+	action := c.app.privacy.optInPath
+	if to := r.URL.Query().Get("return"); to != "" {
+		if _, ok := c.returnTo(r, c.withoutToken(to)); ok {
+			action += "?return=" + url.QueryEscape(c.withoutToken(to))
+		}
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+	c.finishEndpoint(w, r, rec, ip, http.StatusOK, optInFormStart+html.EscapeString(action)+optInFormEnd)
+}
+
+const (
+	optInFormStart = "<!doctype html><meta charset=utf-8><title>Opt in</title><p>You opted out on this site. Opting back in lets it set its visitor cookie in this browser again, and records of your visits carry it.</p><form method=post action=\""
+	optInFormEnd   = "\"><button type=submit>Opt back in</button></form>\n"
+)
+
+// visitorOptIn reports whether r is the visitor's own opt-in: a POST
+// that a form of this very origin sent as a top-level navigation the
+// visitor started (Fetch Metadata: same-origin, navigate, document, and
+// Sec-Fetch-User from browsers that send it), or, from a browser that
+// sends no Fetch Metadata, a POST whose Origin, else Referer, is this
+// origin. Another site's page (the network's too), a fetch or
+// sendBeacon of a script on the site's pages, a frame and a redirect
+// from elsewhere are all refused.
+func visitorOptIn(r *http.Request) bool {
+	h := r.Header
+	if r.Method != http.MethodPost {
 		return false
 	}
-	origin := r.Header.Get("Origin")
-	return origin == "" || c.ownOrigin(r, origin) // "null": a sandboxed frame or a redirect from elsewhere
+	origin := h.Get("Origin") // "null": a sandboxed frame, or a redirect from another origin
+	if origin != "" && !sameOrigin(r, origin, true) {
+		return false
+	}
+	if site := h.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" && h.Get("Sec-Fetch-Mode") == "navigate" && h.Get("Sec-Fetch-Dest") == "document" &&
+			(h.Get("Sec-Fetch-User") == "?1" || !sendsFetchUser(h.Get("User-Agent")))
+	}
+	return origin != "" || sameOrigin(r, h.Get("Referer"), false)
+}
+
+// sendsFetchUser reports whether the browser of user agent ua sends
+// Sec-Fetch-User on the navigations a user starts. WebKit (Safari, and
+// every browser on iOS) sends the other Fetch Metadata headers but not
+// this one (https://webkit.org/b/247697); Blink's user agents name
+// Chrome, and Gecko's have no AppleWebKit. A script can set no header of
+// a navigation, the User-Agent included.
+func sendsFetchUser(ua string) bool {
+	return !strings.Contains(ua, "AppleWebKit/") || strings.Contains(ua, "Chrome/")
+}
+
+// sameOrigin reports whether raw, an Origin (origin true) or a Referer,
+// is of r's own origin: r's host exactly, port included (not another
+// subdomain, not a network site), over https, or http when r came over
+// plain http.
+func sameOrigin(r *http.Request, raw string, origin bool) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Opaque != "" || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	if u.Scheme != "https" && (u.Scheme != "http" || r.TLS != nil) {
+		return false
+	}
+	return !origin || (u.Path == "" && u.RawQuery == "" && u.Fragment == "")
 }
 
 // returnTo accepts a path on this site ("/x", not "//x" or "/\x") or a

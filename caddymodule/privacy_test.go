@@ -349,18 +349,32 @@ func TestNetworkAndPrivacy(t *testing.T) {
 				t.Errorf("opt-out with return=%q: %d to %q, %q; want the 200 page", ret, resp.status, resp.header.Get("Location"), resp.body)
 			}
 		}
+		// Opting back in takes the visitor's own click on a form of this
+		// very site: not another site's, not a network site's, not a GET.
+		post := func(t *testing.T, hdr map[string]string) response {
+			t.Helper()
+			return e.do(t, newRequest(t, http.MethodPost, e.site("www.b2s.test")+"/_b2s/optin", hdr))
+		}
 		for _, hdr := range []map[string]string{
-			{"Sec-Fetch-Site": "cross-site"},
+			{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"},
 			{"Origin": "https://ads.example"},
 			{"Origin": "null"},
+			{"Origin": e.site("www.b2smade.test")},
+			{"Referer": e.site("shop.b2s.test") + "/"},
 		} {
 			hdr["Cookie"] = "b2sid_optout=1"
-			resp := get(t, e.site("www.b2s.test")+"/_b2s/optin", hdr)
+			resp := post(t, hdr)
 			if resp.status != http.StatusForbidden || len(resp.header.Values("Set-Cookie")) != 0 {
-				t.Errorf("opt-in from another site (%v): %d, Set-Cookie %q; want 403 and no cookie change", hdr, resp.status, resp.header.Values("Set-Cookie"))
+				t.Errorf("opt-in from elsewhere (%v): %d, Set-Cookie %q; want 403 and no cookie change", hdr, resp.status, resp.header.Values("Set-Cookie"))
 			}
 		}
-		resp = get(t, e.site("www.b2s.test")+"/_b2s/optin", map[string]string{"Cookie": "b2sid_optout=1", "Sec-Fetch-Site": "same-origin"})
+		own := map[string]string{"Cookie": "b2sid_optout=1", "Origin": e.site("www.b2s.test"),
+			"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}
+		resp = get(t, e.site("www.b2s.test")+"/_b2s/optin", own)
+		if resp.status != http.StatusOK || len(resp.header.Values("Set-Cookie")) != 0 || !strings.Contains(string(resp.body), "<form method=post") {
+			t.Errorf("opt-in by GET: %d, Set-Cookie %q; want 200, a form and no cookie change", resp.status, resp.header.Values("Set-Cookie"))
+		}
+		resp = post(t, own)
 		if c := setCookies(t, resp.header)["b2sid_optout"]; resp.status != http.StatusOK || c == nil || c.MaxAge >= 0 {
 			t.Errorf("opt-in: %d, %+v; want 200 and the opt-out cookie deleted", resp.status, c)
 		}
