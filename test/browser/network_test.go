@@ -114,8 +114,8 @@ func TestCrossingToTheSisterSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	sisterID := sc.ID
-	if sc.Version != 2 || sc.NetworkID != mainID || sisterID == mainID {
-		t.Errorf("sister site's cookie: version %d, ID %s, network ID %s; want version 2 with a new ID and the main site's ID %s as network ID",
+	if sc.Version != 3 || sc.NetworkID != mainID || sisterID == mainID {
+		t.Errorf("sister site's cookie: version %d, ID %s, network ID %s; want version 3 (the network ID sealed) with a new ID and the main site's ID %s as network ID",
 			sc.Version, sc.ID, sc.NetworkID, mainID)
 	}
 

@@ -184,10 +184,16 @@ func TestOptOutAndBack(t *testing.T) {
 		t.Errorf("the advertiser received requests:\n%s", showRequests(got))
 	}
 
-	// Opting in, returning to the sister site.
+	// Opting in, returning to the sister site: following the opt-in link
+	// changes nothing (an ad server's redirect would do the same); the
+	// visitor's click on its form does it.
 	sisterHome := e.url(sisterHost, "/")
 	optIn := e.url(mainHost, optInPath+"?return="+url.QueryEscape(sisterHome))
-	if resp := b.navigate(t, optIn); resp.URL != sisterHome {
+	if resp := b.navigate(t, optIn); resp.URL != optIn || resp.Status != 200 {
+		t.Errorf("following the opt-in link ended on %d %s, want 200 on the opt-in form", resp.Status, resp.URL)
+	}
+	flagCookie(t, b, home, optOutCookieName)
+	if resp := click(t, b, "form button"); resp.URL != sisterHome {
 		t.Errorf("the opt-in ended on %s, want %s", resp.URL, sisterHome)
 	}
 	noCookie(t, b, home, optOutCookieName)

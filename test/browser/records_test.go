@@ -2,9 +2,12 @@ package browser
 
 import (
 	"context"
+	"crypto/aes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,7 +189,7 @@ func pageRecord(url string) func(*record) bool {
 // ---------------------------------------------------------------------------
 // The cookie
 
-var cookieRe = regexp.MustCompile(`^(?:1\.([0-9a-f]{32})\.([0-9a-f]{8})|2\.([0-9a-f]{32})\.([0-9a-f]{8})\.([0-9a-f]{32}))\.([A-Za-z0-9_-]{22})$`)
+var cookieRe = regexp.MustCompile(`^(?:1\.([0-9a-f]{32})\.([0-9a-f]{8})|2\.([0-9a-f]{32})\.([0-9a-f]{8})\.([0-9a-f]{32})|3\.([0-9a-f]{32})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{22}))\.([A-Za-z0-9_-]{22})$`)
 
 // visitorCookie is what a b2sid value says.
 type visitorCookie struct {
@@ -209,26 +212,59 @@ func verifyCookie(value, key string) (id string, issued time.Time, err error) {
 // verifyAnyCookie checks a b2sid value the way the edge documents it
 // (beacon/cookie.go), independently of its code:
 // 1.<id, 32 hex>.<issued, 8 hex>.<sig> or, for a visitor linked from
-// another site of the network, 2.<id>.<issued>.<network ID, 32 hex>.<sig>,
+// another site of the network, 3.<id>.<issued>.<sealed network ID>.<sig>
+// (2.<id>.<issued>.<network ID, 32 hex>.<sig> from earlier versions),
 // where sig is the base64url of the first 16 bytes of HMAC-SHA256 of what
-// precedes the last dot.
+// precedes the last dot, and the sealed network ID the base64url of
+// AES-256(network ID XOR ID) under HMAC-SHA256(secret, "b2s-edge cookie
+// network id key v1").
 func verifyAnyCookie(value, key string) (visitorCookie, error) {
 	m := cookieRe.FindStringSubmatch(value)
 	if m == nil {
-		return visitorCookie{}, fmt.Errorf("cookie value %q is neither 1.<32 hex>.<8 hex>.<22 base64url> nor 2.<32 hex>.<8 hex>.<32 hex>.<22 base64url>", value)
+		return visitorCookie{}, fmt.Errorf("cookie value %q is none of 1.<32 hex>.<8 hex>.<22 base64url>, 2.<32 hex>.<8 hex>.<32 hex>.<22 base64url> or 3.<32 hex>.<8 hex>.<22 base64url>.<22 base64url>", value)
 	}
-	if !hmac.Equal([]byte(m[6]), []byte(hmacTag(key, value[:len(value)-len(m[6])-1]))) {
+	if !hmac.Equal([]byte(m[9]), []byte(hmacTag(key, value[:len(value)-len(m[9])-1]))) {
 		return visitorCookie{}, fmt.Errorf("cookie value %q does not verify with the secret", value)
 	}
 	c := visitorCookie{Version: 1, ID: m[1], NetworkID: m[1]}
 	issued := m[2]
-	if m[3] != "" {
+	switch {
+	case m[3] != "":
 		c = visitorCookie{Version: 2, ID: m[3], NetworkID: m[5]}
 		issued = m[4]
+	case m[6] != "":
+		nid, err := openNetworkID(key, m[6], m[8])
+		if err != nil {
+			return visitorCookie{}, fmt.Errorf("cookie value %q: %v", value, err)
+		}
+		c = visitorCookie{Version: 3, ID: m[6], NetworkID: nid}
+		issued = m[7]
 	}
 	sec, _ := strconv.ParseUint(issued, 16, 32)
 	c.Issued = time.Unix(int64(sec), 0)
 	return c, nil
+}
+
+// openNetworkID decrypts the sealed network ID of a version 3 cookie of id.
+func openNetworkID(key, id, sealed string) (string, error) {
+	k := hmac.New(sha256.New, []byte(key))
+	k.Write([]byte("b2s-edge cookie network id key v1"))
+	block, err := aes.NewCipher(k.Sum(nil))
+	if err != nil {
+		return "", err
+	}
+	ct, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil || len(ct) != aes.BlockSize {
+		return "", fmt.Errorf("sealed network ID %q is not 16 bytes of base64url", sealed)
+	}
+	idb, err := hex.DecodeString(id)
+	if err != nil {
+		return "", err
+	}
+	pt := make([]byte, aes.BlockSize)
+	block.Decrypt(pt, ct)
+	subtle.XORBytes(pt, pt, idb)
+	return hex.EncodeToString(pt), nil
 }
 
 // hmacTag is the edge's signature of msg: the base64url of the first 16
