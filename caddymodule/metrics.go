@@ -32,7 +32,7 @@ var (
 
 	// linkResults is indexed by linkResult.
 	linkTokens = counterVec("link_tokens_total",
-		"Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, foreign_referrer (not arriving from a network page), bad_destination (a link endpoint request refused).", "result")
+		"Link tokens, by result: issued, linked (exchanged for a cookie), expired, replayed, wrong_host, invalid, foreign_referrer (not a top-level navigation from a network page), bad_destination (a link endpoint request refused).", "result")
 	linkResults = children(linkTokens, "issued", "linked", "expired", "replayed", "wrong_host", "invalid", "foreign_referrer", "bad_destination")
 
 	// privacySignal is indexed by signal.
