@@ -7,6 +7,9 @@ import (
 	"time"
 	"unsafe"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
@@ -27,8 +30,10 @@ const cookieDomainNetwork = "network"
 type visitorCookies struct {
 	ids        [4]string // values of the visitor cookie, in order (a host-only and a domain cookie, say)
 	nids       int
-	seenID     bool   // a visitor cookie was sent, valid or not
-	member     string // the member cookie's value
+	seenID     bool      // a visitor cookie was sent, valid or not
+	moreIDs    bool      // more visitor cookies than ids holds
+	members    [4]string // values of the member cookie, in order
+	nmembers   int
 	optOut     bool
 	child      bool
 	crossSite  bool // Sec-Fetch-Site: cross-site
@@ -52,6 +57,8 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 				if jar.nids < len(jar.ids) {
 					jar.ids[jar.nids] = v
 					jar.nids++
+				} else {
+					jar.moreIDs = true
 				}
 			case len(n) <= len(name) || n[:len(name)] != name:
 			case n == pv.optOutName:
@@ -59,7 +66,10 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 			case n == pv.childName:
 				jar.child = true
 			case n == pv.memberName:
-				jar.member = v
+				if jar.nmembers < len(jar.members) {
+					jar.members[jar.nmembers] = v
+					jar.nmembers++
+				}
 			}
 		}
 	}
@@ -99,19 +109,42 @@ func (p pendingCookie) addTo(h http.Header) {
 // identify reads the visitor's cookie into rec and returns the Set-Cookie
 // the response needs, if any. A link, when given, joins the visitor to
 // its network ID.
+//
+// A request may carry several visitor cookies: the browser sends every
+// cookie of the name whose path and domain match, the longest path first,
+// then the oldest. Only one of them is the edge's (Path=/, the site's
+// domain); the others are a script's: any script of the site's origin (an
+// ad's included from an isolated route, say) can add a cookie of that
+// name on a narrower path or another domain (HttpOnly keeps it only from
+// reading or replacing the edge's), holding a valid value copied from its
+// own browser. The server cannot tell which cookie it set, so when the
+// valid, current ones hold more than one ID (or more cookies came than
+// are read), none is trusted: the record has no cookie ID and no member,
+// the site's member signal on the response is ignored, and no cookie is
+// set (a new one would replace the visitor's own, which the next request
+// without the copy finds again). Invalid ones are skipped, as ever.
 func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, jar *visitorCookies, link *beacon.Link) pendingCookie {
 	a := c.app
 	var v beacon.Verified
-	valid := false
+	valid, conflict := false, jar.moreIDs
 	for _, val := range jar.ids[:jar.nids] {
-		if v, valid = a.signer.Verify(val); valid && c.current(v.Issued, now) {
-			break
+		w, ok := a.signer.Verify(val)
+		switch {
+		case !ok || !c.current(w.Issued, now):
+		case !valid:
+			v, valid = w, true
+		case w.ID != v.ID:
+			conflict = true
 		}
-		valid = false
 	}
 	var reason cookieReason
 	nid := ""
 	switch {
+	case conflict:
+		if ce := c.logger.Check(zapcore.DebugLevel, "several visitor cookies: none trusted"); ce != nil {
+			ce.Write(zap.Int("cookies", jar.nids))
+		}
+		return pendingCookie{}
 	case valid:
 		rec.CookieID, rec.CookieState, rec.NetworkID = v.ID, beacon.StateReturning, v.NetworkID
 		nid = v.NetworkID
@@ -178,16 +211,22 @@ func (c *Collect) current(issued, now time.Time) bool {
 
 // readMember puts the signed-in member in the record, when the member
 // cookie is bound to the visitor's cookie ID.
+// Of several member cookies (a script may add one on a narrower path, as
+// with the visitor cookie), the first bound to the cookie ID counts: a
+// copy is bound to another.
 func (c *Collect) readMember(rec *beacon.Record, jar *visitorCookies) {
-	if jar.member == "" || rec.CookieState != beacon.StateReturning {
+	if rec.CookieState != beacon.StateReturning {
 		return
 	}
-	i := strings.LastIndexByte(jar.member, '.')
-	if i <= 0 {
-		return
-	}
-	if m, sig := jar.member[:i], jar.member[i+1:]; beacon.ValidMember(m) && c.app.signer.VerifyMember(rec.CookieID, m, sig) {
-		rec.MemberID = m
+	for _, member := range jar.members[:jar.nmembers] {
+		i := strings.LastIndexByte(member, '.')
+		if i <= 0 {
+			continue
+		}
+		if m, sig := member[:i], member[i+1:]; beacon.ValidMember(m) && c.app.signer.VerifyMember(rec.CookieID, m, sig) {
+			rec.MemberID = m
+			return
+		}
 	}
 }
 
