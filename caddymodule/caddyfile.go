@@ -131,6 +131,7 @@ func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	b2s_isolate [<matcher>] {
 //		allow_cookies <names...>
+//		sandbox on|off
 //	}
 func parseIsolate(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	iso := new(Isolate)
@@ -158,8 +159,15 @@ func (iso *Isolate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			iso.AllowCookies = append(iso.AllowCookies, names...)
+		case "sandbox":
+			var v string
+			if !d.Args(&v) || d.NextArg() || v != "on" && v != "off" {
+				return d.Err("b2s_isolate: sandbox takes on or off, e.g. sandbox off for an ad that needs the site's origin")
+			}
+			on := v == "on"
+			iso.Sandbox = &on
 		default:
-			return d.Errf("b2s_isolate: unrecognized option %q; want allow_cookies", d.Val())
+			return d.Errf("b2s_isolate: unrecognized option %q; want allow_cookies or sandbox", d.Val())
 		}
 	}
 	return nil

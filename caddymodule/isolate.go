@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/b2scom/b2s-edge/beacon"
 )
@@ -37,9 +39,14 @@ func init() {
 // inside only when it sets an allowed cookie, and no X-B2S-* header from
 // them (X-B2S-Member and X-B2S-Child are signals the site's own upstream
 // sends): this applies to 1xx interim responses (103 Early Hints) and to
-// trailers too. Headers that handlers outside b2s_isolate set
-// (b2s_collect's cookie, the site's header directive) are the site's own
-// and kept. Inside it, the {http.vars.b2s.cookie_id} and
+// trailers too. Nor does it keep from them the headers that act on the
+// site's whole origin or make the browser request the site
+// (Clear-Site-Data, Refresh, Link, Strict-Transport-Security...: see
+// originHeaders), nor a redirect back into the site (the response becomes
+// a 502), and it is served in a CSP sandbox without allow-same-origin, so
+// that an ad document runs in an opaque origin. Headers that handlers
+// outside b2s_isolate set (b2s_collect's cookie, the site's header
+// directive) are the site's own and kept. Inside it, the {http.vars.b2s.cookie_id} and
 // {http.vars.b2s.event_id} placeholders are empty (the event ID joins the
 // request to its record, which holds the cookie ID). Placeholders that
 // read the request itself, such as {http.request.cookie.b2sid},
@@ -62,9 +69,26 @@ type Isolate struct {
 	// cookie it sets reaches the visitor.
 	AllowCookies []string `json:"allow_cookies,omitempty"`
 
+	// Sandbox serves every final response of the handlers inside with
+	// Content-Security-Policy: sandbox, allowing scripts, forms, popups
+	// (which escape the sandbox) and top navigation on a click, but not
+	// allow-same-origin: an ad document served under the site's name runs
+	// in an opaque origin, so it cannot read or write the site's cookies
+	// or storage, and its requests to the site (the opt-in endpoint) are
+	// cross-site, carry none of the site's SameSite cookies and their
+	// answers cannot be read. The upstream's own policies are kept and
+	// add up (a browser enforces them all). An ad that needs the site's
+	// origin (its storage, say) stops working there: false turns the
+	// sandbox off for this route, and that protection with it. A script
+	// that a page of the site includes from the route runs in the page's
+	// origin whatever its response says: only the cookies' HttpOnly
+	// attribute and the opt-in's checks stand against it. Default true.
+	Sandbox *bool `json:"sandbox,omitempty"`
+
 	app     *App
 	logger  *zap.Logger
 	allowed []string // AllowCookies without duplicates
+	sandbox bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -88,6 +112,7 @@ func (iso *Isolate) Provision(ctx caddy.Context) error {
 
 func (iso *Isolate) bind(app *App, logger *zap.Logger) {
 	iso.app, iso.logger = app, logger
+	iso.sandbox = iso.Sandbox == nil || *iso.Sandbox
 	iso.allowed = iso.allowed[:0]
 	for _, name := range iso.AllowCookies {
 		if !slices.Contains(iso.allowed, name) {
@@ -150,6 +175,7 @@ func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	iw := &isolateWriter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		iso:                   iso,
+		r:                     r,
 		outer:                 outerHeadersOf(w.Header()),
 	}
 	err := next.ServeHTTP(iw, r)
@@ -342,11 +368,11 @@ func (b *trailerFilter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// outerHeaders are the Set-Cookie and X-B2S-* response headers set before
-// b2s_isolate ran: the site's own, kept as they are.
+// outerHeaders are the Set-Cookie, X-B2S-* and origin-wide response
+// headers set before b2s_isolate ran: the site's own, kept as they are.
 type outerHeaders struct {
 	setCookie []string
-	b2s       map[string][]string
+	guarded   map[string][]string
 }
 
 func outerHeadersOf(h http.Header) outerHeaders {
@@ -355,22 +381,22 @@ func outerHeadersOf(h http.Header) outerHeaders {
 		switch {
 		case isSetCookie(strings.TrimPrefix(k, http.TrailerPrefix)):
 			o.setCookie = append(o.setCookie, vs...)
-		case isB2SHeader(strings.TrimPrefix(k, http.TrailerPrefix)):
-			if o.b2s == nil {
-				o.b2s = make(map[string][]string)
+		case guardedHeader(strings.TrimPrefix(k, http.TrailerPrefix)):
+			if o.guarded == nil {
+				o.guarded = make(map[string][]string)
 			}
-			o.b2s[k] = slices.Clone(vs)
+			o.guarded[k] = slices.Clone(vs)
 		}
 	}
 	return o
 }
 
 // filterResponse removes from h the Set-Cookie headers of cookies the
-// upstream may not set and the X-B2S-* headers, but those set outside
-// b2s_isolate; with trailersOnly, it looks at the trailers net/http sends
-// undeclared (http.TrailerPrefix) and the X-B2S-* headers only. Value
-// slices are replaced, never changed in place: other handlers share some
-// of them.
+// upstream may not set, the X-B2S-* headers and the origin-wide ones, but
+// those set outside b2s_isolate; with trailersOnly, it looks at the
+// trailers net/http sends undeclared (http.TrailerPrefix) and the X-B2S-*
+// and origin-wide headers only. Value slices are replaced, never changed
+// in place: other handlers share some of them.
 func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly bool) {
 	var trusted []string // outer Set-Cookie values not yet matched
 	if len(o.setCookie) > 0 {
@@ -378,15 +404,15 @@ func (iso *Isolate) filterResponse(h http.Header, o *outerHeaders, trailersOnly 
 	}
 	for k, vs := range h {
 		name, trailer := strings.CutPrefix(k, http.TrailerPrefix)
-		if trailersOnly && !trailer && !isB2SHeader(name) {
+		if trailersOnly && !trailer && !guardedHeader(name) {
 			// Sent already. An X-B2S-* header set after the body is
 			// removed still: a trailer, undeclared, never sent, but the
 			// handlers outside (b2s_collect) would read it as the site's.
 			continue
 		}
 		switch {
-		case isB2SHeader(name):
-			want := o.b2s[k]
+		case guardedHeader(name):
+			want := o.guarded[k]
 			if slices.Equal(vs, want) {
 				continue
 			}
@@ -481,9 +507,9 @@ func clearTrailerDeclaration(h http.Header, drop func(name string) bool) {
 }
 
 // forbiddenResponseTrailer reports whether the upstream may not send a
-// trailer of that name: X-B2S-* and Set-Cookie.
+// trailer of that name: X-B2S-*, the origin-wide headers and Set-Cookie.
 func forbiddenResponseTrailer(name string) bool {
-	return isB2SHeader(name) || isSetCookie(name)
+	return guardedHeader(name) || isSetCookie(name)
 }
 
 // take removes one occurrence of v from *list and reports whether there
@@ -505,10 +531,161 @@ func isB2SHeader(k string) bool {
 
 func isSetCookie(k string) bool { return strings.EqualFold(k, "Set-Cookie") }
 
+// guardedHeader reports whether only the site may send the response
+// header: the plugin's X-B2S-* signals and the origin-wide headers.
+func guardedHeader(k string) bool { return isB2SHeader(k) || isOriginHeader(k) }
+
+// originHeaders are the response headers whose effect reaches past the
+// response, to the site's whole origin or to its other URLs: an isolated
+// upstream must not send them as the site. Clear-Site-Data would delete
+// the visitor's opt-out and do-not-collect cookies (W3C Clear Site Data);
+// Refresh, Link (preload, prefetch) and Speculation-Rules make the
+// browser request URLs of the site, the plugin's endpoints among them, as
+// the site; Service-Worker-Allowed lets a worker script from the route
+// control every page of the origin; Strict-Transport-Security, Alt-Svc,
+// NEL and Report-To (network error reports of every request to the
+// origin, sent to the upstream's collector), Accept-CH and Critical-CH
+// (client hints on every request) and Set-Login (FedCM) set state the
+// browser keeps for the origin.
+var originHeaders = [...]string{"Clear-Site-Data", "Refresh", "Link", "Speculation-Rules",
+	"Service-Worker-Allowed", "Strict-Transport-Security", "Alt-Svc", "Nel", "Report-To",
+	"Accept-Ch", "Critical-Ch", "Set-Login"}
+
+func isOriginHeader(k string) bool {
+	for _, n := range originHeaders {
+		if strings.EqualFold(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// sandboxPolicy is the Content-Security-Policy of isolated responses
+// (Isolate.Sandbox): an opaque origin, with what ads need to run and to
+// take a click to the advertiser.
+const sandboxPolicy = "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation"
+
+// contain applies to the header of the final response from inside what
+// the Set-Cookie and header filters cannot: a redirect into the site is
+// refused (no Location, 502 in place of the 3xx) and the sandbox policy is
+// added. It returns the status to send.
+func (iso *Isolate) contain(h http.Header, r *http.Request, status int) int {
+	if status >= 300 && status < 400 && status != http.StatusNotModified {
+		for k, vs := range h {
+			if !strings.EqualFold(k, "Location") || iso.redirectAllowed(r, vs) {
+				continue
+			}
+			delete(h, k)
+			status = http.StatusBadGateway
+			isolateCount[isolatedHeader].Add(float64(len(vs)))
+			if ce := iso.logger.Check(zapcore.DebugLevel, "redirect into the site refused"); ce != nil {
+				ce.Write(zap.String("path", r.URL.Path))
+			}
+		}
+	}
+	if iso.sandbox && status != http.StatusSwitchingProtocols {
+		const csp = "Content-Security-Policy"
+		h[csp] = append(slices.Clip(h[csp]), sandboxPolicy)
+	}
+	return status
+}
+
+// redirectAllowed reports whether the browser may follow a redirect of
+// the upstream to locs (the Location values): only one, to another site,
+// or on the request's own host within the directory of the request path's
+// first segment ("/ads/" for "/ads/click": the route's own, as far as it
+// can be told), other than the plugin's endpoints. A redirect elsewhere
+// on the site (the opt-in), to another host of the same site (which
+// shares its cookies, and whose requests count as same-site) or to a
+// network site would make the browser, with a click's user activation if
+// it came from one, request the site as the site itself. Anything a
+// browser might read otherwise than Go does (backslashes, control
+// characters, an encoded dot or slash) is refused.
+func (iso *Isolate) redirectAllowed(r *http.Request, locs []string) bool {
+	if len(locs) != 1 || locs[0] == "" {
+		return false
+	}
+	loc := locs[0]
+	for i := 0; i < len(loc); i++ {
+		c := loc[i]
+		if c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+		if c == '%' && i+2 < len(loc) && (loc[i+1] == '2' && strings.IndexByte("eEfF", loc[i+2]) >= 0 ||
+			loc[i+1] == '5' && (loc[i+2] == 'c' || loc[i+2] == 'C')) {
+			return false // %2e, %2f, %5c
+		}
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return false
+	}
+	base := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
+	if r.TLS != nil {
+		base.Scheme = "https"
+	}
+	to := base.ResolveReference(u)
+	if to.Scheme != "http" && to.Scheme != "https" {
+		return false
+	}
+	host, own := normalHost(to.Hostname()), normalHost(hostname(r.Host))
+	if host == "" {
+		return false
+	}
+	if host == own {
+		dir := routeDir(r.URL.Path)
+		return dir != "" && strings.HasPrefix(to.Path, dir) && !iso.endpoint(to)
+	}
+	if nw := iso.app.network; nw != nil && nw.has(host) {
+		return false
+	}
+	return !sameSite(host, own)
+}
+
+// endpoint reports whether u reaches one of the plugin's endpoints that
+// change what the edge does for the visitor: the opt-out, the opt-in, the
+// link endpoint, and any URL with a link token (its exchange would join
+// the visitor to the network ID of whoever the token was issued to).
+func (iso *Isolate) endpoint(u *url.URL) bool {
+	if pv := iso.app.privacy; pv != nil && (u.Path == pv.optOutPath || u.Path == pv.optInPath) {
+		return true
+	}
+	nw := iso.app.network
+	return nw != nil && (u.Path == nw.linkPath || strings.Contains(u.RawQuery, nw.tokenParam))
+}
+
+// routeDir is the directory of path's first segment, "/ads/" for
+// "/ads/click", or empty for a path without one ("/click").
+func routeDir(path string) string {
+	i := strings.IndexByte(path[min(1, len(path)):], '/')
+	if i < 0 {
+		return ""
+	}
+	return path[:i+2]
+}
+
+func normalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+
+// sameSite reports whether the hosts share a registrable domain (the
+// public suffix list's), as a browser's same-site does; hosts without one
+// (addresses, single labels) only when equal.
+func sameSite(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ra, err := publicsuffix.EffectiveTLDPlusOne(a)
+	if err != nil {
+		return false
+	}
+	rb, err := publicsuffix.EffectiveTLDPlusOne(b)
+	return err == nil && ra == rb
+}
+
 // isolateWriter filters the response header each time it is written.
 type isolateWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	iso         *Isolate
+	r           *http.Request
 	outer       outerHeaders
 	wroteHeader bool
 }
@@ -523,6 +700,7 @@ func (w *isolateWriter) WriteHeader(status int) {
 		if status >= 200 || status == http.StatusSwitchingProtocols {
 			w.wroteHeader = true
 			clearTrailerDeclaration(h, forbiddenResponseTrailer)
+			status = w.iso.contain(h, w.r, status)
 		}
 	}
 	w.ResponseWriterWrapper.WriteHeader(status)

@@ -113,7 +113,7 @@ func TestIsolateCaddyfileErrors(t *testing.T) {
 		allow_cookie adnet_uid
 	}
 }`,
-			want: []string{"'b2s_isolate'", `unrecognized option "allow_cookie"`, "want allow_cookies", "Caddyfile:12"},
+			want: []string{"'b2s_isolate'", `unrecognized option "allow_cookie"`, "want allow_cookies or sandbox", "Caddyfile:12"},
 		},
 		{
 			name: "allow_cookies without a name gives an example",
@@ -134,6 +134,16 @@ func TestIsolateCaddyfileErrors(t *testing.T) {
 	}
 }`,
 			want: []string{`b2s_isolate: allow_cookies: "ad uid" is not a cookie name`, "Caddyfile:12"},
+		},
+		{
+			name: "sandbox takes on or off",
+			caddyfile: minimalGlobal + `
+:8080 {
+	b2s_isolate {
+		sandbox no
+	}
+}`,
+			want: []string{"b2s_isolate: sandbox takes on or off", "sandbox off for an ad that needs the site's origin", "Caddyfile:12"},
 		},
 		{
 			name: "an argument after the matcher is refused",

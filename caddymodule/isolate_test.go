@@ -356,7 +356,7 @@ func TestIsolateResponse(t *testing.T) {
 			removed:     removedCounts{setCookie: 1, header: 2},
 		},
 		{
-			name: "103 Early Hints carry no cookie of the plugin and no X-B2S-*",
+			name: "103 Early Hints carry no cookie of the plugin, no X-B2S-* and no Link",
 			upstream: func(w http.ResponseWriter, r *http.Request) {
 				h := w.Header()
 				h.Add("Link", "</ad.css>; rel=preload; as=style")
@@ -370,10 +370,12 @@ func TestIsolateResponse(t *testing.T) {
 				addUpstreamCookies(h)
 				io.WriteString(w, body)
 			},
-			want1xx:     map[string][]string{"Link": {"</ad.css>; rel=preload; as=style"}, "Set-Cookie": {"adnet_uid=early"}, "X-B2s-Member": nil},
+			// A preload is a request of the site made as the site (it
+			// could name the opt-in): Link is removed.
+			want1xx:     map[string][]string{"Link": nil, "Set-Cookie": {"adnet_uid=early"}, "X-B2s-Member": nil},
 			wantCookies: []string{"adnet_uid=early", "adnet_uid=u-1; Path=/; Max-Age=3600"},
 			wantHeader:  map[string][]string{"X-B2s-Member": nil},
-			removed:     removedCounts{setCookie: 1 + 3, header: 1 + 2},
+			removed:     removedCounts{setCookie: 1 + 3, header: 2 + 2},
 		},
 		{
 			name: "trailers of X-B2S-* and Set-Cookie are not sent, declared or not",

