@@ -651,7 +651,11 @@ func (iso *Isolate) endpoint(u *url.URL) bool {
 		return true
 	}
 	nw := iso.app.network
-	return nw != nil && (u.Path == nw.linkPath || strings.Contains(u.RawQuery, nw.tokenParam))
+	if nw == nil {
+		return false
+	}
+	_, _, token := stripToken(u.RawQuery, nw.tokenParam) // written plainly or percent-encoded
+	return u.Path == nw.linkPath || token
 }
 
 // routeDir is the directory of path's first segment, "/ads/" for

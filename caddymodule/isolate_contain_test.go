@@ -29,8 +29,10 @@ func TestIsolateRedirects(t *testing.T) {
 		{"https://landing.adnet.example/offer?id=1", true},
 		{"//landing.adnet.example/offer", true},
 		{"/ads/landing", true},
-		{"/ads/landing?_b2s=token", false}, // a link token, exchanged on landing
-		{"landing", true},                  // /ads/landing
+		{"/ads/landing?_b2s=token", false},   // a link token, exchanged on landing
+		{"/ads/landing?%5Fb2s=token", false}, // the same, its name percent-encoded
+		{"/ads/landing?x=1&_b%32s=token", false},
+		{"landing", true}, // /ads/landing
 		{"https://www.b2s.com/ads/x", true},
 		{"/_b2s/optin", false},
 		{"/_b2s/optin?return=/", false},
