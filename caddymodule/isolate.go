@@ -77,7 +77,9 @@ type Isolate struct {
 	// or storage, and its requests to the site (the opt-in endpoint) are
 	// cross-site, carry none of the site's SameSite cookies and their
 	// answers cannot be read. The upstream's own policies are kept and
-	// add up (a browser enforces them all). An ad that needs the site's
+	// add up (a browser enforces them all). Its Referrer-Policy becomes
+	// no-referrer, so a navigation the ad starts (with a link token it
+	// minted, say) does not come from the site's page. An ad that needs the site's
 	// origin (its storage, say) stops working there: false turns the
 	// sandbox off for this route, and that protection with it. A script
 	// that a page of the site includes from the route runs in the page's
@@ -565,6 +567,8 @@ func isOriginHeader(k string) bool {
 // take a click to the advertiser.
 const sandboxPolicy = "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation"
 
+var hdrNoReferrer = []string{"no-referrer"}
+
 // contain applies to the header of the final response from inside what
 // the Set-Cookie and header filters cannot: a redirect into the site is
 // refused (no Location, 502 in place of the 3xx) and the sandbox policy is
@@ -586,6 +590,10 @@ func (iso *Isolate) contain(h http.Header, r *http.Request, status int) int {
 	if iso.sandbox && status != http.StatusSwitchingProtocols {
 		const csp = "Content-Security-Policy"
 		h[csp] = append(slices.Clip(h[csp]), sandboxPolicy)
+		// Navigations an ad document starts carry no Referer: a link
+		// token it minted is exchanged only with a Referer of the site
+		// that issued it (link.go), which the ad's page would be.
+		h["Referrer-Policy"] = hdrNoReferrer
 	}
 	return status
 }

@@ -102,6 +102,7 @@ func TestIsolateContainsResponse(t *testing.T) {
 				w.Header().Set(k, v)
 			}
 			w.Header().Set("Content-Security-Policy", "img-src *")
+			w.Header().Set("Referrer-Policy", "unsafe-url")
 			if loc != "" {
 				w.Header().Set("Location", loc)
 			}
@@ -132,6 +133,9 @@ func TestIsolateContainsResponse(t *testing.T) {
 		if csp := resp.Header.Values("Content-Security-Policy"); !slices.Equal(csp, []string{"img-src *", sandboxPolicy}) {
 			t.Errorf("Content-Security-Policy = %q, want the upstream's and %q", csp, sandboxPolicy)
 		}
+		if rp := resp.Header.Values("Referrer-Policy"); !slices.Equal(rp, []string{"no-referrer"}) {
+			t.Errorf("Referrer-Policy = %q, want no-referrer in place of the upstream's unsafe-url", rp)
+		}
 		checkRemoved(t, before, removedCounts{header: len(originWide)})
 	})
 	t.Run("the site's own are kept", func(t *testing.T) {
@@ -151,6 +155,9 @@ func TestIsolateContainsResponse(t *testing.T) {
 		resp := get(t, isolateServer(t, iso, nil, upstream(http.StatusOK, "")).URL, "/ads/slot")
 		if csp := resp.Header.Values("Content-Security-Policy"); !slices.Equal(csp, []string{"img-src *"}) {
 			t.Errorf("Content-Security-Policy = %q, want the upstream's only", csp)
+		}
+		if rp := resp.Header.Values("Referrer-Policy"); !slices.Equal(rp, []string{"unsafe-url"}) {
+			t.Errorf("Referrer-Policy = %q with sandbox off, want the upstream's", rp)
 		}
 		if v := resp.Header.Values("Clear-Site-Data"); len(v) != 0 {
 			t.Errorf("Clear-Site-Data %q reached the client with sandbox off, want it removed still", v)

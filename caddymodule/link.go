@@ -59,20 +59,27 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 	c.finishEndpoint(w, r, rec, ip, http.StatusFound, "")
 }
 
-// fromNetwork reports whether r's Referer is a page of a network site,
-// as it is when the visitor followed a link endpoint's redirect from one.
-func (c *Collect) fromNetwork(r *http.Request) bool {
+// fromSite reports whether r's Referer is a page of the network site
+// that from (a token's source host) falls under, as it is when the
+// visitor followed that site's link endpoint's redirect. A page of the
+// landing site itself (an ad it serves, navigating the visitor with a
+// token someone else minted) is not.
+func (c *Collect) fromSite(r *http.Request, from string) bool {
 	u, err := url.Parse(r.Header.Get("Referer"))
-	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && c.app.network.has(hostname(u.Host))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return false
+	}
+	site := c.app.network.siteOf(hostname(u.Host))
+	return site != "" && site == c.app.network.siteOf(from)
 }
 
 // linkNavigation reports whether r is what following a link endpoint's
 // redirect makes: a GET of a top-level document (Sec-Fetch-Mode navigate
-// and Sec-Fetch-Dest document, where the browser sends them) from a
-// network page. An image, a frame, a script's fetch or a HEAD that
-// carries a token is none: a page elsewhere that embeds a token's URL
-// must not join the visitor.
-func (c *Collect) linkNavigation(r *http.Request) bool {
+// and Sec-Fetch-Dest document, where the browser sends them) from a page
+// of the site that issued the token (from). An image, a frame, a script's
+// fetch or a HEAD that carries a token is none: a page elsewhere that
+// embeds a token's URL must not join the visitor.
+func (c *Collect) linkNavigation(r *http.Request, from string) bool {
 	h := r.Header
 	if r.Method != http.MethodGet {
 		return false
@@ -83,7 +90,7 @@ func (c *Collect) linkNavigation(r *http.Request) bool {
 	if d := h["Sec-Fetch-Dest"]; len(d) > 0 && d[0] != "document" {
 		return false
 	}
-	return c.fromNetwork(r)
+	return c.fromSite(r, from)
 }
 
 // dropToken removes the link token parameter from r's URL, so that it
@@ -162,7 +169,7 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 			linkResults[linkWrongHost].Inc()
 		case err != nil:
 			linkResults[linkInvalid].Inc()
-		case !c.linkNavigation(r):
+		case !c.linkNavigation(r, l.From):
 			// A token copied out of someone's address bar and handed
 			// to a victim (in a mail, on another site), or embedded in
 			// another page as an image, would join the victim to the

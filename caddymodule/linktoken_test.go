@@ -23,12 +23,12 @@ import (
 // Each test has a control that shows it can fail.
 
 // networkCollect is limitedCollect's b2s_collect in a network of
-// b2s.com and b2smade.com. The client limit is off: the limiter is the
+// b2s.com, b2smade.com and b2s.cn. The client limit is off: the limiter is the
 // process's, and other tests use the same client IP.
 func networkCollect(t *testing.T, now *time.Time) (*Collect, *logship.Spool) {
 	t.Helper()
 	c, sp := limitedCollect(t, &ClientLimit{Off: true}, now)
-	c.app.Network = &Network{Sites: []string{"b2s.com", "b2smade.com"}}
+	c.app.Network = &Network{Sites: []string{"b2s.com", "b2smade.com", "b2s.cn"}}
 	var err error
 	if c.app.network, err = c.app.Network.provision([][]byte{[]byte(testKey1)}); err != nil {
 		t.Fatal(err)
@@ -99,6 +99,9 @@ func TestLinkTokenOnlyOnNavigation(t *testing.T) {
 		{name: "a stylesheet of a browser that sends no Sec-Fetch-Dest does not", method: http.MethodGet, hdr: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}},
 		{name: "a HEAD does not", method: http.MethodHead},
 		{name: "a navigation from another site does not", method: http.MethodGet, hdr: map[string]string{"Referer": "https://evil.example/", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}},
+		{name: "a navigation from a page of the landing site itself (an ad it serves) does not", method: http.MethodGet, hdr: map[string]string{"Referer": "https://www.b2smade.com/ads/frame", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}},
+		{name: "a navigation from a third network site does not", method: http.MethodGet, hdr: map[string]string{"Referer": "https://www.b2s.cn/", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}},
+		{name: "control: a navigation from another host of the issuing site exchanges it", method: http.MethodGet, hdr: map[string]string{"Referer": "https://b2s.com/", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}, linked: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
