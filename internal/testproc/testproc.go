@@ -6,6 +6,7 @@
 package testproc
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -258,10 +259,26 @@ func DumpLogsOnFailure(t testing.TB, dir string) {
 		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 		for _, path := range logs {
 			if b, err := os.ReadFile(path); err == nil {
+				t.Logf("----- %s: warnings and errors -----\n%s", filepath.Base(path), Tail(problems(b), 32<<10))
 				t.Logf("----- %s -----\n%s", filepath.Base(path), Tail(b, 48<<10))
 			}
 		}
 	})
+}
+
+// problems returns the lines of a Caddy log at level warn or above, which
+// a busy log's tail may no longer hold.
+func problems(b []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		for _, lvl := range [][]byte{[]byte(`"level":"warn"`), []byte(`"level":"error"`), []byte(`"level":"fatal"`), []byte(`"level":"panic"`)} {
+			if bytes.Contains(line, lvl) {
+				out = append(out, line...)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Tail is the last n bytes of b, marked as cut when it is.

@@ -37,6 +37,11 @@ const (
 	// waitFor bounds every wait for a condition: a record in Kafka, a
 	// request at an origin, the edge getting ready.
 	waitFor = 30 * time.Second
+
+	// readyFor bounds the wait for the edge's certificates: when Caddy's
+	// first attempt to issue one from its local CA fails, it tries again
+	// a minute later.
+	readyFor = 90 * time.Second
 )
 
 func randomHex(n int) string {
@@ -142,7 +147,7 @@ func (e *env) startCaddy() {
 		[]string{"HOME=" + e.dir, "XDG_DATA_HOME=" + e.dir, "XDG_CONFIG_HOME=" + e.dir},
 		bin.Caddy, "run", "--config", e.caddyfile, "--adapter", "caddyfile")
 	pending := e.cfg.hosts()
-	e.caddy.WaitReady(t, waitFor, func() error {
+	e.caddy.WaitReady(t, readyFor, func() error {
 		if e.roots == nil {
 			roots, err := e.loadRoots()
 			if err != nil {
