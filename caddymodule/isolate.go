@@ -155,18 +155,27 @@ func (iso *Isolate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	// The cookie ID and the record's event ID (a join key to the record)
 	// read empty inside; the client IP reads truncated when the record's
 	// is. The handlers outside get them back.
-	for _, k := range [...]string{VarCookieID, VarEventID} {
-		if v, ok := caddyhttp.GetVar(ctx, k).(string); ok && v != "" {
+	hidden := [...]string{VarCookieID, VarEventID, caddyhttp.ClientIPVarKey}
+	var saved [len(hidden)]string
+	for i, k := range hidden {
+		v, ok := caddyhttp.GetVar(ctx, k).(string)
+		switch {
+		case !ok || v == "":
+		case k != caddyhttp.ClientIPVarKey:
+			saved[i] = v
 			caddyhttp.SetVar(ctx, k, "")
-			defer caddyhttp.SetVar(ctx, k, v)
+		case truncated != "":
+			saved[i] = v
+			caddyhttp.SetVar(ctx, k, truncated)
 		}
 	}
-	if truncated != "" {
-		if v, ok := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string); ok {
-			caddyhttp.SetVar(ctx, caddyhttp.ClientIPVarKey, truncated)
-			defer caddyhttp.SetVar(ctx, caddyhttp.ClientIPVarKey, v)
+	defer func() {
+		for i, k := range hidden {
+			if saved[i] != "" {
+				caddyhttp.SetVar(ctx, k, saved[i])
+			}
 		}
-	}
+	}()
 	iw := &isolateWriter{
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		iso:                   iso,
