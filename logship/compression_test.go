@@ -8,6 +8,7 @@ import (
 )
 
 func TestAProducerSetsStandardSnappy(t *testing.T) {
+	t.Parallel()
 	p, err := newProducer(Config{Brokers: []string{"127.0.0.1:9092"}})
 	if err != nil {
 		t.Fatal(err)

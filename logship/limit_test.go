@@ -9,6 +9,7 @@ import (
 )
 
 func TestClientLimiter(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	perSec := PerSecond(10, 100)
 

@@ -26,6 +26,7 @@ import (
 )
 
 func TestRefusedForGood(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		err  error
 		good bool
@@ -148,6 +149,7 @@ func partitionOf(key string, n int) int32 {
 }
 
 func TestARecordKafkaRefusesForGoodIsQuarantinedAndTheOthersShipOn(t *testing.T) {
+	t.Parallel()
 	// 1000 records and, in their middle, one the broker refuses whatever
 	// is done: the 1000 are delivered, each once and each key's in order,
 	// the one is in the quarantine file, counted once and logged at Warn
@@ -265,6 +267,7 @@ func deref(s *string) string {
 }
 
 func TestAnOutageIsRetriedNotQuarantined(t *testing.T) {
+	t.Parallel()
 	// The broker answers the partition of one record with an error of an
 	// outage, or of a setting for the operator, for as long as it lasts:
 	// the partition's records wait in the spool, retried, the shipper
@@ -272,6 +275,7 @@ func TestAnOutageIsRetriedNotQuarantined(t *testing.T) {
 	for _, e := range []*kerr.Error{kerr.NotLeaderForPartition, kerr.NotEnoughReplicas, kerr.UnknownTopicOrPartition,
 		kerr.TopicAuthorizationFailed, kerr.KafkaStorageError, kerr.UnsupportedCompressionType} {
 		t.Run(e.Message, func(t *testing.T) {
+			t.Parallel()
 			b := newBroker(t)
 			culpritKey, _ := msg(500)
 			h := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{partitionOf(culpritKey, 3)},
@@ -298,6 +302,7 @@ func TestAnOutageIsRetriedNotQuarantined(t *testing.T) {
 }
 
 func TestTheQuarantineSurvivesARestart(t *testing.T) {
+	t.Parallel()
 	// A record quarantined before a restart stays in the file, is not
 	// quarantined again, and the next one is appended after it.
 	b := newBroker(t)
@@ -341,6 +346,7 @@ func TestTheQuarantineSurvivesARestart(t *testing.T) {
 }
 
 func TestAFullQuarantineCountsItsDrops(t *testing.T) {
+	t.Parallel()
 	// Five records refused for good, a quarantine with room for two: two
 	// are kept, three dropped and counted, every other record delivered.
 	b := newBroker(t)
@@ -384,6 +390,7 @@ func TestAFullQuarantineCountsItsDrops(t *testing.T) {
 }
 
 func TestAQuarantinedValueThatIsNotUTF8IsKeptInBase64(t *testing.T) {
+	t.Parallel()
 	q := quarantine{path: filepath.Join(t.TempDir(), "q.jsonl"), maxSize: 1 << 20}
 	defer q.close()
 	m := kafka.Message{Key: []byte{0xff, 'k'}, Value: []byte{0xc3, 0x28, '\n', 0}, Time: time.Now()}

@@ -75,6 +75,7 @@ func failingShipper(t *testing.T, cfg Config, n int) (*Shipper, *Spool, *observe
 }
 
 func TestShipperLogsInWithSASL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		kfake, logship string
 	}{
@@ -130,6 +131,7 @@ func tlsBroker(t *testing.T, serverTLS func(*tls.Config), hosts ...string) (*kfa
 }
 
 func TestShipperConnectsOverTLS(t *testing.T) {
+	t.Parallel()
 	t.Run("records arrive when the broker's CA is trusted", func(t *testing.T) {
 		b, ca := tlsBroker(t, nil, "127.0.0.1")
 		stats := new(Stats)
@@ -201,6 +203,7 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 }
 
 func TestSASLConfigErrors(t *testing.T) {
+	t.Parallel()
 	const pass = "do-not-print-me\x07"
 	for _, tc := range []struct {
 		name string

@@ -115,6 +115,7 @@ func checkExactly(t *testing.T, got []*kgo.Record, from, n int) {
 }
 
 func TestShipperDeliversEveryRecordWithItsKey(t *testing.T) {
+	t.Parallel()
 	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
 		t.Run("compression "+codec, func(t *testing.T) {
 			b := newBroker(t)
@@ -186,6 +187,7 @@ func kgoRecords(rb *kmsg.RecordBatch) ([]kmsg.Record, error) {
 }
 
 func TestASpooledBatchGoesToTheBrokerInOneProduceRequest(t *testing.T) {
+	t.Parallel()
 	// One spool read is one produce request to the partitions' leader,
 	// each partition's records in one record batch, in spool order.
 	b := newBroker(t, kfake.SeedTopics(6, topic))
@@ -230,6 +232,7 @@ func TestASpooledBatchGoesToTheBrokerInOneProduceRequest(t *testing.T) {
 }
 
 func TestAPartitionThatFailsIsSentAgainAloneAndInOrder(t *testing.T) {
+	t.Parallel()
 	// The broker leaves partition 0 out of its answers to the first three
 	// produce requests that carry it, as a broker failing one partition
 	// would. Only partition 0's records are sent again, in their order,
@@ -308,6 +311,7 @@ func TestAPartitionThatFailsIsSentAgainAloneAndInOrder(t *testing.T) {
 }
 
 func TestPartitionsLedByDifferentBrokersAreWrittenInParallelRequests(t *testing.T) {
+	t.Parallel()
 	// Three brokers lead the six partitions between them: a write sends
 	// one request to each leader, carrying only the partitions it leads.
 	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic))
@@ -351,6 +355,7 @@ func TestPartitionsLedByDifferentBrokersAreWrittenInParallelRequests(t *testing.
 }
 
 func TestKeysLandInTheJavaClientsPartition(t *testing.T) {
+	t.Parallel()
 	// franz-go's default partitioner hashes keys as the Java client does
 	// (murmur2); kafka-go's Murmur2Balancer must agree, so consumers and
 	// other producers see one visitor in one partition.
@@ -387,6 +392,7 @@ func TestKeysLandInTheJavaClientsPartition(t *testing.T) {
 }
 
 func TestShipperWaitsOutABrokerThatIsDownAtStart(t *testing.T) {
+	t.Parallel()
 	port := testproc.FreePort(t)
 	stats := new(Stats)
 	_, sp := newShipper(t, Config{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}, Stats: stats, WriteTimeout: time.Second})
@@ -404,6 +410,7 @@ func TestShipperWaitsOutABrokerThatIsDownAtStart(t *testing.T) {
 }
 
 func TestCloseDeliversWhatIsSpooled(t *testing.T) {
+	t.Parallel()
 	b := newBroker(t)
 	stats := new(Stats)
 	sp := openSpool(t, SpoolConfig{Stats: stats})
@@ -424,6 +431,7 @@ func TestCloseDeliversWhatIsSpooled(t *testing.T) {
 }
 
 func TestCloseWithTheBrokerDownLeavesRecordsForTheNextStart(t *testing.T) {
+	t.Parallel()
 	port := testproc.FreePort(t)
 	dir := t.TempDir()
 	stats := new(Stats)
@@ -456,6 +464,7 @@ func TestCloseWithTheBrokerDownLeavesRecordsForTheNextStart(t *testing.T) {
 }
 
 func TestReconfigureMovesToTheNewTopicWithoutLossOrDuplicates(t *testing.T) {
+	t.Parallel()
 	b := newBroker(t, kfake.SeedTopics(3, "b2s.other"))
 	stats := new(Stats)
 	s, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats})
@@ -477,6 +486,7 @@ func TestReconfigureMovesToTheNewTopicWithoutLossOrDuplicates(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		cfg  Config
@@ -509,6 +519,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestShipperWaitsForATopicThatDoesNotExistYet(t *testing.T) {
+	t.Parallel()
 	b := newBroker(t) // seeds only the default topic
 	stats := new(Stats)
 	_, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Topic: "b2s.later", Stats: stats, WriteTimeout: time.Second})
@@ -534,6 +545,7 @@ func TestShipperWaitsForATopicThatDoesNotExistYet(t *testing.T) {
 }
 
 func TestBatchTimeoutGathersRecordsIntoOneWrite(t *testing.T) {
+	t.Parallel()
 	// Five records appended 20ms apart: with a 500ms BatchTimeout they
 	// wait for each other and go in one produce request; with a negative
 	// one, each goes as soon as it is spooled.
@@ -567,6 +579,7 @@ func TestBatchTimeoutGathersRecordsIntoOneWrite(t *testing.T) {
 }
 
 func TestCloseCutsTheLingerShort(t *testing.T) {
+	t.Parallel()
 	// A long batch_timeout holds a few records back; shutdown must not
 	// wait it out: Close delivers them at once.
 	b := newBroker(t)

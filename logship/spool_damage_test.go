@@ -95,6 +95,7 @@ func damagedForReal(t *testing.T, segs []string) {
 }
 
 func TestADamagedRecordCostsOnlyItself(t *testing.T) {
+	t.Parallel()
 	const seg = 64 << 10
 	cases := []struct {
 		name string
@@ -244,6 +245,7 @@ func spanOf(t *testing.T, s *Spool, v string) (string, span) {
 }
 
 func TestTheReaderSkipsDamageFoundWhileRunning(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		damage []int // records damaged
@@ -359,6 +361,7 @@ func TestTheReaderSkipsDamageFoundWhileRunning(t *testing.T) {
 }
 
 func TestACursorPastADamagedEndDoesNotStopReading(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats})
@@ -390,6 +393,7 @@ func TestACursorPastADamagedEndDoesNotStopReading(t *testing.T) {
 }
 
 func TestReadFromAPositionPastASegmentsEnd(t *testing.T) {
+	t.Parallel()
 	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10})
 	appendN(t, s, 0, 2000)
 	s.mu.Lock()
@@ -431,6 +435,7 @@ func writeV1Segment(t *testing.T, path string, from, n int) []int64 {
 }
 
 func TestSegmentsOfTheVersionBeforeAreStillShipped(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		damage  func(t *testing.T, path string, offs []int64)
@@ -462,6 +467,7 @@ func TestSegmentsOfTheVersionBeforeAreStillShipped(t *testing.T) {
 }
 
 func TestACursorOfTheVersionBeforeIsKept(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	offs := writeV1Segment(t, filepath.Join(dir, segName(1)), 0, 100)
 	var c [cursorLen]byte

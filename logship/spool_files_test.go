@@ -12,6 +12,7 @@ import (
 )
 
 func TestTheSpoolRefusesWhatIsNotARegularSegment(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		plant func(t *testing.T, dir, victim string) // after segments 1 to 3 were written
@@ -71,6 +72,7 @@ func TestTheSpoolRefusesWhatIsNotARegularSegment(t *testing.T) {
 }
 
 func TestTheSpoolDoesNotFollowASymlinkedCursorOrLock(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"cursor", "LOCK"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -94,6 +96,7 @@ func TestTheSpoolDoesNotFollowASymlinkedCursorOrLock(t *testing.T) {
 }
 
 func TestASpoolDirectoryOthersCanWriteIsMadePrivate(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []os.FileMode{0o777, 0o770, 0o722, 0o700, 0o750} {
 		t.Run(mode.String(), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "spool")

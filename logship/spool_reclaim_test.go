@@ -134,6 +134,7 @@ func changes(s *Spool, fn func()) bool {
 // is reclaimed, and records are kept again, three times the disk over,
 // read back once, in order, with unbroken sequence numbers.
 func TestAFullDiskTakesRecordsAgainOnceTheActiveSegmentIsShipped(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		// outage: the disk fills with nothing read, then the spool is
@@ -233,6 +234,7 @@ func TestAFullDiskTakesRecordsAgainOnceTheActiveSegmentIsShipped(t *testing.T) {
 // counts no damage, goes on from the next sequence number, and keeps the
 // records appended after it.
 func TestACrashWhileReclaimingTheActiveSegmentKeepsEveryRecordOnce(t *testing.T) {
+	t.Parallel()
 	steps := []string{
 		"cursor saved, segment whole",
 		"segment whole under its new header",
@@ -348,6 +350,7 @@ func TestACrashWhileReclaimingTheActiveSegmentKeepsEveryRecordOnce(t *testing.T)
 // cannot be allocated in full, so appends to it use write(2) and it
 // grows until the disk is full. Once drained, records are kept again.
 func TestASegmentLargerThanTheFileSystemIsReclaimedOnceShipped(t *testing.T) {
+	t.Parallel()
 	dir := smallTmpfs(t, "8m")
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir + "/spool", MaxSize: 1 << 30, Stats: stats, Fsync: FsyncNever})

@@ -72,6 +72,7 @@ func want(from, n int) []string {
 }
 
 func TestSpoolReturnsRecordsInOrderOnce(t *testing.T) {
+	t.Parallel()
 	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10})
 	appendN(t, s, 0, 10_000)
 	if got := drain(t, s); !slices.Equal(got, want(0, 10_000)) {
@@ -83,6 +84,7 @@ func TestSpoolReturnsRecordsInOrderOnce(t *testing.T) {
 }
 
 func TestSpoolKeepsWhatWasNotAcknowledgedAcrossARestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
 	appendN(t, s, 0, 3000)
@@ -110,6 +112,7 @@ func TestSpoolKeepsWhatWasNotAcknowledgedAcrossARestart(t *testing.T) {
 }
 
 func TestSpoolRepairsATornTail(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		damage func(t *testing.T, path string)
@@ -156,6 +159,7 @@ func TestSpoolRepairsATornTail(t *testing.T) {
 }
 
 func TestSpoolLosesOnlyTheDamagedRecordAtASegmentsStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir, Stats: stats, SegmentSize: 64 << 10})
@@ -178,6 +182,7 @@ func TestSpoolLosesOnlyTheDamagedRecordAtASegmentsStart(t *testing.T) {
 }
 
 func TestSpoolStartsFromTheOldestSegmentWhenTheCursorIsDamaged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, SpoolConfig{Dir: dir})
 	appendN(t, s, 0, 10)
@@ -192,6 +197,7 @@ func TestSpoolStartsFromTheOldestSegmentWhenTheCursorIsDamaged(t *testing.T) {
 }
 
 func TestAFullSpoolRefusesAndCountsThenFreesSpaceAsItShips(t *testing.T) {
+	t.Parallel()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{MaxSize: 1 << 20, SegmentSize: 64 << 10, Stats: stats})
 	value := []byte(strings.Repeat("x", 1000))
@@ -227,6 +233,7 @@ func TestAFullSpoolRefusesAndCountsThenFreesSpaceAsItShips(t *testing.T) {
 }
 
 func TestOneSpoolDirectoryHasOneOwner(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	openSpool(t, SpoolConfig{Dir: dir})
 	if s, err := OpenSpool(SpoolConfig{Dir: dir, Fsync: FsyncNever}); err == nil {
@@ -238,6 +245,7 @@ func TestOneSpoolDirectoryHasOneOwner(t *testing.T) {
 }
 
 func TestConcurrentAppendsAreAllReadOnce(t *testing.T) {
+	t.Parallel()
 	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10})
 	const writers, each = 8, 2000
 	var wg sync.WaitGroup
@@ -275,6 +283,7 @@ func TestConcurrentAppendsAreAllReadOnce(t *testing.T) {
 }
 
 func TestReadWaitsForAnAppendOrStop(t *testing.T) {
+	t.Parallel()
 	s := openSpool(t, SpoolConfig{})
 	stop := make(chan struct{})
 	got := make(chan int)
@@ -303,6 +312,7 @@ func TestReadWaitsForAnAppendOrStop(t *testing.T) {
 }
 
 func TestLagIsTheAgeOfTheOldestUnshippedRecord(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	s := openSpool(t, SpoolConfig{Now: func() time.Time { return now }})
 	appendN(t, s, 0, 3)
@@ -321,6 +331,7 @@ func TestLagIsTheAgeOfTheOldestUnshippedRecord(t *testing.T) {
 }
 
 func TestAppendAfterCloseIsCountedAsDropped(t *testing.T) {
+	t.Parallel()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Stats: stats})
 	s.Close()
@@ -442,6 +453,7 @@ func crashCopy(t *testing.T, dir string) string {
 }
 
 func TestSpoolAfterACrashKeepsEveryAppendedRecord(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		damage  func(t *testing.T, path string, end int64)
@@ -501,6 +513,7 @@ func waitPrepared(t *testing.T, s *Spool) {
 }
 
 func TestSpoolPreparesTheNextSegmentAheadAndRollsOntoIt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
 	appendN(t, s, 0, 1000) // the next segment is prepared at the first
@@ -528,6 +541,7 @@ func TestSpoolPreparesTheNextSegmentAheadAndRollsOntoIt(t *testing.T) {
 }
 
 func TestSpoolAfterACrashWithAPreparedSegment(t *testing.T) {
+	t.Parallel()
 	const seg = 64 << 10
 	cases := []struct {
 		name    string
@@ -592,6 +606,7 @@ func TestSpoolAfterACrashWithAPreparedSegment(t *testing.T) {
 }
 
 func TestRollsUnderConcurrentAppendsKeepEveryRecordOnceInOrder(t *testing.T) {
+	t.Parallel()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, Stats: stats})
 	const writers, each = 4, 3000
@@ -649,6 +664,7 @@ func TestRollsUnderConcurrentAppendsKeepEveryRecordOnceInOrder(t *testing.T) {
 }
 
 func TestCloseWhileTheNextSegmentIsBeingPrepared(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats})
@@ -688,6 +704,7 @@ func TestCloseWhileTheNextSegmentIsBeingPrepared(t *testing.T) {
 }
 
 func TestRollsWithoutAPreparedSegment(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		hook func(release <-chan struct{}) func(uint64) error
@@ -727,6 +744,7 @@ func TestRollsWithoutAPreparedSegment(t *testing.T) {
 }
 
 func TestTheReaderStopsAtARolledSegmentsLastEntryBeforeItIsTrimmed(t *testing.T) {
+	t.Parallel()
 	const seg = 64 << 10
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{SegmentSize: seg, Stats: stats})
@@ -764,6 +782,7 @@ func openSegments(t *testing.T, dir string) int {
 }
 
 func TestRolledSegmentsAreSyncedAndClosedByTheNextSync(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// An interval the test never waits for: it calls Sync itself.
 	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Fsync: time.Hour})

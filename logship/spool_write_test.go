@@ -35,6 +35,7 @@ func (w *faultyWrites) set(fail func(f *os.File, b []byte, off int64) (int, erro
 }
 
 func TestAFailedWriteLeavesTheSegmentAsItWas(t *testing.T) {
+	t.Parallel()
 	enospc := syscall.ENOSPC
 	cases := []struct {
 		name string
@@ -66,6 +67,7 @@ func TestAFailedWriteLeavesTheSegmentAsItWas(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			w := new(faultyWrites)
 			stats := new(Stats)
@@ -137,6 +139,7 @@ func TestAFailedWriteLeavesTheSegmentAsItWas(t *testing.T) {
 // it, fills it again: every record accepted is read once, every refused
 // one counted.
 func TestASpoolOnAFullFileSystem(t *testing.T) {
+	t.Parallel()
 	dir := smallTmpfs(t, "8m")
 	stats := new(Stats)
 	s := openSpool(t, SpoolConfig{Dir: dir + "/spool", MaxSize: 64 << 20, SegmentSize: 1 << 20, Stats: stats, Fsync: FsyncNever})
