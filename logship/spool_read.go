@@ -13,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Read returns up to max entries (and about maxBytes) after the cursor
+// Read returns up to max entries and maxBytes of entries, headers
+// included (but one entry at least, whatever its size), after the cursor
 // and the position after the last one, waiting until there is at least
 // one or stop is closed. Entries are only valid until the next Read. It
 // must be followed by Ack(next) once the entries are delivered; reading
@@ -407,14 +408,14 @@ type parsed struct {
 
 // parseEntries appends the records at the start of b, which holds a
 // segment's bytes from some offset, with room bytes (len(b) or more) to
-// its end, up to max entries and about maxBytes, passing over skip
-// entries. expect is the sequence number of the first, if known. It stops
-// at damage, zeros, a sequence number past the one expected, the end of b
-// or the limits.
+// its end, up to max entries and maxBytes of entries (one entry at least,
+// whatever its size), passing over skip entries. expect is the sequence
+// number of the first, if known. It stops at damage, zeros, a sequence
+// number past the one expected, the end of b or the limits.
 func parseEntries(b []byte, room int64, v1 bool, expect uint64, out []Entry, max, maxBytes int) ([]Entry, parsed) {
 	p := parsed{expect: expect}
 	bytes := 0
-	for len(out) < max && bytes < maxBytes && p.consumed < int64(len(b)) {
+	for len(out) < max && p.consumed < int64(len(b)) {
 		rest := b[p.consumed:]
 		size, seq, skip, st := entryAt(rest, room-p.consumed, v1)
 		if st == entryPast {
@@ -428,6 +429,9 @@ func parseEntries(b []byte, room int64, v1 bool, expect uint64, out []Entry, max
 			p.expect = seq
 			p.consumed += size
 			continue
+		}
+		if bytes > 0 && bytes+int(size) > maxBytes {
+			return out, p // the entry is read again, first, by the next call
 		}
 		if !v1 {
 			if p.expect != 0 && seq > p.expect {

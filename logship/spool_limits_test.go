@@ -1,0 +1,339 @@
+package logship
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// bigRecord is record i of n bytes: its number, then a byte of its own.
+func bigRecord(i, n int) []byte {
+	v := bytes.Repeat([]byte{byte('a' + i%26)}, n)
+	copy(v, fmt.Sprintf("%08d", i))
+	return v
+}
+
+func TestSpoolRefusesARecordTooLargeAndStaysUsable(t *testing.T) {
+	t.Parallel()
+	// A record that would not fit in one segment, or past the entry
+	// limits, is refused with an error and counted; the spool is as it
+	// was and takes the next records. A record that fits exactly is
+	// taken and read back whole.
+	const key = "visitor"
+	fixed := entryHeaderLen + bodyFixedLen + len(key)
+	cases := []struct {
+		name     string
+		cfg      SpoolConfig
+		key      string
+		value    int
+		accepted bool
+		tooLarge string // in the error
+	}{
+		{"a record that fills a segment exactly", SpoolConfig{MaxSize: 1 << 20, SegmentSize: 64 << 10}, key, 64<<10 - segmentHeaderLen - fixed, true, ""},
+		{"a byte more than a segment holds", SpoolConfig{MaxSize: 1 << 20, SegmentSize: 64 << 10}, key, 64<<10 - segmentHeaderLen - fixed + 1, false, "larger than a spool segment"},
+		{"as large as a segment", SpoolConfig{MaxSize: 1 << 20, SegmentSize: 64 << 10}, key, 64 << 10, false, "larger than a spool segment"},
+		{"an entry of the largest body", SpoolConfig{MaxSize: 16 << 20, SegmentSize: 4 << 20}, key, MaxEntryLen - bodyFixedLen - len(key), true, ""},
+		{"an entry a byte over the largest body", SpoolConfig{MaxSize: 16 << 20, SegmentSize: 4 << 20}, key, MaxEntryLen - bodyFixedLen - len(key) + 1, false, "too large for the spool"},
+		{"the longest key", SpoolConfig{}, strings.Repeat("k", 0xffff), 10, true, ""},
+		{"a key a byte longer", SpoolConfig{}, strings.Repeat("k", 0x10000), 10, false, "too large for the spool"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stats := new(Stats)
+			c.cfg.Stats = stats
+			s := openSpool(t, c.cfg)
+			appendN(t, s, 0, 3)
+			size := s.Size()
+			v := bigRecord(7, c.value)
+			err := s.Append(c.key, v)
+			if c.accepted != (err == nil) {
+				t.Fatalf("Append: %v, want accepted %v", err, c.accepted)
+			}
+			if !c.accepted {
+				if errors.Is(err, ErrSpoolFull) || !strings.Contains(err.Error(), c.tooLarge) {
+					t.Fatalf("error %q, want one that says %q", err, c.tooLarge)
+				}
+				if stats.DroppedError.Load() != 1 || s.Size() != size {
+					t.Fatalf("dropped %d, size %d -> %d: want 1 counted and the spool as it was", stats.DroppedError.Load(), size, s.Size())
+				}
+			}
+			appendN(t, s, 3, 3)
+			stop := make(chan struct{})
+			close(stop)
+			var got []string
+			for {
+				entries, next, err := s.Read(stop, nil, 100, 4<<20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) == 0 {
+					break
+				}
+				for _, e := range entries {
+					if len(e.Value) == len(v) {
+						if !bytes.Equal(e.Value, v) || string(e.Key) != c.key {
+							t.Fatal("the large record read back changed")
+						}
+						got = append(got, "large")
+						continue
+					}
+					got = append(got, string(e.Value))
+				}
+				if err := s.Ack(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := append(want(0, 3), want(3, 3)...)
+			if c.accepted {
+				w = slices.Insert(w, 3, "large")
+			}
+			if !slices.Equal(got, w) {
+				t.Fatalf("read %v, want %v", got, w)
+			}
+			if stats.DroppedDamaged.Load() != 0 || stats.SpoolRepairs.Load() != 0 {
+				t.Fatal("damage counted")
+			}
+		})
+	}
+}
+
+func TestSpoolReadReturnsNoMoreThanAsked(t *testing.T) {
+	t.Parallel()
+	// Read returns at most max entries and maxBytes of them, but one at
+	// least whatever its size; what it leaves comes with the next read,
+	// in order, and nothing twice.
+	entrySize := entryHeaderLen + bodyFixedLen + len("k0") + len("record-000000") // as appendN writes them
+	cases := []struct {
+		name          string
+		max, maxBytes int
+		per           int // entries a read returns
+	}{
+		{"one at a time", 1, 1 << 20, 1},
+		{"seven at a time", 7, 1 << 20, 7},
+		{"three entries' bytes", 1000, 3 * entrySize, 3},
+		{"a byte less than three entries", 1000, 3*entrySize - 1, 2},
+		{"a byte more than three entries", 1000, 3*entrySize + 1, 3},
+		{"fewer bytes than one entry", 1000, 1, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := openSpool(t, SpoolConfig{})
+			appendN(t, s, 0, 50)
+			stop := make(chan struct{})
+			close(stop)
+			var got []string
+			for {
+				entries, next, err := s.Read(stop, nil, c.max, c.maxBytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) == 0 {
+					break
+				}
+				if len(got)+c.per <= 50 && len(entries) != c.per || len(entries) > c.per {
+					t.Fatalf("a read after %d entries returned %d, want %d", len(got), len(entries), c.per)
+				}
+				for _, e := range entries {
+					got = append(got, string(e.Value))
+				}
+				if err := s.Ack(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(got, want(0, 50)) {
+				t.Fatalf("read %d entries, not the 50 in order", len(got))
+			}
+		})
+	}
+}
+
+func TestSpoolReadsRecordsAcrossItsReadWindow(t *testing.T) {
+	t.Parallel()
+	// The reader takes a segment in 2MiB windows: records of a few
+	// hundred kilobytes, of sizes that do not divide it, cross the end of
+	// a window again and again. Each is read back whole, in order, and
+	// no damage is counted; read one at a time (the window kept across
+	// reads) and many at a time.
+	sizes := func(i int) int { return 200_000 + (i*7919)%150_000 }
+	const n = 40 // about 11MiB: several windows in one segment
+	for _, max := range []int{1, 3, 1000} {
+		t.Run(fmt.Sprintf("%d a read", max), func(t *testing.T) {
+			stats := new(Stats)
+			s := openSpool(t, SpoolConfig{MaxSize: 256 << 20, Stats: stats})
+			for i := range n {
+				if err := s.Append(fmt.Sprint(i), bigRecord(i, sizes(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := make(chan struct{})
+			close(stop)
+			i := 0
+			for {
+				entries, next, err := s.Read(stop, nil, max, 8<<20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) == 0 {
+					break
+				}
+				for _, e := range entries {
+					if string(e.Key) != fmt.Sprint(i) || !bytes.Equal(e.Value, bigRecord(i, sizes(i))) {
+						t.Fatalf("entry %d: key %q, %d bytes, not record %d as appended", i, e.Key, len(e.Value), i)
+					}
+					i++
+				}
+				if err := s.Ack(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if i != n || stats.DroppedDamaged.Load() != 0 || stats.SpoolRepairs.Load() != 0 {
+				t.Fatalf("read %d records of %d, %d counted damaged", i, n, stats.DroppedDamaged.Load())
+			}
+		})
+	}
+}
+
+func TestSpoolWithFsyncAlways(t *testing.T) {
+	t.Parallel()
+	// With fsync always, records are synced as they are appended, across
+	// rolls, and read back before and after a reopen.
+	dir := t.TempDir()
+	cfg := SpoolConfig{Dir: dir, Fsync: FsyncAlways, MaxSize: 1 << 20, SegmentSize: 64 << 10}
+	s, err := OpenSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Fsync() != FsyncAlways {
+		t.Fatalf("Fsync() = %v", s.Fsync())
+	}
+	value := bytes.Repeat([]byte("x"), 4000)
+	for i := range 40 { // 16 to a segment: two rolls
+		if err := s.Append(fmt.Sprint(i), append(fmt.Appendf(nil, "%02d", i), value...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(segments(t, dir)); n != 3 {
+		t.Fatalf("%d segments with records, want 3", n)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	entries, next, err := s.Read(stop, nil, 10, 1<<20)
+	if err != nil || len(entries) != 10 || string(entries[0].Value[:2]) != "00" {
+		t.Fatalf("read %d entries, %v", len(entries), err)
+	}
+	if err := s.Ack(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Append("40", append([]byte("40"), value...)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		entries, next, err := s.Read(stop, nil, 100, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for _, e := range entries {
+			got = append(got, string(e.Value[:2]))
+		}
+		if err := s.Ack(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var w []string
+	for i := 10; i <= 40; i++ {
+		w = append(w, fmt.Sprintf("%02d", i))
+	}
+	if !slices.Equal(got, w) {
+		t.Fatalf("after the reopen read %v, want %v", got, w)
+	}
+}
+
+func TestSpoolReadsNewRecordsAfterReopeningWithEverythingRead(t *testing.T) {
+	t.Parallel()
+	// The cursor at the end of the last segment, every record read: each
+	// reopen (one, or several without a record between) must read the
+	// records appended next, and none of the old ones again.
+	for _, reopens := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d reopens", reopens), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir})
+			appendN(t, s, 0, 100)
+			if got := drain(t, s); !slices.Equal(got, want(0, 100)) {
+				t.Fatalf("read %d records", len(got))
+			}
+			s.Close()
+			for range reopens {
+				s = openSpool(t, SpoolConfig{Dir: dir})
+				if got := drain(t, s); len(got) != 0 {
+					t.Fatalf("read %d records again after a reopen", len(got))
+				}
+				s.Close()
+			}
+			s = openSpool(t, SpoolConfig{Dir: dir})
+			appendN(t, s, 100, 10)
+			if got := drain(t, s); !slices.Equal(got, want(100, 10)) {
+				t.Fatalf("read %v after reopening, want records 100-109", got)
+			}
+		})
+	}
+}
+
+func TestSpoolCursorSavedPastADamagedEnd(t *testing.T) {
+	t.Parallel()
+	// Every record read and acknowledged, then the end of the segment is
+	// lost (a crash, a disk that did not keep it): the saved cursor points
+	// past the segment's end. The open moves it to that end, reads none of
+	// the old records again, and the records appended next are read.
+	for _, lose := range []int64{10, 41, 200} {
+		t.Run(fmt.Sprintf("%d bytes lost", lose), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir})
+			appendN(t, s, 0, 100)
+			drain(t, s)
+			seg := filepath.Base(lastSegment(t, dir))
+			copied := crashCopy(t, dir)
+			path := filepath.Join(copied, seg)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := s.writeEnd.Off
+			if err := os.WriteFile(path, b[:end-lose], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stats := new(Stats)
+			s2 := openSpool(t, SpoolConfig{Dir: copied, Stats: stats})
+			if got := drain(t, s2); len(got) != 0 {
+				t.Fatalf("read %d records again: %v", len(got), got)
+			}
+			appendN(t, s2, 100, 10)
+			if got := drain(t, s2); !slices.Equal(got, want(100, 10)) {
+				t.Fatalf("read %v, want records 100-109", got)
+			}
+			repairs := uint64(1) // the torn entry cut off
+			if lose%41 == 0 {
+				repairs = 0 // whole entries lost, nothing torn: nothing to repair
+			}
+			if stats.SpoolRepairs.Load() != repairs {
+				t.Fatalf("%d repairs counted, want %d", stats.SpoolRepairs.Load(), repairs)
+			}
+		})
+	}
+}
