@@ -337,3 +337,56 @@ func TestSpoolCursorSavedPastADamagedEnd(t *testing.T) {
 		})
 	}
 }
+
+func TestSpoolSizesDefaultsAndBounds(t *testing.T) {
+	t.Parallel()
+	// The sizes SpoolConfig documents: MaxSize 1GiB by default and no
+	// less than 1MiB; segments of 16MiB by default, at most a quarter of
+	// MaxSize and at least 64KiB.
+	cases := []struct {
+		name         string
+		max, segment int64
+		wantMax      int64
+		wantSegment  int64
+	}{
+		{"defaults", 0, 0, 1 << 30, 16 << 20},
+		{"negative sizes take the defaults", -1, -1, 1 << 30, 16 << 20},
+		{"the smallest maximum", 1 << 20, 0, 1 << 20, 256 << 10},
+		{"segments at most a quarter of the maximum", 8 << 20, 0, 8 << 20, 2 << 20},
+		{"a segment size below the maximum's quarter kept", 8 << 20, 1 << 20, 8 << 20, 1 << 20},
+		{"segments of at least 64KiB", 64 << 20, 1000, 64 << 20, 64 << 10},
+		{"a segment of 64KiB kept", 64 << 20, 64 << 10, 64 << 20, 64 << 10},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := openSpool(t, SpoolConfig{MaxSize: c.max, SegmentSize: c.segment})
+			if s.MaxSize() != c.wantMax || s.cfg.SegmentSize != c.wantSegment {
+				t.Fatalf("maximum %d, segments of %d; want %d and %d", s.MaxSize(), s.cfg.SegmentSize, c.wantMax, c.wantSegment)
+			}
+			st, err := os.Stat(filepath.Join(s.Dir(), segName(s.activeN)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.mapped != nil && st.Size() != c.wantSegment {
+				t.Fatalf("the active segment is allocated at %d bytes, want %d", st.Size(), c.wantSegment)
+			}
+		})
+	}
+	t.Run("a maximum below 1MiB is refused", func(t *testing.T) {
+		_, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxSize: 1<<20 - 1})
+		if err == nil || !strings.Contains(err.Error(), "below the minimum of 1MiB") {
+			t.Fatalf("OpenSpool: %v", err)
+		}
+	})
+	t.Run("SetMaxSize takes 1MiB or more, ignores less", func(t *testing.T) {
+		s := openSpool(t, SpoolConfig{})
+		s.SetMaxSize(1<<20 - 1)
+		if s.MaxSize() != 1<<30 {
+			t.Fatalf("MaxSize %d after SetMaxSize below the minimum", s.MaxSize())
+		}
+		s.SetMaxSize(1 << 20)
+		if s.MaxSize() != 1<<20 {
+			t.Fatalf("MaxSize %d after SetMaxSize(1MiB)", s.MaxSize())
+		}
+	})
+}
