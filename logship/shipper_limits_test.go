@@ -5,6 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestShipperShipsNewRecordsAfterARestartWithEverythingShipped(t *testing.T) {
@@ -26,7 +32,8 @@ func TestShipperShipsNewRecordsAfterARestartWithEverythingShipped(t *testing.T) 
 			b := newBroker(t)
 			dir := t.TempDir()
 			stats := new(Stats)
-			cfg := Config{Brokers: b.ListenAddrs(), Stats: stats, BatchTimeout: -1}
+			core, logs := observer.New(zapcore.WarnLevel)
+			cfg := Config{Brokers: b.ListenAddrs(), Stats: stats, BatchTimeout: -1, Logger: zap.New(core)}
 			start := func() (*Shipper, *Spool) {
 				sp, err := OpenSpool(SpoolConfig{Dir: dir, Stats: stats, Fsync: FsyncNever})
 				if err != nil {
@@ -61,6 +68,9 @@ func TestShipperShipsNewRecordsAfterARestartWithEverythingShipped(t *testing.T) 
 			put(t, sp, 100, 50)
 			checkExactly(t, consume(t, b.ListenAddrs(), 150), 0, 150)
 			waitFor(t, func() bool { return stats.Shipped.Load() == 150 && sp.Lag() == 0 })
+			for _, e := range logs.All() {
+				t.Errorf("logged %s: %s %v", e.Level, e.Message, e.ContextMap())
+			}
 		})
 	}
 }
@@ -118,8 +128,8 @@ func TestShipperBacksOffBetweenFailedWrites(t *testing.T) {
 	if n := produced.Load() - from; n > 6 || n < 3 {
 		t.Fatalf("%d produce requests in 1.5s after the first failure, want 3 to 6", n)
 	}
-	if stats.Shipped.Load() != 0 || !s.Failing() || sp.Lag() == 0 {
-		t.Fatalf("shipped %d, failing %v, lag %v: the broker took nothing", stats.Shipped.Load(), s.Failing(), sp.Lag())
+	if stats.Shipped.Load() != 0 || stats.Writes.Load() != 0 || !s.Failing() || sp.Lag() == 0 {
+		t.Fatalf("shipped %d in %d writes, failing %v, lag %v: the broker took nothing", stats.Shipped.Load(), stats.Writes.Load(), s.Failing(), sp.Lag())
 	}
 }
 
@@ -237,4 +247,83 @@ func TestShipperWritesThroughTheCallersTransportAndLeavesItOpen(t *testing.T) {
 	if tr.n.Load() == used {
 		t.Fatal("the second shipper did not write through the caller's transport")
 	}
+}
+
+func TestAFullBatchIsWrittenWithoutWaitingForBatchTimeout(t *testing.T) {
+	t.Parallel()
+	// BatchTimeout holds back a read of fewer than BatchSize records, not
+	// a full one: with an hour's linger, BatchSize records go at once,
+	// and a few more wait.
+	b := newBroker(t)
+	stats := new(Stats)
+	sp := openSpool(t, SpoolConfig{Stats: stats})
+	put(t, sp, 0, 10)
+	s, err := NewShipper(sp, Config{Brokers: b.ListenAddrs(), Stats: stats, BatchSize: 10, BatchTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	waitFor(t, func() bool { return stats.Shipped.Load() == 10 })
+	put(t, sp, 10, 5)
+	time.Sleep(300 * time.Millisecond)
+	if got := stats.Shipped.Load(); got != 10 {
+		t.Fatalf("%d records shipped: 5 of them before their BatchTimeout", got)
+	}
+}
+
+// connsTo counts this machine's established TCP connections to addr
+// (an IPv4 host:port), from the client's side.
+func connsTo(t *testing.T, addr string) int {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		t.Fatalf("broker address %q: not IPv4 (%v)", addr, err)
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skip("no /proc/net/tcp")
+	}
+	ip := ap.Addr().As4()
+	// /proc/net/tcp writes the address as a little-endian word.
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[2] == want && f[3] == "01" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestReconfigureClosesTheOldConnections(t *testing.T) {
+	t.Parallel()
+	// Each configuration has its own connections: a reconfigure (a Caddy
+	// reload) closes those of the configuration it replaces, or every
+	// reload would leave connections open to the brokers.
+	b := newBroker(t)
+	addr := b.ListenAddrs()[0]
+	stats := new(Stats)
+	s, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats, BatchTimeout: -1})
+	put(t, sp, 0, 10)
+	waitFor(t, func() bool { return stats.Shipped.Load() == 10 })
+	one := connsTo(t, addr)
+	if one == 0 {
+		t.Fatal("no connection to the broker found")
+	}
+	for i, codec := range []string{"none", "gzip", "lz4", "zstd"} {
+		cfg := s.Config()
+		cfg.Compression = codec
+		if err := s.Reconfigure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		put(t, sp, 10*(i+1), 10)
+		waitFor(t, func() bool { return stats.Shipped.Load() == uint64(10*(i+2)) })
+	}
+	waitFor(t, func() bool { return connsTo(t, addr) <= one })
+	checkExactly(t, consume(t, b.ListenAddrs(), 50), 0, 50)
 }
