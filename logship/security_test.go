@@ -85,6 +85,7 @@ func TestShipperLogsInWithSASL(t *testing.T) {
 	} {
 		const user, pass = "edge", "s3cret pass-word"
 		t.Run("records arrive with the right "+tc.kfake+" credentials", func(t *testing.T) {
+			t.Parallel()
 			b := newBroker(t, kfake.EnableSASL(), kfake.Superuser(tc.kfake, user, pass))
 			stats := new(Stats)
 			_, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats,
@@ -94,6 +95,7 @@ func TestShipperLogsInWithSASL(t *testing.T) {
 			waitFor(t, func() bool { return stats.Shipped.Load() == 300 && sp.Lag() == 0 })
 		})
 		t.Run("a wrong "+tc.kfake+" password fails every write until a reconfigure brings the right one, and then every record arrives once", func(t *testing.T) {
+			t.Parallel()
 			b := newBroker(t, kfake.EnableSASL(), kfake.Superuser(tc.kfake, user, pass))
 			s, sp, logs := failingShipper(t, Config{Brokers: b.ListenAddrs(),
 				SASL: &SASL{Mechanism: tc.logship, Username: user, Password: "wrong " + pass}}, 50)
@@ -113,6 +115,7 @@ func TestShipperLogsInWithSASL(t *testing.T) {
 		})
 	}
 	t.Run("a shipper without SASL is refused by a broker that requires it", func(t *testing.T) {
+		t.Parallel()
 		b := newBroker(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "edge", "pass"))
 		failingShipper(t, Config{Brokers: b.ListenAddrs()}, 10)
 	})
@@ -133,6 +136,7 @@ func tlsBroker(t *testing.T, serverTLS func(*tls.Config), hosts ...string) (*kfa
 func TestShipperConnectsOverTLS(t *testing.T) {
 	t.Parallel()
 	t.Run("records arrive when the broker's CA is trusted", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, nil, "127.0.0.1")
 		stats := new(Stats)
 		cfg := &tls.Config{RootCAs: ca.Pool()}
@@ -142,6 +146,7 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 		waitFor(t, func() bool { return stats.Shipped.Load() == 300 })
 	})
 	t.Run("a broker certificate from an untrusted CA fails every write", func(t *testing.T) {
+		t.Parallel()
 		b, _ := tlsBroker(t, nil, "127.0.0.1")
 		other := testpki.NewCA(t, "some other CA")
 		_, _, logs := failingShipper(t, Config{Brokers: b.ListenAddrs(), TLS: &tls.Config{RootCAs: other.Pool()}}, 10)
@@ -150,10 +155,12 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 		}
 	})
 	t.Run("a broker certificate for another name fails every write", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, nil, "kafka.b2s.test")
 		failingShipper(t, Config{Brokers: b.ListenAddrs(), TLS: &tls.Config{RootCAs: ca.Pool()}}, 10)
 	})
 	t.Run("a ServerName makes a certificate for that name verify", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, nil, "kafka.b2s.test")
 		stats := new(Stats)
 		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "kafka.b2s.test"}
@@ -162,6 +169,7 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 		checkExactly(t, consumeTopic(t, b.ListenAddrs(), topic, 20, kgo.DialTLSConfig(cfg)), 0, 20)
 	})
 	t.Run("a plaintext shipper is refused by a TLS broker", func(t *testing.T) {
+		t.Parallel()
 		b, _ := tlsBroker(t, nil, "127.0.0.1")
 		failingShipper(t, Config{Brokers: b.ListenAddrs()}, 10)
 	})
@@ -172,6 +180,7 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 		c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, clientCA.Pool()
 	}
 	t.Run("with mutual TLS, records arrive from a shipper with a client certificate", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, requireClientCert, "127.0.0.1")
 		stats := new(Stats)
 		cfg := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clientCA.Issue(t, "edge").TLS}}
@@ -180,16 +189,19 @@ func TestShipperConnectsOverTLS(t *testing.T) {
 		checkExactly(t, consumeTopic(t, b.ListenAddrs(), topic, 100, kgo.DialTLSConfig(cfg)), 0, 100)
 	})
 	t.Run("with mutual TLS, a shipper without a client certificate is refused", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, requireClientCert, "127.0.0.1")
 		failingShipper(t, Config{Brokers: b.ListenAddrs(), TLS: &tls.Config{RootCAs: ca.Pool()}}, 10)
 	})
 	t.Run("with mutual TLS, a client certificate from another CA is refused", func(t *testing.T) {
+		t.Parallel()
 		b, ca := tlsBroker(t, requireClientCert, "127.0.0.1")
 		stranger := testpki.NewCA(t, "stranger").Issue(t, "edge")
 		failingShipper(t, Config{Brokers: b.ListenAddrs(), TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{stranger.TLS}}}, 10)
 	})
 
 	t.Run("SCRAM over TLS: records arrive", func(t *testing.T) {
+		t.Parallel()
 		ca := testpki.NewCA(t, "b2s test broker CA")
 		b := newBroker(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "edge", "pass"),
 			kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "kafka", "127.0.0.1").TLS}}))
@@ -216,6 +228,7 @@ func TestSASLConfigErrors(t *testing.T) {
 		{"a SCRAM password that SASLprep refuses is refused without quoting it", SASL{Mechanism: SASLScramSHA512, Username: "u", Password: pass}, "not valid SASLprep text"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			err := Config{Brokers: []string{"127.0.0.1:9092"}, SASL: &tc.sasl}.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate: %v, want an error containing %q", err, tc.want)
@@ -226,12 +239,14 @@ func TestSASLConfigErrors(t *testing.T) {
 		})
 	}
 	t.Run("TLS or SASL beside a Transport of the caller's is refused", func(t *testing.T) {
+		t.Parallel()
 		cfg := Config{Brokers: []string{"127.0.0.1:9092"}, TLS: &tls.Config{}, Transport: &kafka.Transport{}}
 		if err := cfg.Validate(); err == nil {
 			t.Error("Validate accepted TLS beside a Transport")
 		}
 	})
 	t.Run("a SASL login prints without its password", func(t *testing.T) {
+		t.Parallel()
 		s := SASL{Mechanism: SASLPlain, Username: "edge", Password: pass}
 		for _, f := range []string{"%v", "%+v", "%s", "%#v"} {
 			if got := fmt.Sprintf(f, s); strings.Contains(got, "do-not-print-me") || !strings.Contains(got, "edge") {

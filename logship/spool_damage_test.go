@@ -183,6 +183,7 @@ func TestADamagedRecordCostsOnlyItself(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: seg})
 			appendN(t, s, 0, 5000) // four segments and some
