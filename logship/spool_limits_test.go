@@ -9,6 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 )
 
 // bigRecord is record i of n bytes: its number, then a byte of its own.
@@ -203,7 +208,8 @@ func TestSpoolWithFsyncAlways(t *testing.T) {
 	// With fsync always, records are synced as they are appended, across
 	// rolls, and read back before and after a reopen.
 	dir := t.TempDir()
-	cfg := SpoolConfig{Dir: dir, Fsync: FsyncAlways, MaxSize: 1 << 20, SegmentSize: 64 << 10}
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := SpoolConfig{Dir: dir, Fsync: FsyncAlways, MaxSize: 1 << 20, SegmentSize: 64 << 10, Logger: zap.New(core)}
 	s, err := OpenSpool(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +225,12 @@ func TestSpoolWithFsyncAlways(t *testing.T) {
 	}
 	if n := len(segments(t, dir)); n != 3 {
 		t.Fatalf("%d segments with records, want 3", n)
+	}
+	// Every record was synced as it was appended: a rolled segment is
+	// closed at once, not kept for a sync loop there is not.
+	s.bg.Wait()
+	if n := openSegments(t, dir); n > 2 {
+		t.Fatalf("%d segments open, want the active one and the next, prepared", n)
 	}
 	stop := make(chan struct{})
 	close(stop)
@@ -262,6 +274,9 @@ func TestSpoolWithFsyncAlways(t *testing.T) {
 	}
 	if !slices.Equal(got, w) {
 		t.Fatalf("after the reopen read %v, want %v", got, w)
+	}
+	for _, e := range logs.All() {
+		t.Errorf("logged %s: %s %v", e.Level, e.Message, e.ContextMap())
 	}
 }
 
@@ -389,4 +404,119 @@ func TestSpoolSizesDefaultsAndBounds(t *testing.T) {
 			t.Fatalf("MaxSize %d after SetMaxSize(1MiB)", s.MaxSize())
 		}
 	})
+}
+
+// canAllocate reports whether dir's file system allocates files in full
+// and maps them (fallocate(2), mmap(2)), as ext4, xfs and tmpfs do.
+func canAllocate(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if unix.Fallocate(int(f.Fd()), 0, 0, 64<<10) != nil {
+		return false
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, 64<<10, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return false
+	}
+	unix.Munmap(m)
+	return true
+}
+
+func TestSpoolMapsItsSegmentsWhereTheFileSystemAllows(t *testing.T) {
+	t.Parallel()
+	// On a file system that can allocate and map, every active segment
+	// is allocated in full (a full disk shows at the roll, not as a
+	// SIGBUS in an append) and mapped, and trimmed to its entries once
+	// rolled.
+	dir := t.TempDir()
+	if !canAllocate(t, dir) {
+		t.Skip("this file system cannot allocate and map files")
+	}
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	for i := range 3 {
+		if s.mapped == nil {
+			t.Fatalf("segment %d is not mapped", i)
+		}
+		st, err := os.Stat(filepath.Join(dir, segName(s.activeN)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() != 64<<10 {
+			t.Fatalf("the active segment holds %d bytes, want its full 64KiB allocated", st.Size())
+		}
+		rolled := s.activeN
+		for s.activeN == rolled {
+			appendN(t, s, 0, 100)
+		}
+		s.bg.Wait()
+		st, err = os.Stat(filepath.Join(dir, segName(rolled)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sg, _ := s.segInfo(rolled); st.Size() != sg.end {
+			t.Fatalf("rolled segment of %d bytes, want it trimmed to its entries' end %d", st.Size(), sg.end)
+		}
+	}
+}
+
+func TestSpoolFillsToExactlyItsMaximum(t *testing.T) {
+	t.Parallel()
+	// Entries of 6553 bytes: 40 fill a 256KiB segment after its header
+	// exactly, and four such segments are MaxSize (1MiB) exactly. The
+	// 160th record brings the spool to its maximum and is taken; the
+	// next is refused, and taken again once the first are shipped.
+	const entry = 6553
+	value := func(i int) []byte { return bigRecord(i, entry-entryHeaderLen-bodyFixedLen-1) }
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{MaxSize: 1 << 20, SegmentSize: 256 << 10, Stats: stats})
+	for i := range 160 {
+		if err := s.Append("k", value(i)); err != nil {
+			t.Fatalf("record %d: %v (spool size %d)", i, err, s.Size())
+		}
+	}
+	if s.Size() != 1<<20 {
+		t.Fatalf("spool size %d, want 1MiB", s.Size())
+	}
+	if err := s.Append("k", value(160)); !errors.Is(err, ErrSpoolFull) {
+		t.Fatalf("a record past the maximum: %v", err)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	entries, next, err := s.Read(stop, nil, 40, 1<<20)
+	if err != nil || len(entries) != 40 || !bytes.Equal(entries[39].Value, value(39)) {
+		t.Fatalf("read %d entries (%v), want the first segment's 40", len(entries), err)
+	}
+	if err := s.Ack(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append("k", value(160)); err != nil {
+		t.Fatalf("after shipping a segment: %v", err)
+	}
+	got := 40
+	for {
+		entries, next, err := s.Read(stop, nil, 1000, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for _, e := range entries {
+			if !bytes.Equal(e.Value, value(got)) {
+				t.Fatalf("entry %d is not record %d", got, got)
+			}
+			got++
+		}
+		if err := s.Ack(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != 161 || stats.DroppedFull.Load() != 1 {
+		t.Fatalf("read %d records, %d refused; want 161 and 1", got, stats.DroppedFull.Load())
+	}
 }
