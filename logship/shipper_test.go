@@ -347,6 +347,9 @@ func TestPartitionsLedByDifferentBrokersAreWrittenInParallelRequests(t *testing.
 	if len(log.requests) < 2 || len(log.requests) > 3 || len(seen) != 6 {
 		t.Fatalf("%d requests for partitions %v, want one per leader (2 or 3) for all 6", len(log.requests), seen)
 	}
+	if w, e := stats.Writes.Load(), stats.WriteErrors.Load(); w != 1 || e != 0 {
+		t.Fatalf("%d writes, %d failed: the leaders' requests must go out together, in one write", w, e)
+	}
 	for p, k := range seen {
 		if k != 1 {
 			t.Fatalf("partition %d in %d requests, want 1", p, k)
