@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -326,4 +327,64 @@ func TestReconfigureClosesTheOldConnections(t *testing.T) {
 	}
 	waitFor(t, func() bool { return connsTo(t, addr) <= one })
 	checkExactly(t, consume(t, b.ListenAddrs(), 50), 0, 50)
+}
+
+func TestAPartitionNumberedOutOfRangeInTheMetadataWaits(t *testing.T) {
+	t.Parallel()
+	// The broker's metadata lists partitions 0, 1 and 3 of a topic of
+	// three (as a broker part way through a change might): the shipper
+	// balances over indexes 0-2, writes the records of 0 and 1, and keeps
+	// those of index 2, which no listed partition carries, unsent and
+	// retried, without a panic. Once the metadata is whole they follow,
+	// each record once.
+	b := newBroker(t)
+	host, port, _ := net.SplitHostPort(b.ListenAddrs()[0])
+	portN, _ := strconv.Atoi(port)
+	var gapped atomic.Bool
+	gapped.Store(true)
+	b.ControlKey(int16(kmsg.Metadata), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		if !gapped.Load() {
+			return nil, nil, false // answered by the broker, and no longer controlled
+		}
+		b.KeepControl()
+		resp := kr.(*kmsg.MetadataRequest).ResponseKind().(*kmsg.MetadataResponse)
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID, br.Host, br.Port = 0, host, int32(portN)
+		resp.Brokers = []kmsg.MetadataResponseBroker{br}
+		resp.ControllerID = 0
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic = kmsg.StringPtr(topic)
+		for _, i := range []int32{0, 1, 3} {
+			p := kmsg.NewMetadataResponseTopicPartition()
+			p.Partition, p.Leader, p.Replicas, p.ISR = i, 0, []int32{0}, []int32{0}
+			mt.Partitions = append(mt.Partitions, p)
+		}
+		resp.Topics = []kmsg.MetadataResponseTopic{mt}
+		return resp, nil, true
+	})
+	stats := new(Stats)
+	s, sp := newShipper(t, Config{Brokers: b.ListenAddrs(), Stats: stats, BatchTimeout: -1, WriteTimeout: time.Second})
+	// Records of keys in each of the three partitions.
+	var inRange, outOfRange int
+	for i := range 60 {
+		k, v := msg(i)
+		if partitionOf(k, 3) == 2 {
+			outOfRange++
+		} else {
+			inRange++
+		}
+		if err := sp.Append(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inRange == 0 || outOfRange == 0 {
+		t.Fatalf("keys in range %d, out of range %d: the test needs both", inRange, outOfRange)
+	}
+	waitFor(t, func() bool { return stats.Shipped.Load() == uint64(inRange) && stats.WriteErrors.Load() >= 2 })
+	if !s.Failing() {
+		t.Fatal("records left unsent, and the shipper does not report failing")
+	}
+	gapped.Store(false)
+	waitFor(t, func() bool { return stats.Shipped.Load() == 60 })
+	checkExactly(t, consume(t, b.ListenAddrs(), 60), 0, 60)
 }
