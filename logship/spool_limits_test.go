@@ -293,13 +293,25 @@ func TestSpoolReadsNewRecordsAfterReopeningWithEverythingRead(t *testing.T) {
 			if got := drain(t, s); !slices.Equal(got, want(0, 100)) {
 				t.Fatalf("read %d records", len(got))
 			}
+			size := s.Size()
 			s.Close()
+			stats := new(Stats)
 			for range reopens {
-				s = openSpool(t, SpoolConfig{Dir: dir})
+				s = openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+				// What it held, and the header of a new active segment.
+				if s.Size() != size+segmentHeaderLen {
+					t.Fatalf("size %d after a reopen, want %d", s.Size(), size+segmentHeaderLen)
+				}
 				if got := drain(t, s); len(got) != 0 {
 					t.Fatalf("read %d records again after a reopen", len(got))
 				}
+				size = s.Size() // the segment before, read to its end, is deleted
 				s.Close()
+			}
+			// Segments without a record (the active one at each close) are
+			// no damage.
+			if r, d := stats.SpoolRepairs.Load(), stats.DroppedDamaged.Load(); r != 0 || d != 0 {
+				t.Fatalf("SpoolRepairs = %d, DroppedDamaged = %d after reopens", r, d)
 			}
 			s = openSpool(t, SpoolConfig{Dir: dir})
 			appendN(t, s, 100, 10)
@@ -518,5 +530,78 @@ func TestSpoolFillsToExactlyItsMaximum(t *testing.T) {
 	}
 	if got != 161 || stats.DroppedFull.Load() != 1 {
 		t.Fatalf("read %d records, %d refused; want 161 and 1", got, stats.DroppedFull.Load())
+	}
+}
+
+func TestDamageCountsOnlyRecordsNotShippedYet(t *testing.T) {
+	t.Parallel()
+	// Records before the cursor were shipped: damage to them found at
+	// open is repaired (and counted as a repair) but costs no record. The
+	// record at the cursor was not shipped: damage to it costs it.
+	cases := []struct {
+		name    string
+		damaged int // the record damaged; the cursor is at record 50
+		lost    []string
+	}{
+		{"the record just before the cursor, ending at it", 49, nil},
+		{"a record well before the cursor", 10, nil},
+		{"the record at the cursor", 50, want(50, 1)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir})
+			appendN(t, s, 0, 100)
+			stop := make(chan struct{})
+			close(stop)
+			entries, next, err := s.Read(stop, nil, 50, 1<<20)
+			if err != nil || len(entries) != 50 {
+				t.Fatalf("read %d entries: %v", len(entries), err)
+			}
+			if err := s.Ack(next); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			seg := lastSegment(t, dir)
+			l := layout(t, seg)
+			if l[50].off != next.Off {
+				t.Fatalf("the cursor is at %d, record 50 at %d", next.Off, l[50].off)
+			}
+			flipByte(t, seg, l[c.damaged].off+entryHeaderLen+bodyFixedLen+4)
+
+			stats := new(Stats)
+			s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+			if got := drain(t, s2); !slices.Equal(got, without(want(50, 50), c.lost)) {
+				t.Fatalf("read %v", got)
+			}
+			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != uint64(len(c.lost)) || r != 1 {
+				t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want %d and 1", d, r, len(c.lost))
+			}
+		})
+	}
+}
+
+func TestGarbageAfterARolledSegmentsLastRecordCostsNoRecord(t *testing.T) {
+	t.Parallel()
+	// Bytes written past the last record of a segment that is not the
+	// newest (the next one starts with the sequence number that follows
+	// its last record): a repair, and no record lost.
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	s.Close()
+	segs := segments(t, dir)
+	if len(segs) < 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	appendBytes(t, segs[0], []byte("bytes that are no entry at all"))
+	stats := new(Stats)
+	s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+	if got := drain(t, s2); !slices.Equal(got, want(0, 3000)) {
+		t.Fatalf("read %d records, want the 3000", len(got))
+	}
+	if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 1 {
+		t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 1", d, r)
 	}
 }
