@@ -60,7 +60,7 @@ func (br *beaconRequest) release() {
 // answerBeacon answers a beacon with the visitor's cookie, if one is due,
 // and records it.
 func (c *Collect) answerBeacon(w http.ResponseWriter, r *http.Request, br *beaconRequest, rec *beacon.Record, ip netip.Addr, cookie pendingCookie) {
-	if cookie.value != "" {
+	if cookie.set() {
 		cookie.addTo(w.Header())
 	}
 	if br.body != nil {

@@ -43,6 +43,7 @@ func init() {
 //		beacon <path>
 //		script <path>
 //		cookie_domain <domain>
+//		cookie_prefix host|off
 //		same_site lax|none
 //		collect off [<path patterns...>]
 //	}
@@ -72,6 +73,13 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&c.CookieDomain) {
 				return d.ArgErr()
 			}
+		case "cookie_prefix":
+			if !d.AllArgs(&c.CookiePrefix) {
+				return d.ArgErr()
+			}
+			if c.CookiePrefix != "host" && c.CookiePrefix != "off" {
+				return d.Errf("b2s_collect: cookie_prefix %q: want host or off", c.CookiePrefix)
+			}
 		case "same_site":
 			if !d.AllArgs(&c.SameSite) {
 				return d.ArgErr()
@@ -87,7 +95,7 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.CollectOff = true
 			c.CollectOffPaths = append(c.CollectOffPaths, d.RemainingArgs()...)
 		default:
-			return d.Errf("b2s_collect: unrecognized option %q; want beacon, script, cookie_domain, same_site or collect", d.Val())
+			return d.Errf("b2s_collect: unrecognized option %q; want beacon, script, cookie_domain, cookie_prefix, same_site or collect", d.Val())
 		}
 	}
 	return nil

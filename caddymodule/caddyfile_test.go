@@ -420,7 +420,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		domain b2s.com
 	}
 }`,
-			want: []string{"'b2s_collect'", `unrecognized option "domain"`, "beacon, script, cookie_domain, same_site or collect", "Caddyfile:12"},
+			want: []string{"'b2s_collect'", `unrecognized option "domain"`, "beacon, script, cookie_domain, cookie_prefix, same_site or collect", "Caddyfile:12"},
 		},
 		{
 			name: "an argument after b2s_collect is refused",

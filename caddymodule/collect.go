@@ -63,6 +63,21 @@ type Collect struct {
 	// network gets a host-only cookie.
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
+	// CookiePrefix is host (the default) or off. With host, over https
+	// and without cookie_domain, the plugin's cookies are named with the
+	// __Host- prefix (__Host-b2sid, __Host-b2sid_optout, __Host-b2sid_dnc,
+	// __Host-b2sid_m): browsers then keep them only as the edge writes
+	// them (Secure, Path=/, no Domain) and refuse any other cookie of the
+	// name, so a script of the site's origin can neither add one on a
+	// narrower path nor replace the edge's (HttpOnly). A visitor's
+	// unprefixed b2sid from before is read once, while no __Host-b2sid
+	// came, set under the new name and deleted; the opt-out,
+	// do-not-collect and member cookies count under either name. Plain
+	// http and a cookie_domain keep the unprefixed names (the prefix
+	// needs Secure and forbids Domain). off writes the unprefixed names
+	// everywhere: visitors with a __Host-b2sid then get a new ID.
+	CookiePrefix string `json:"cookie_prefix,omitempty"`
+
 	// SameSite is the SameSite attribute of the plugin's cookies: lax
 	// (the default) or none. (Strict is not offered: a visitor arriving
 	// from another site, a search engine or a link token would not send
@@ -88,6 +103,7 @@ type Collect struct {
 	logger        *zap.Logger
 	attrs         [2]string // HttpOnly and SameSite (and Secure) of every plugin cookie: plain http, https
 	networkDomain bool      // cookie_domain network: Path and Domain written per request
+	prefixOff     bool      // cookie_prefix off
 	offPaths      caddyhttp.MatchPath
 	script        []byte // the JavaScript tag
 	scriptETag    string
@@ -123,6 +139,7 @@ func (c *Collect) bind(ctx caddy.Context, app *App, logger *zap.Logger) error {
 	}
 	c.script, c.scriptETag = buildTag(c.Beacon)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
+	c.prefixOff = c.CookiePrefix == "off"
 	c.setAttributes()
 	if c.CollectOff && len(c.CollectOffPaths) > 0 {
 		c.offPaths = caddyhttp.MatchPath(c.CollectOffPaths)
@@ -145,6 +162,12 @@ func (c *Collect) Validate() error {
 	case "", "lax", "none":
 	default:
 		return fmt.Errorf("b2s_collect: same_site %q is not lax or none (strict would give every visitor arriving from another site a new ID)", c.SameSite)
+	}
+	switch {
+	case c.CookiePrefix != "" && c.CookiePrefix != "host" && c.CookiePrefix != "off":
+		return fmt.Errorf("b2s_collect: cookie_prefix %q is not host or off", c.CookiePrefix)
+	case c.CookiePrefix == "host" && c.CookieDomain != "":
+		return fmt.Errorf("b2s_collect: cookie_prefix host needs host-only cookies, but cookie_domain is %q (the __Host- prefix forbids a Domain); remove one of them", c.CookieDomain)
 	}
 	if len(c.CollectOffPaths) > 0 && !c.CollectOff {
 		return fmt.Errorf("b2s_collect: collect_off_paths given without collect_off; use collect off <paths...>")

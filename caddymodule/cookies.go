@@ -22,28 +22,73 @@ const (
 	memberSuffix = "_m"      // <member ID>.<signature binding it to the cookie ID>
 )
 
+// hostPrefix is the cookie name prefix that makes a browser keep a cookie
+// only when it is Secure, Path=/ and without Domain, and refuse any other
+// of that name: no script can add one on a narrower path or for a parent
+// domain, and none can replace the edge's, which is HttpOnly (RFC 6265bis,
+// section 4.1.3.2).
+const hostPrefix = "__Host-"
+
+// cookieKind indexes the plugin's cookies in privacy.names.
+type cookieKind uint8
+
+const (
+	kindID     cookieKind = iota // the visitor cookie
+	kindOptOut                   // the opt-out marker
+	kindChild                    // the do-not-collect marker
+	kindMember                   // the member cookie
+	numKinds
+)
+
+// cookieNames are the names of the plugin's cookies in one form, by kind.
+type cookieNames [numKinds]string
+
 // cookieDomainNetwork is the cookie_domain that follows the network sites.
 const cookieDomainNetwork = "network"
+
+// idList is the values of the visitor cookie under one name, in order.
+type idList struct {
+	vals [4]string // a host-only and a domain cookie, say
+	n    int
+	seen bool // a cookie of the name was sent, valid or not
+	more bool // more cookies than vals holds
+}
+
+func (l *idList) add(v string) {
+	l.seen = true
+	if l.n < len(l.vals) {
+		l.vals[l.n] = v
+		l.n++
+	} else {
+		l.more = true
+	}
+}
 
 // visitorCookies is what the request's Cookie headers hold for the plugin,
 // and whether the request may be given a cookie.
 type visitorCookies struct {
-	ids        [4]string // values of the visitor cookie, in order (a host-only and a domain cookie, say)
-	nids       int
-	seenID     bool      // a visitor cookie was sent, valid or not
-	moreIDs    bool      // more visitor cookies than ids holds
-	members    [4]string // values of the member cookie, in order
-	nmembers   int
-	optOut     bool
-	child      bool
-	crossSite  bool // Sec-Fetch-Site: cross-site
-	thirdParty bool // a subresource request from another site's page
+	// ids are the visitor cookies under the name the request's own cookie
+	// has (__Host-b2sid over https without cookie_domain, else b2sid);
+	// legacy, with the __Host- name, the unprefixed ones, which may be
+	// migrated (identify).
+	ids, legacy idList
+	members     [4]string // values of the member cookie, under either name, in order
+	nmembers    int
+	optOut      bool
+	child       bool
+	crossSite   bool // Sec-Fetch-Site: cross-site
+	thirdParty  bool // a subresource request from another site's page
 }
 
 // readCookies reads the plugin's cookies in one pass over the headers,
-// and how the request was made.
+// and how the request was made. The opt-out, do-not-collect and member
+// cookies count under either name: a marker from before the prefix keeps
+// the visitor's choice, and a member cookie is bound to the cookie ID
+// anyway.
 func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
-	name, pv := c.app.CookieName, c.app.privacy
+	pv := c.app.privacy
+	plain, host := &pv.names[0], &pv.names[1]
+	prefixed := c.prefixed(r)
 	for _, h := range r.Header["Cookie"] {
 		for rest := h; ; {
 			n, v, more, ok := beacon.NextCookie(rest)
@@ -51,21 +96,22 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 				break
 			}
 			rest = more
-			switch {
-			case n == name:
-				jar.seenID = true
-				if jar.nids < len(jar.ids) {
-					jar.ids[jar.nids] = v
-					jar.nids++
+			switch n {
+			case plain[kindID]:
+				if prefixed {
+					jar.legacy.add(v)
 				} else {
-					jar.moreIDs = true
+					jar.ids.add(v)
 				}
-			case len(n) <= len(name) || n[:len(name)] != name:
-			case n == pv.optOutName:
+			case host[kindID]:
+				if prefixed { // never sent over plain http; else not the edge's
+					jar.ids.add(v)
+				}
+			case plain[kindOptOut], host[kindOptOut]:
 				jar.optOut = true
-			case n == pv.childName:
+			case plain[kindChild], host[kindChild]:
 				jar.child = true
-			case n == pv.memberName:
+			case plain[kindMember], host[kindMember]:
 				if jar.nmembers < len(jar.members) {
 					jar.members[jar.nmembers] = v
 					jar.nmembers++
@@ -93,17 +139,27 @@ const (
 	reasonRefresh                     // an old valid cookie
 	reasonResign                      // signed by an older key
 	reasonLink                        // joined to another network ID by a link token
+	reasonMigrate                     // an unprefixed cookie moved to its __Host- name
 )
 
 // pendingCookie is a Set-Cookie decided for the response.
 type pendingCookie struct {
 	value  string // the whole Set-Cookie header value; empty for none
+	del    string // a Set-Cookie deleting the unprefixed visitor cookie; empty for none
 	reason cookieReason
 }
 
+// set reports whether there is a Set-Cookie to add.
+func (p pendingCookie) set() bool { return p.value != "" || p.del != "" }
+
 func (p pendingCookie) addTo(h http.Header) {
-	h["Set-Cookie"] = append(h["Set-Cookie"], p.value)
-	cookieSet[p.reason].Inc()
+	if p.value != "" {
+		h["Set-Cookie"] = append(h["Set-Cookie"], p.value)
+		cookieSet[p.reason].Inc()
+	}
+	if p.del != "" {
+		h["Set-Cookie"] = append(h["Set-Cookie"], p.del)
+	}
 }
 
 // identify reads the visitor's cookie into rec and returns the Set-Cookie
@@ -123,11 +179,25 @@ func (p pendingCookie) addTo(h http.Header) {
 // the site's member signal on the response is ignored, and no cookie is
 // set (a new one would replace the visitor's own, which the next request
 // without the copy finds again). Invalid ones are skipped, as ever.
+//
+// Over https without cookie_domain the cookie is __Host-b2sid, which no
+// script can add beside the edge's: an unprefixed b2sid is then only
+// read when no __Host-b2sid came at all, valid or not (a visitor from
+// before the prefix), under the same rules, and moved: set as
+// __Host-b2sid and deleted. Where a __Host-b2sid came, the unprefixed
+// ones are never trusted, and deleted (one a script planted on a
+// narrower path stays, and stays ignored). When the unprefixed ones
+// conflict, nothing is set or deleted: deleting the visitor's own would
+// leave the planted one alone, to be moved next.
 func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, jar *visitorCookies, link *beacon.Link) pendingCookie {
 	a := c.app
+	ids, migrate := &jar.ids, false
+	if !ids.seen && jar.legacy.seen {
+		ids, migrate = &jar.legacy, true
+	}
 	var v beacon.Verified
-	valid, conflict := false, jar.moreIDs
-	for _, val := range jar.ids[:jar.nids] {
+	valid, conflict := false, ids.more
+	for _, val := range ids.vals[:ids.n] {
 		w, ok := a.signer.Verify(val)
 		switch {
 		case !ok || !c.current(w.Issued, now):
@@ -137,34 +207,40 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 			conflict = true
 		}
 	}
-	var reason cookieReason
-	nid := ""
-	switch {
-	case conflict:
+	if conflict {
 		if ce := c.logger.Check(zapcore.DebugLevel, "several visitor cookies: none trusted"); ce != nil {
-			ce.Write(zap.Int("cookies", jar.nids))
+			ce.Write(zap.Int("cookies", ids.n))
 		}
 		return pendingCookie{}
+	}
+	var p pendingCookie
+	if jar.legacy.seen {
+		p.del = c.cookieLine(r, a.privacy.names[0][kindID], "", 0)
+	}
+	nid := ""
+	switch {
 	case valid:
 		rec.CookieID, rec.CookieState, rec.NetworkID = v.ID, beacon.StateReturning, v.NetworkID
 		nid = v.NetworkID
 		switch {
 		case link != nil && link.NetworkID != v.NetworkID:
 			rec.PrevNetworkID = v.NetworkID
-			reason = reasonLink
+			p.reason = reasonLink
+		case migrate:
+			p.reason = reasonMigrate
 		case v.OldKey:
-			reason = reasonResign
+			p.reason = reasonResign
 		case now.Sub(v.Issued) > time.Duration(a.CookieRefresh):
-			reason = reasonRefresh
+			p.reason = reasonRefresh
 		default:
-			return pendingCookie{}
+			return p
 		}
 	case jar.thirdParty:
-		return pendingCookie{}
-	case jar.seenID:
-		rec.CookieState, reason = beacon.StateReset, reasonReset
+		return p
+	case ids.seen:
+		rec.CookieState, p.reason = beacon.StateReset, reasonReset
 	default:
-		rec.CookieState, reason = beacon.StateNew, reasonNew
+		rec.CookieState, p.reason = beacon.StateNew, reasonNew
 	}
 	if link != nil {
 		nid = link.NetworkID
@@ -178,7 +254,7 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 		id = unsafe.String(&newID[0], len(newID)) // copied into buf below, not kept
 	}
 	var stack [256]byte
-	buf := append(append(stack[:0], a.CookieName...), '=')
+	buf := append(append(stack[:0], c.cookieName(r, kindID)...), '=')
 	idAt := len(buf) + 2
 	buf = a.signer.AppendSignedNetwork(buf, id, nid, now)
 	cookie := string(c.appendAttributes(buf, r, time.Duration(a.CookieMaxAge)))
@@ -189,7 +265,8 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 	default:
 		rec.NetworkID = rec.CookieID
 	}
-	return pendingCookie{value: cookie, reason: reason}
+	p.value = cookie
+	return p
 }
 
 // cookieClockSkew is how far the issue time of a cookie may lie beyond
@@ -270,12 +347,50 @@ func (c *Collect) appendAttributes(buf []byte, r *http.Request, maxAge time.Dura
 	return append(buf, c.attrs[0]...)
 }
 
-// cookieLine builds the Set-Cookie value of one of the plugin's other
-// cookies; maxAge 0 deletes it.
+// cookieLine builds the Set-Cookie value of a cookie of that exact name;
+// maxAge 0 deletes it.
 func (c *Collect) cookieLine(r *http.Request, name, value string, maxAge time.Duration) string {
 	var stack [256]byte
 	buf := append(append(append(stack[:0], name...), '='), value...)
 	return string(c.appendAttributes(buf, r, maxAge))
+}
+
+// hostOnly reports whether the plugin's cookies on r can carry the
+// __Host- prefix: r came over https and no cookie_domain is set (the
+// prefix forbids a Domain).
+func (c *Collect) hostOnly(r *http.Request) bool {
+	return r.TLS != nil && c.CookieDomain == ""
+}
+
+// prefixed reports whether the plugin's cookies on r are written with
+// the __Host- prefix: where they can be, unless cookie_prefix is off.
+func (c *Collect) prefixed(r *http.Request) bool {
+	return !c.prefixOff && c.hostOnly(r)
+}
+
+// cookieName is the name of the plugin's cookie of kind k on r.
+func (c *Collect) cookieName(r *http.Request, k cookieKind) string {
+	if c.prefixed(r) {
+		return c.app.privacy.names[1][k]
+	}
+	return c.app.privacy.names[0][k]
+}
+
+// addCookie adds to h the Set-Cookie of the plugin's cookie of kind k
+// under r's name; an empty value with maxAge 0 deletes it. Where the
+// prefix can apply, the cookie's other name is deleted too: a marker or
+// member cookie from before the prefix (or from before cookie_prefix off)
+// does not outlive the one that replaces it, and a deletion reaches both.
+func (c *Collect) addCookie(h http.Header, r *http.Request, k cookieKind, value string, maxAge time.Duration) {
+	names := &c.app.privacy.names
+	h.Add("Set-Cookie", c.cookieLine(r, c.cookieName(r, k), value, maxAge))
+	if c.hostOnly(r) {
+		other := names[1][k]
+		if c.prefixed(r) {
+			other = names[0][k]
+		}
+		h.Add("Set-Cookie", c.cookieLine(r, other, "", 0))
+	}
 }
 
 // cookieDomainFor is the Domain of the plugin's cookies on r: the
@@ -290,9 +405,17 @@ func (c *Collect) cookieDomainFor(r *http.Request) string {
 
 // ownsCookie reports whether a cookie of that name is the plugin's: the
 // cookie_name itself, and every name that starts with cookie_name and "_"
-// (b2sid_optout, b2sid_dnc, b2sid_m...). Names are compared exactly, as
-// browsers do (RFC 6265, section 5.3): "B2SID" is not "b2sid".
+// (b2sid_optout, b2sid_dnc, b2sid_m...), with or without the __Host- or
+// __Secure- prefix (which browsers match in any case). Names are compared
+// exactly otherwise, as browsers do (RFC 6265, section 5.3): "B2SID" is
+// not "b2sid".
 func (a *App) ownsCookie(name string) bool {
+	for _, p := range [...]string{hostPrefix, "__Secure-"} {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			name = name[len(p):]
+			break
+		}
+	}
 	rest, ok := strings.CutPrefix(name, a.CookieName)
 	return ok && (rest == "" || rest[0] == '_')
 }

@@ -630,8 +630,13 @@ func checkSetCookie(t *testing.T, h http.Header, wantTail string) string {
 	}
 	name, rest, _ := strings.Cut(sc[0], "=")
 	value, tail, _ := strings.Cut(rest, ";")
-	if name != DefaultCookieName {
-		t.Errorf("cookie name = %q, want %q", name, DefaultCookieName)
+	// Over https, without cookie_domain, the name has the __Host- prefix.
+	wantName := DefaultCookieName
+	if strings.HasSuffix(wantTail, "; Secure") && !strings.Contains(wantTail, "Domain=") {
+		wantName = hostPrefix + DefaultCookieName
+	}
+	if name != wantName {
+		t.Errorf("cookie name = %q, want %q", name, wantName)
 	}
 	if ";"+tail != wantTail {
 		t.Errorf("cookie attributes = %q, want %q", ";"+tail, wantTail)

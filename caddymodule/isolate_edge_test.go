@@ -60,6 +60,9 @@ var upstreamSetCookies = []string{
 	" b2sid =spaced; Path=/",
 	"b2sid",
 	"B2SID=case; Path=/",
+	"__Host-b2sid=1.0123456789abcdef0123456789abcdef.5f5e1000.AAAAAAAAAAAAAAAAAAAAAA; Path=/; Secure; HttpOnly",
+	"__Host-b2sid_optout=; Path=/; Secure; Max-Age=0",
+	"__host-b2sid_dnc=; Path=/; Secure; Max-Age=0",
 }
 
 // upstreamAllowedSetCookies are those of upstreamSetCookies that may
@@ -243,9 +246,10 @@ func TestIsolateBehindCaddy(t *testing.T) {
 		}
 		// Request: b2sid, tracker, b2sid_x; X-B2S-Member and
 		// X-B2S-Cookie-ID. Response: tracker, b2sid, b2sid_m,
-		// b2sid_optout, " b2sid ", the nameless cookie; X-B2S-Member and
+		// b2sid_optout, " b2sid ", the nameless cookie, __Host-b2sid,
+		// __Host-b2sid_optout, __host-b2sid_dnc; X-B2S-Member and
 		// X-B2S-Child.
-		want := removedCounts{reqCookie: 3, setCookie: 6, header: 2 + 2}
+		want := removedCounts{reqCookie: 3, setCookie: 9, header: 2 + 2}
 		checkRemoved(t, beforeDirect, want)
 		after := isolateCounts(t, adminURL) // registered in Caddy's registry
 		if d := (removedCounts{after.reqCookie - before.reqCookie, after.setCookie - before.setCookie, after.header - before.header}); d != want {

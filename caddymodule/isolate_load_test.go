@@ -60,6 +60,12 @@ func TestIsolateLoadErrors(t *testing.T) {
 			want:    []string{`b2s_isolate: allow_cookies: "b2sid_optout" is a cookie of b2s.com`, "remove it from allow_cookies"},
 		},
 		{
+			name:    "the plugin's cookie under its __Host- name is refused",
+			b2s:     app(""),
+			handler: isolate("__Host-b2sid"),
+			want:    []string{`b2s_isolate: allow_cookies: "__Host-b2sid" is a cookie of b2s.com`, "remove it from allow_cookies"},
+		},
+		{
 			name:    "with another cookie_name, that name's cookies are refused",
 			b2s:     app("vid"),
 			handler: isolate("b2sid", "vid_m"),

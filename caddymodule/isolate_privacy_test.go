@@ -126,6 +126,8 @@ func TestIsolateWithoutConsent(t *testing.T) {
 	}{
 		{name: "a GPC visitor's IP reaches the advertiser truncated", path: "/ads/gpc", header: with(map[string]string{"Sec-GPC": "1", "Cookie": valid}), truncated: true},
 		{name: "an opted-out visitor's IP reaches the advertiser truncated", path: "/ads/optout", header: with(map[string]string{"Cookie": valid + "; b2sid_optout=1"}), truncated: true},
+		{name: "an opted-out visitor's IP reaches the advertiser truncated, by the __Host- marker too", path: "/ads/optout-host", header: with(map[string]string{"Cookie": valid + "; __Host-b2sid_optout=1"}), truncated: true},
+		{name: "without b2s_collect, a marked child's IP reaches the advertiser truncated, by the __Host- marker too", path: "/raw/ads/dnc-host", header: with(map[string]string{"Cookie": "__Host-b2sid_dnc=1"}), truncated: true},
 		{name: "a marked child's IP reaches the advertiser truncated", path: "/ads/dnc", header: with(map[string]string{"Cookie": valid + "; b2sid_dnc=1"}), truncated: true},
 		{name: "the IP of a request under collect off paths reaches the advertiser truncated", path: "/kids/ads/slot", header: with(nil), truncated: true},
 		{name: "without b2s_collect, a GPC visitor's IP reaches the advertiser truncated", path: "/raw/ads/gpc", header: with(map[string]string{"Sec-GPC": "1"}), truncated: true},

@@ -27,7 +27,7 @@ func (iso *Isolate) truncatedIP(r *http.Request) string {
 			if !ok {
 				break
 			}
-			rest, anon = more, n == pv.optOutName || n == pv.childName
+			rest, anon = more, pv.isMarker(n)
 		}
 	}
 	if !anon {

@@ -50,6 +50,15 @@ func TestOwnsCookie(t *testing.T) {
 		{"b2si", false},
 		{"", false},
 		{"adnet_uid", false},
+		{"__Host-b2sid", true}, // the names the edge writes over https
+		{"__Host-b2sid_optout", true},
+		{"__host-b2sid_m", true}, // browsers match the prefix in any case
+		{"__Secure-b2sid", true},
+		{"__HOST-B2SID", false},
+		{"__Host-adnet_uid", false},
+		{"__Host-", false},
+		{"__Host-xb2sid", false},
+		{"__Host-__Host-b2sid", false}, // one prefix, then the name
 	} {
 		if got := a.ownsCookie(tc.name); got != tc.want {
 			t.Errorf("ownsCookie(%q) = %v, want %v", tc.name, got, tc.want)
@@ -76,6 +85,7 @@ func TestFilterCookies(t *testing.T) {
 		{"separators alone remove nothing", []string{" ; ;; "}, "", 0},
 		{"the plugin's cookie is removed", []string{"b2sid=1.abc.def.ghi"}, "", 1},
 		{"an allowed cookie passes among the plugin's", []string{"b2sid=1.a; adnet_uid=u-1; b2sid_optout=1; b2sid_m=2"}, "adnet_uid=u-1", 3},
+		{"the plugin's __Host- cookies are removed", []string{"__Host-b2sid=1.a; adnet_uid=u-1; __Host-b2sid_optout=1; __Host-b2sid_m=2"}, "adnet_uid=u-1", 3},
 		{"a cookie of another name differing in case only is another cookie", []string{"B2SID=x; b2sid=y"}, "B2SID=x", 1},
 		{"a cookie not listed is removed", []string{"tracker=1; ad=2"}, "ad=2", 1},
 		{"duplicates of an allowed cookie all pass, in order", []string{"ad=1; ad=2", "ad=3"}, "ad=1; ad=2; ad=3", 0},

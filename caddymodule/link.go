@@ -36,7 +36,7 @@ func (c *Collect) serveLink(w http.ResponseWriter, r *http.Request, rec *beacon.
 	}
 	if rec.Consent.Identifying() {
 		cookie := c.identify(r, now, rec, jar, nil)
-		if cookie.value != "" {
+		if cookie.set() {
 			cookie.addTo(h)
 		}
 		from, to := hostname(r.Host), hostname(dest.Host)
@@ -184,7 +184,7 @@ func (c *Collect) serveLinked(w http.ResponseWriter, r *http.Request, rec *beaco
 			rec.LinkedFrom = l.From
 		}
 		cookie := c.identify(r, now, rec, jar, link)
-		if cookie.value != "" {
+		if cookie.set() {
 			cookie.addTo(h)
 		}
 	}

@@ -39,10 +39,11 @@ func networkCollect(t *testing.T, now *time.Time) (*Collect, *logship.Spool) {
 	return c, sp
 }
 
-// visitorCookie returns the visitor cookie value h sets, or "".
+// visitorCookie returns the visitor cookie value h sets over https (the
+// __Host- name), or "".
 func visitorCookie(h http.Header) string {
 	for _, line := range h.Values("Set-Cookie") {
-		if c, err := http.ParseSetCookie(line); err == nil && c.Name == DefaultCookieName && c.MaxAge > 0 {
+		if c, err := http.ParseSetCookie(line); err == nil && c.Name == hostPrefix+DefaultCookieName && c.MaxAge > 0 {
 			return c.Value
 		}
 	}
@@ -54,7 +55,7 @@ func visitorCookie(h http.Header) string {
 func issueToken(t *testing.T, c *Collect, sp *logship.Spool, issuer, dest string, now time.Time) *url.URL {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/_b2s/go?to="+url.QueryEscape(dest), nil)
-	r.Header.Set("Cookie", DefaultCookieName+"="+c.app.signer.Sign(issuer, now))
+	r.Header.Set("Cookie", hostPrefix+DefaultCookieName+"="+c.app.signer.Sign(issuer, now))
 	w := serveCollect(t, c, r, nil)
 	loc, err := url.Parse(w.Header().Get("Location"))
 	if w.Code != http.StatusFound || err != nil || loc.Query().Get(DefaultTokenParam) == "" {

@@ -27,8 +27,8 @@ var (
 
 	// cookieSet is indexed by cookieReason.
 	cookiesSet = counterVec("cookies_set_total",
-		"Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key) or link (joined to another network ID by a link token).", "reason")
-	cookieSet = children(cookiesSet, "new", "reset", "refresh", "resign", "link")
+		"Cookies set, by reason: new (no cookie), reset (a cookie that did not verify), refresh (an old valid cookie), resign (signed by an older key), link (joined to another network ID by a link token) or migrate (an unprefixed cookie from before cookie_prefix host, set under its __Host- name).", "reason")
+	cookieSet = children(cookiesSet, "new", "reset", "refresh", "resign", "link", "migrate")
 
 	// linkResults is indexed by linkResult.
 	linkTokens = counterVec("link_tokens_total",

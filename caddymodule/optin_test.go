@@ -228,7 +228,7 @@ func TestOptOutOpenAndItsReturnSafe(t *testing.T) {
 			}
 			optedOut := false
 			for _, line := range w.Header().Values("Set-Cookie") {
-				if c, err := http.ParseSetCookie(line); err == nil && c.Name == DefaultCookieName+optOutSuffix && c.Value == "1" {
+				if c, err := http.ParseSetCookie(line); err == nil && c.Name == hostPrefix+DefaultCookieName+optOutSuffix && c.Value == "1" {
 					optedOut = true
 				}
 			}

@@ -51,7 +51,7 @@ func (c *Collect) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}()
 	err := next.ServeHTTP(recorder, r)
-	if err == nil && recorder.Status() == 0 && (cookie.value != "" || c.hasSignals(pw.Header())) {
+	if err == nil && recorder.Status() == 0 && (cookie.set() || c.hasSignals(pw.Header())) {
 		// Nothing written: net/http would send an empty 200 without
 		// passing through us; send it here, with the cookie, and with
 		// the site's signals acted on and removed.
@@ -155,7 +155,7 @@ func (p *pageWriter) WriteHeader(status int) {
 		private := p.c.siteSignals(p, h, final)
 		if final {
 			p.wroteHeader = true
-			if p.cookie.value != "" {
+			if p.cookie.set() {
 				p.cookie.addTo(h)
 				private = true
 			}
@@ -199,9 +199,9 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 		privacySignal[signalChild].Inc()
 		p.cookie = pendingCookie{}
 		r := p.r
-		h.Add("Set-Cookie", c.cookieLine(r, c.app.CookieName, "", 0))
-		h.Add("Set-Cookie", c.cookieLine(r, pv.memberName, "", 0))
-		h.Add("Set-Cookie", c.cookieLine(r, pv.childName, "1", time.Duration(c.app.CookieMaxAge)))
+		c.addCookie(h, r, kindID, "", 0)
+		c.addCookie(h, r, kindMember, "", 0)
+		c.addCookie(h, r, kindChild, "1", time.Duration(c.app.CookieMaxAge))
 		p.rec.Consent = beacon.ConsentChild
 		c.protectIP(&p.rec, p.ip)
 		return true
@@ -217,11 +217,11 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 	case m == "" || m == "-":
 		privacySignal[signalSignOut].Inc()
 		p.rec.MemberID = ""
-		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, "", 0))
+		c.addCookie(h, p.r, kindMember, "", 0)
 	case beacon.ValidMember(m):
 		privacySignal[signalMember].Inc()
 		p.rec.MemberID = m
-		h.Add("Set-Cookie", c.cookieLine(p.r, pv.memberName, m+"."+c.app.signer.SignMember(p.rec.CookieID, m), time.Duration(c.app.CookieMaxAge)))
+		c.addCookie(h, p.r, kindMember, m+"."+c.app.signer.SignMember(p.rec.CookieID, m), time.Duration(c.app.CookieMaxAge))
 	default:
 		c.logger.Warn("member header ignored: not 1-64 visible ASCII characters without quotes, commas, semicolons or backslashes",
 			zap.String("header", pv.memberHeader), zap.Int("length", len(m)))

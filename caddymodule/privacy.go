@@ -80,8 +80,20 @@ type privacy struct {
 	truncate                  bool
 	v4, v6                    int
 	childHeader, memberHeader string
-	optOutName, childName     string
-	memberName                string
+	// names are the plugin's cookies' names, unprefixed ([0]) and with
+	// the __Host- prefix ([1]).
+	names [2]cookieNames
+}
+
+// isMarker reports whether a cookie of that name is the opt-out or the
+// do-not-collect marker, under either name.
+func (pv *privacy) isMarker(name string) bool {
+	for _, n := range &pv.names {
+		if name == n[kindOptOut] || name == n[kindChild] {
+			return true
+		}
+	}
+	return false
 }
 
 // provision returns the options with their defaults; p may be nil (no
@@ -96,8 +108,11 @@ func (p *Privacy) provision(cookieName string) *privacy {
 		v4: p.IPv4Prefix, v6: p.IPv6Prefix,
 		childHeader:  http.CanonicalHeaderKey(or(p.ChildHeader, DefaultChildHeader)),
 		memberHeader: http.CanonicalHeaderKey(or(p.MemberHeader, DefaultMemberHeader)),
-		optOutName:   cookieName + optOutSuffix, childName: cookieName + childSuffix,
-		memberName: cookieName + memberSuffix,
+	}
+	pv.names[0] = cookieNames{kindID: cookieName, kindOptOut: cookieName + optOutSuffix,
+		kindChild: cookieName + childSuffix, kindMember: cookieName + memberSuffix}
+	for k, n := range pv.names[0] {
+		pv.names[1][k] = hostPrefix + n
 	}
 	if pv.v4 == 0 {
 		pv.v4 = DefaultIPv4Prefix
@@ -139,7 +154,6 @@ func or(s, def string) string {
 // serveOptOut answers the opt-out and opt-in endpoints.
 func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, out bool) {
 	a := c.app
-	pv := a.privacy
 	h := w.Header()
 	if out && rec.Consent.Identifying() {
 		// The opt-out itself is recorded as what it asks for.
@@ -165,12 +179,12 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		return
 	}
 	if out {
-		h.Add("Set-Cookie", c.cookieLine(r, pv.optOutName, "1", time.Duration(a.CookieMaxAge)))
-		h.Add("Set-Cookie", c.cookieLine(r, a.CookieName, "", 0))
-		h.Add("Set-Cookie", c.cookieLine(r, pv.memberName, "", 0))
+		c.addCookie(h, r, kindOptOut, "1", time.Duration(a.CookieMaxAge))
+		c.addCookie(h, r, kindID, "", 0)
+		c.addCookie(h, r, kindMember, "", 0)
 		privacySignal[signalOptOut].Inc()
 	} else {
-		h.Add("Set-Cookie", c.cookieLine(r, pv.optOutName, "", 0))
+		c.addCookie(h, r, kindOptOut, "", 0)
 		privacySignal[signalOptIn].Inc()
 	}
 	h.Set("Cache-Control", "no-store")

@@ -543,8 +543,8 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		if len(sc) != 1 || !strings.HasSuffix(sc[0], "; HttpOnly; SameSite=None; Secure") {
 			t.Fatalf("main site Set-Cookie %q, want SameSite=None; Secure", sc)
 		}
-		c := setCookies(t, resp.header)[DefaultCookieName]
-		xs["Cookie"] = DefaultCookieName + "=" + c.Value
+		c := setCookies(t, resp.header)[hostPrefix+DefaultCookieName]
+		xs["Cookie"] = hostPrefix + DefaultCookieName + "=" + c.Value
 		p = probe()
 		get(t, e.main+"/b.gif?probe="+p, xs)
 		v, _ := signerOf(t, testKey1).Verify(c.Value)
@@ -559,7 +559,7 @@ func TestNetworkAndPrivacy(t *testing.T) {
 				t.Errorf("main site opt-out Set-Cookie %q, want SameSite=None; Secure like its visitor cookie", line)
 			}
 		}
-		xs["Cookie"] += "; b2sid_optout=1"
+		xs["Cookie"] += "; __Host-b2sid_optout=1"
 		p = probe()
 		get(t, e.main+"/b.gif?probe="+p, xs)
 		if r := e.records.find(t, p).rec; r.Consent != "optout" || r.CookieID != "" {

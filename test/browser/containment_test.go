@@ -54,13 +54,20 @@ type containEnv struct {
 	*env
 	ads    *origin
 	shadow string
+	// shadowCookies are the cookies the ad server's script writes, each
+	// a document.cookie assignment with shadow as the value; by default
+	// a b2sid on /checkout.
+	shadowCookies []string
 }
 
-func newContainEnv(t *testing.T) *containEnv {
-	ce := &containEnv{}
+// newContainEnv starts the edge; collectOptions go in the main site's
+// b2s_collect block.
+func newContainEnv(t *testing.T, collectOptions ...string) *containEnv {
+	ce := &containEnv{shadowCookies: []string{plainCookieName + "=%s; path=/checkout; secure; samesite=lax"}}
 	ce.env = newEnv(t, envOptions{configure: func(e *env, c *edgeConfig) {
 		ce.ads = newOrigin(t, "ad server")
 		site := c.site(mainHost)
+		site.CollectOptions = collectOptions
 		site.Directives = append(site.Directives, containedRoutes(ce.ads.addr())...)
 	}})
 	ce.installPrivacyPages()
@@ -91,7 +98,9 @@ fetch(%q, {method: "POST", credentials: "include"})
 		ce.ads.handle(p+containShadowPath, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
-			fmt.Fprintf(w, "document.cookie = %q;\n", cookieName+"="+ce.shadow+"; path=/checkout; secure; samesite=lax")
+			for _, c := range ce.shadowCookies {
+				fmt.Fprintf(w, "document.cookie = %q;\n", fmt.Sprintf(c, ce.shadow))
+			}
 		})
 		ce.ads.handle(p+containReportPath, func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
@@ -246,14 +255,15 @@ func TestSandboxedAdCannotReachTheOptIn(t *testing.T) {
 		}
 		flagCookie(t, b, home, optOutCookieName)
 		for _, c := range b.cookies(t, ce.url(mainHost, cartPath)) {
-			if c.Name == cookieName {
+			if c.Name == cookieName || c.Name == plainCookieName {
 				t.Errorf("the browser holds %s=%s for %s", c.Name, c.Value, c.Path)
 			}
 		}
 	})
 }
 
-// TestAdScriptShadowsTheVisitorCookie: a page of the site includes the ad
+// TestAdScriptShadowsTheVisitorCookie: with cookie_prefix off (the
+// visitor cookie is b2sid), a page of the site includes the ad
 // server's script from /ads/ (it runs in the page's origin: no sandbox
 // applies to a script), which adds a b2sid of its own on /checkout,
 // holding a valid value the advertiser got in its own browser. The
@@ -265,7 +275,7 @@ func TestSandboxedAdCannotReachTheOptIn(t *testing.T) {
 // advertiser's cookie first, which an edge taking the first valid cookie
 // would have recorded.
 func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
-	ce := newContainEnv(t)
+	ce := newContainEnv(t, "cookie_prefix off")
 	home := ce.url(mainHost, "/")
 	// The advertiser's own valid cookie, from its own visit.
 	resp, err := ce.client().Get(home)
@@ -274,7 +284,7 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 	}
 	resp.Body.Close()
 	for _, c := range resp.Cookies() {
-		if c.Name == cookieName {
+		if c.Name == plainCookieName {
 			ce.shadow = c.Value
 		}
 	}
@@ -285,7 +295,7 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 
 	b := ce.newBrowser(t, browserOptions{})
 	b.navigate(t, home)
-	own := b.cookie(t, home, cookieName).Value
+	own := b.cookie(t, home, plainCookieName).Value
 	id, _, err := verifyCookie(own, ce.secret)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +305,7 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 	ce.ads.waitRequests(t, "the ad script", requestTo(http.MethodGet, isolatedPrefix+containShadowPath))
 	var values []string
 	for _, c := range b.cookies(t, ce.url(mainHost, checkoutPath)) {
-		if c.Name == cookieName {
+		if c.Name == plainCookieName {
 			values = append(values, c.Value)
 		}
 	}
@@ -316,7 +326,7 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 		t.Fatal("the origin received no sign-in")
 	}
 	c := strings.Join(sent.Header.Values("Cookie"), "; ")
-	if i, j := strings.Index(c, cookieName+"="+ce.shadow), strings.Index(c, cookieName+"="+own); i < 0 || j < 0 || i > j {
+	if i, j := strings.Index(c, plainCookieName+"="+ce.shadow), strings.Index(c, plainCookieName+"="+own); i < 0 || j < 0 || i > j {
 		t.Errorf("control: the sign-in was sent with Cookie %q; want the advertiser's b2sid before the visitor's", c)
 	}
 	// Two IDs: neither is trusted, so the member is bound to none.
@@ -325,19 +335,19 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 		t.Errorf("the sign-in recorded with consent %q, cookie_id %q, member_id %q; want full, none, none (the advertiser's ID is %s, the visitor's %s)\n%s",
 			r.Consent, r.CookieID, r.MemberID, theirs, id, r.raw)
 	}
-	if v, ok := b.cookieValue(t, home, memberCookieName); ok {
+	if v, ok := b.cookieValue(t, home, plainCookieName+"_m"); ok {
 		if _, err := verifyMemberCookie(v, theirs, ce.secret); err == nil {
 			t.Errorf("the member cookie %q is bound to the advertiser's ID", v)
 		}
 	}
-	if got := b.cookie(t, home, cookieName).Value; got != own {
+	if got := b.cookie(t, home, plainCookieName).Value; got != own {
 		t.Errorf("the visitor's b2sid is %q after the sign-in, want their own %q", got, own)
 	}
 
 	// Where the advertiser's cookie is not sent, the visitor signs in and
 	// is recorded as themselves; on /checkout, as nobody.
 	b.navigate(t, ce.url(mainHost, signInPath))
-	mc := b.cookie(t, home, memberCookieName)
+	mc := b.cookie(t, home, plainCookieName+"_m")
 	if m, err := verifyMemberCookie(mc.Value, id, ce.secret); err != nil || m != memberID {
 		t.Errorf("member cookie %q names %q (%v), want %s bound to %s", mc.Value, m, err, memberID, id)
 	}
@@ -350,6 +360,107 @@ func TestAdScriptShadowsTheVisitorCookie(t *testing.T) {
 	// The advertiser's visit, the visitor's first and this one.
 	if r := ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2]; r.Consent != "full" || r.CookieID != id || r.MemberID != memberID {
 		t.Errorf("the home page recorded with consent %q, cookie_id %q, member_id %q; want full, %s, %s\n%s", r.Consent, r.CookieID, r.MemberID, id, memberID, r.raw)
+	}
+}
+
+// TestAdScriptCannotShadowTheHostCookie: a page of the site includes the
+// ad server's script from a route with sandbox off; it writes the
+// advertiser's own valid visitor cookie value as b2sid on /checkout and
+// on /, and as __Host-b2sid on / and on /checkout. With cookie_prefix
+// host (the default) the visitor's cookie is __Host-b2sid: the browser
+// refuses both __Host- writes (the visitor's is HttpOnly, and the prefix
+// forbids a narrower path), the edge trusts no unprefixed b2sid beside a
+// __Host-b2sid, and the visitor who signs in on /checkout is recorded as
+// themselves, with their member bound to their own ID. The control, with
+// cookie_prefix off: the b2sid on /checkout sits beside the visitor's,
+// and the sign-in there identifies nobody: the attack took the visitor's
+// identity away on that path.
+func TestAdScriptCannotShadowTheHostCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		options []string
+		own     string // the visitor cookie's name
+		defence bool
+	}{
+		{"cookie_prefix host", nil, cookieName, true},
+		{"control: cookie_prefix off", []string{"cookie_prefix off"}, plainCookieName, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ce := newContainEnv(t, tc.options...)
+			ce.shadowCookies = []string{
+				plainCookieName + "=%s; path=/checkout; secure; samesite=lax",
+				plainCookieName + "=%s; path=/; secure; samesite=lax",
+				cookieName + "=%s; path=/; secure; samesite=lax",
+				cookieName + "=%s; path=/checkout; secure; samesite=lax",
+			}
+			home := ce.url(mainHost, "/")
+			// The advertiser's own valid cookie, from its own visit.
+			resp, err := ce.client().Get(home)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for _, c := range resp.Cookies() {
+				if c.Name == tc.own {
+					ce.shadow = c.Value
+				}
+			}
+			theirs, _, err := verifyCookie(ce.shadow, ce.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			b := ce.newBrowser(t, browserOptions{})
+			b.navigate(t, home)
+			own := b.cookie(t, home, tc.own).Value
+			id, _, err := verifyCookie(own, ce.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.navigate(t, ce.url(mainHost, articlePath+"?p="+unsandboxedPrefix))
+			ce.ads.waitRequests(t, "the ad script", requestTo(http.MethodGet, unsandboxedPrefix+containShadowPath))
+			var planted []string
+			for _, c := range b.cookies(t, ce.url(mainHost, checkoutPath)) {
+				if (c.Name == cookieName || c.Name == plainCookieName) && c.Value == ce.shadow {
+					planted = append(planted, c.Name+" on "+c.Path)
+				}
+			}
+			if len(planted) == 0 {
+				t.Fatal("the script planted no cookie: nothing to test")
+			}
+			t.Logf("the script planted %q", planted)
+			for _, p := range planted {
+				if strings.HasPrefix(p, cookieName+" ") && tc.defence {
+					t.Errorf("the browser accepted a script's %s", p)
+				}
+			}
+
+			signIn := ce.url(mainHost, checkoutPath)
+			b.navigate(t, signIn)
+			r := ce.records.waitRecord(t, "the sign-in", pageRecord(signIn))
+			if !tc.defence {
+				if r.CookieID != "" || r.MemberID != "" {
+					t.Errorf("control: the sign-in recorded with cookie_id %q, member_id %q; want none, none: the planted b2sid beside the visitor's\n%s", r.CookieID, r.MemberID, r.raw)
+				}
+				return
+			}
+			if r.Consent != "full" || r.CookieID != id || r.MemberID != memberID {
+				t.Errorf("the sign-in recorded with consent %q, cookie_id %q, member_id %q; want full, the visitor's %s, %s (the advertiser's ID is %s)\n%s",
+					r.Consent, r.CookieID, r.MemberID, id, memberID, theirs, r.raw)
+			}
+			mc := b.cookie(t, home, memberCookieName)
+			if m, err := verifyMemberCookie(mc.Value, id, ce.secret); err != nil || m != memberID {
+				t.Errorf("member cookie %q names %q (%v), want %s bound to the visitor's %s", mc.Value, m, err, memberID, id)
+			}
+			if got := b.cookie(t, home, cookieName).Value; got != own {
+				t.Errorf("the visitor's %s is %q after the sign-in, want their own %q", cookieName, got, own)
+			}
+			// The edge deleted the b2sid planted on /, which it can
+			// reach; the one on /checkout stays, ignored.
+			if v, ok := b.cookieValue(t, home, plainCookieName); ok {
+				t.Errorf("the browser still holds the planted %s=%s on /", plainCookieName, v)
+			}
+		})
 	}
 }
 

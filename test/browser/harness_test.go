@@ -31,7 +31,12 @@ const (
 )
 
 const (
-	cookieName   = "b2sid"
+	// cookieName is the visitor cookie as the edge writes it over https
+	// without cookie_domain (cookie_prefix host, the default);
+	// plainCookieName is its unprefixed name, as written with
+	// cookie_prefix off, a cookie_domain or over plain http.
+	cookieName      = "__Host-" + plainCookieName
+	plainCookieName = "b2sid"
 	cookieMaxAge = 400 * 24 * time.Hour // the default cookie_max_age
 
 	// waitFor bounds every wait for a condition: a record in Kafka, a
