@@ -605,3 +605,27 @@ func TestGarbageAfterARolledSegmentsLastRecordCostsNoRecord(t *testing.T) {
 		t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 1", d, r)
 	}
 }
+
+func TestRefusedRecordsAreLoggedAtABoundedRate(t *testing.T) {
+	t.Parallel()
+	// A full spool refuses every record, each counted; the log gets the
+	// first refusal and then at most a line every 10s, not a line per
+	// request.
+	core, logs := observer.New(zapcore.InfoLevel)
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{MaxSize: 1 << 20, Stats: stats, Logger: zap.New(core)})
+	value := bytes.Repeat([]byte("x"), 4000)
+	for s.Append("k", value) == nil {
+	}
+	for range 500 {
+		if err := s.Append("k", value); !errors.Is(err, ErrSpoolFull) {
+			t.Fatalf("append to a full spool: %v", err)
+		}
+	}
+	if n := stats.DroppedFull.Load(); n != 501 {
+		t.Fatalf("DroppedFull = %d, want 501", n)
+	}
+	if n := logs.FilterMessage("spool full, record dropped").Len(); n != 1 {
+		t.Fatalf("%d lines logged for 501 refusals in a moment, want 1", n)
+	}
+}
