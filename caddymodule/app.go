@@ -139,19 +139,21 @@ type App struct {
 	// per visitor, 50 a second (burst 3000) per address.
 	ClientLimit *ClientLimit `json:"client_limit,omitempty"`
 
-	signer  *beacon.Signer
-	network *network
-	privacy *privacy
-	limits  clientLimits
-	geo     *geo.Reloading[beacon.Geo]
-	asn     *geo.Reloading[beacon.ASN]
-	anon    *geo.Reloading[beacon.Anon]
-	geoKeys []string // geoDBs keys of the databases held
-	sink    *sink
-	spool   *logship.Spool // where records are appended: the sink's, or a test's
-	secrets [][]byte
-	logger  *zap.Logger
-	now     func() time.Time
+	signer *beacon.Signer
+	// optInKey keys the opt-in form's tokens (optin_token.go).
+	optInKey []byte
+	network  *network
+	privacy  *privacy
+	limits   clientLimits
+	geo      *geo.Reloading[beacon.Geo]
+	asn      *geo.Reloading[beacon.ASN]
+	anon     *geo.Reloading[beacon.Anon]
+	geoKeys  []string // geoDBs keys of the databases held
+	sink     *sink
+	spool    *logship.Spool // where records are appended: the sink's, or a test's
+	secrets  [][]byte
+	logger   *zap.Logger
+	now      func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -243,6 +245,7 @@ func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
 	a.signer = signer
+	a.optInKey = optInKey(keys[0])
 	a.privacy = a.Privacy.provision(a.CookieName)
 	a.limits = a.ClientLimit.provision()
 	if a.network, err = a.Network.provision(keys); err != nil {

@@ -40,6 +40,11 @@ var (
 		"Privacy signals acted on: optout, optin, child (the site's child header), member (sign-in), signout.", "signal")
 	privacySignal = children(privacySignals, "optout", "optin", "child", "member", "signout")
 
+	// optInRefused is indexed by refusal.
+	optInRefusals = counterVec("optin_refused_total",
+		"Opt-in POSTs refused (403), by reason: not_own (not a form of the site's own origin that the visitor submitted, by Fetch Metadata, Origin or Referer) or token (without a valid token of the opt-in's own form: a POST redirected there, a form elsewhere, an expired form).", "reason")
+	optInRefused = children(optInRefusals, "not_own", "token")
+
 	// isolateCount is indexed by isolated.
 	isolateRemoved = counterVec("isolate_removed_total",
 		"What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).", "what")
@@ -49,7 +54,7 @@ var (
 	// and the spool's and shipper's counters and gauges, read at scrape
 	// time.
 	collectors = []prometheus.Collector{
-		recordsTotal, cookiesSet, linkTokens, privacySignals, isolateRemoved,
+		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved,
 		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
 		dropped("spool_full", stats.DroppedFull.Load),
@@ -116,6 +121,14 @@ const (
 	signalChild
 	signalMember
 	signalSignOut
+)
+
+// Indexes of optInRefused, in its order.
+type refusal uint8
+
+const (
+	refusedNotOwn refusal = iota
+	refusedToken
 )
 
 // Indexes of isolateCount, in its order.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,30 @@ func oldBrowser(hdr map[string]string) map[string]string {
 	hdr["User-Agent"] = "Mozilla/5.0 (Windows NT 6.1; rv:60.0) Gecko/20100101 Firefox/60.0"
 	hdr["Content-Type"] = "application/x-www-form-urlencoded"
 	return hdr
+}
+
+// optInForm GETs the opt-in's form page at target and returns the nonce
+// cookie it sets, as a Cookie header pair, and the form's token.
+func optInForm(t *testing.T, c *Collect, target string) (nonce, token string) {
+	t.Helper()
+	w := serveCollect(t, c, httptest.NewRequest(http.MethodGet, target, nil), nil)
+	for _, sc := range w.Result().Cookies() {
+		if strings.HasSuffix(sc.Name, DefaultCookieName+optInNonceSuffix) {
+			nonce = sc.Name + "=" + sc.Value
+		}
+	}
+	m := regexp.MustCompile(`name=b2s_token value="([^"]+)"`).FindStringSubmatch(w.Body.String())
+	if nonce == "" || m == nil {
+		t.Fatalf("the opt-in's page set %q and answered %q: no nonce cookie or no token", w.Header().Values("Set-Cookie"), w.Body.String())
+	}
+	return nonce, m[1]
+}
+
+// onlyNonce reports whether h sets the opt-in's nonce cookie and nothing
+// else.
+func onlyNonce(h http.Header) bool {
+	sc := h.Values("Set-Cookie")
+	return len(sc) == 1 && strings.HasPrefix(sc[0], hostPrefix+DefaultCookieName+optInNonceSuffix+"=")
 }
 
 // optedIn reports whether h clears the opt-out cookie.
@@ -108,9 +133,13 @@ func TestOptInOnlyByTheVisitor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 			c, sp := networkCollect(t, &now)
+			// Every POST carries the token of the opt-in's own form and
+			// its nonce cookie: what is tested here is who sends it.
+			nonce, token := optInForm(t, c, "https://www.b2s.com/_b2s/optin")
+			takeRecord(t, sp)
 			before := metricValue(t, privacySignal[signalOptIn])
-			r := httptest.NewRequest(tc.method, "https://www.b2s.com/_b2s/optin", strings.NewReader(""))
-			r.Header.Set("Cookie", DefaultCookieName+optOutSuffix+"=1")
+			r := httptest.NewRequest(tc.method, "https://www.b2s.com/_b2s/optin", strings.NewReader(optInTokenField+"="+url.QueryEscape(token)))
+			r.Header.Set("Cookie", DefaultCookieName+optOutSuffix+"=1; "+nonce)
 			w := serveCollect(t, c, withHeaders(r, tc.hdr), nil)
 			got, in := -1, optedIn(w.Header())
 			switch {
@@ -118,9 +147,9 @@ func TestOptInOnlyByTheVisitor(t *testing.T) {
 				got = accepted
 			case w.Code == http.StatusForbidden && len(w.Header().Values("Set-Cookie")) == 0:
 				got = refused
-			case w.Code == http.StatusOK && len(w.Header().Values("Set-Cookie")) == 0 && w.Header().Get("Content-Type") == "text/html; charset=utf-8":
+			case w.Code == http.StatusOK && onlyNonce(w.Header()) && w.Header().Get("Content-Type") == "text/html; charset=utf-8":
 				got = asked
-				if tc.method == http.MethodGet && !strings.Contains(w.Body.String(), `<form method=post action="/_b2s/optin">`) {
+				if tc.method == http.MethodGet && !strings.Contains(w.Body.String(), `<form method=post action="/_b2s/optin"><input type=hidden name=b2s_token value="`) {
 					t.Errorf("the page that asks has no form that posts the opt-in: %q", w.Body.String())
 				}
 			}
@@ -181,7 +210,10 @@ func TestOptInPage(t *testing.T) {
 	t.Run("the accepted opt-in returns where the form said", func(t *testing.T) {
 		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 		c, _ := networkCollect(t, &now)
-		r := httptest.NewRequest(http.MethodPost, "https://www.b2s.com/_b2s/optin?return="+url.QueryEscape("https://www.b2smade.com/privacy"), nil)
+		target := "https://www.b2s.com/_b2s/optin?return=" + url.QueryEscape("https://www.b2smade.com/privacy")
+		nonce, token := optInForm(t, c, target)
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(optInTokenField+"="+url.QueryEscape(token)))
+		r.Header.Set("Cookie", nonce)
 		w := serveCollect(t, c, withHeaders(r, formSubmit(chromeUA, nil)), nil)
 		if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://www.b2smade.com/privacy" || !optedIn(w.Header()) {
 			t.Errorf("answered %d to %q, Set-Cookie %q; want 303 there and the opt-out cleared", w.Code, w.Header().Get("Location"), w.Header().Values("Set-Cookie"))

@@ -31,8 +31,11 @@ type Privacy struct {
 	// clears the opt-out on a POST only: a form of this very origin
 	// (scheme and host) that the visitor submitted as a top-level
 	// navigation, by Fetch Metadata, or from a browser without it whose
-	// Origin, else Referer, is this host; anything else gets 403. A GET
-	// of OptInPath answers a page with that form. Both redirect (303) to
+	// Origin, else Referer, is this host, and that carries the token of
+	// the form a GET of OptInPath answers (bound to a nonce cookie it
+	// sets, good for 15 minutes); anything else gets 403, a POST that a
+	// route of the site redirects there with 307 or 308 included. Link
+	// to OptInPath: a form elsewhere has no token. Both redirect (303) to
 	// ?return=<path or network URL> when given (without the network's
 	// link token, if it has one) and otherwise answer with a short page.
 	// The opt-out request's own record is opted out. Defaults
@@ -174,8 +177,18 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		// Opting back in undoes a privacy choice: another site (the
 		// network's too), a script or an ad on the site's pages, a frame
 		// must not do it for the visitor. Opting out stays open to anyone.
+		optInRefused[refusedNotOwn].Inc()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		c.finishEndpoint(w, r, rec, ip, http.StatusForbidden, "b2s: opt-in is accepted only from a form on this site that the visitor submits\n")
+		return
+	}
+	if !out && !c.validOptInToken(w, r, a.now()) {
+		// A POST redirected here (307, 308) by a route of the site passes
+		// the checks above; it never carries the form's token.
+		optInRefused[refusedToken].Inc()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		c.finishEndpoint(w, r, rec, ip, http.StatusForbidden, "b2s: opt-in is accepted only from its own form, submitted within 15 minutes: open "+a.privacy.optInPath+" and submit it\n")
 		return
 	}
 	if out {
@@ -185,6 +198,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		privacySignal[signalOptOut].Inc()
 	} else {
 		c.addCookie(h, r, kindOptOut, "", 0)
+		c.dropOptInNonce(h, r)
 		privacySignal[signalOptIn].Inc()
 	}
 	h.Set("Cache-Control", "no-store")
@@ -252,11 +266,13 @@ func (c *Collect) confirmOptIn(w http.ResponseWriter, r *http.Request, rec *beac
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
-	c.finishEndpoint(w, r, rec, ip, http.StatusOK, optInFormStart+html.EscapeString(action)+optInFormEnd)
+	token := c.issueOptInToken(h, r, c.app.now())
+	c.finishEndpoint(w, r, rec, ip, http.StatusOK, optInFormStart+html.EscapeString(action)+optInFormToken+token+optInFormEnd)
 }
 
 const (
 	optInFormStart = "<!doctype html><meta charset=utf-8><title>Opt in</title><p>You opted out on this site. Opting back in lets it set its visitor cookie in this browser again, and records of your visits carry it.</p><form method=post action=\""
+	optInFormToken = "\"><input type=hidden name=" + optInTokenField + " value=\""
 	optInFormEnd   = "\"><button type=submit>Opt back in</button></form>\n"
 )
 

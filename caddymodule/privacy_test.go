@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -371,10 +372,20 @@ func TestNetworkAndPrivacy(t *testing.T) {
 		own := map[string]string{"Cookie": "b2sid_optout=1", "Origin": e.site("www.b2s.test"),
 			"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-User": "?1"}
 		resp = get(t, e.site("www.b2s.test")+"/_b2s/optin", own)
-		if resp.status != http.StatusOK || len(resp.header.Values("Set-Cookie")) != 0 || !strings.Contains(string(resp.body), "<form method=post") {
-			t.Errorf("opt-in by GET: %d, Set-Cookie %q; want 200, a form and no cookie change", resp.status, resp.header.Values("Set-Cookie"))
+		nonce := setCookies(t, resp.header)["b2sid_optin"]
+		m := regexp.MustCompile(`name=b2s_token value="([^"]+)"`).FindSubmatch(resp.body)
+		if resp.status != http.StatusOK || len(resp.header.Values("Set-Cookie")) != 1 || nonce == nil || m == nil || !strings.Contains(string(resp.body), "<form method=post") {
+			t.Fatalf("opt-in by GET: %d, Set-Cookie %q; want 200, a form with a token and its nonce cookie only", resp.status, resp.header.Values("Set-Cookie"))
 		}
-		resp = post(t, own)
+		if resp = post(t, own); resp.status != http.StatusForbidden || len(resp.header.Values("Set-Cookie")) != 0 {
+			t.Errorf("opt-in without the form's token: %d, Set-Cookie %q; want 403 and no cookie change", resp.status, resp.header.Values("Set-Cookie"))
+		}
+		own["Cookie"] += "; b2sid_optin=" + nonce.Value
+		req := newRequest(t, http.MethodPost, e.site("www.b2s.test")+"/_b2s/optin", own)
+		body := "b2s_token=" + url.QueryEscape(string(m[1]))
+		req.Body, req.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp = e.do(t, req)
 		if c := setCookies(t, resp.header)["b2sid_optout"]; resp.status != http.StatusOK || c == nil || c.MaxAge >= 0 {
 			t.Errorf("opt-in: %d, %+v; want 200 and the opt-out cookie deleted", resp.status, c)
 		}

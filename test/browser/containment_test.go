@@ -3,7 +3,9 @@ package browser
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -107,8 +109,14 @@ fetch(%q, {method: "POST", credentials: "include"})
 		})
 	}
 	ce.main.handle(promoPath, func(w http.ResponseWriter, r *http.Request) {
-		writePage(w, "offers", fmt.Sprintf(`<form method="post" action="%s"><button id="go">See the offer</button></form>`,
-			r.URL.Query().Get("p")+containClickPath))
+		// tok, when given, goes in the form as the opt-in's token field:
+		// the control of the opt-in's token check.
+		hidden := ""
+		if tok := r.URL.Query().Get("tok"); tok != "" {
+			hidden = fmt.Sprintf(`<input type="hidden" name="b2s_token" value="%s">`, html.EscapeString(tok))
+		}
+		writePage(w, "offers", fmt.Sprintf(`<form method="post" action="%s">%s<button id="go">See the offer</button></form>`,
+			r.URL.Query().Get("p")+containClickPath, hidden))
 	})
 	ce.main.handle(framePage, func(w http.ResponseWriter, r *http.Request) {
 		writePage(w, "sponsored", fmt.Sprintf(`<iframe src="%s" width="300" height="250"></iframe>`, r.URL.Query().Get("p")+containFramePath))
@@ -153,42 +161,76 @@ func withAndWithout(t *testing.T, defended, control string, attack func(t *testi
 }
 
 // TestAdRedirectIntoTheOptIn: a visitor who opted out clicks an ad on the
-// site's page (a form posting to the ad server under /ads/); the ad
-// server answers 307 to the site's opt-in, which the browser would follow
-// with the POST, the site's own origin and the click's user activation.
-// Behind b2s_isolate the redirect is refused (502, no Location): the
-// opt-out stays and the next page is recorded opted out. The control, on
-// a route without b2s_isolate: the browser follows it and the opt-out is
-// gone, for the opt-in cannot tell the redirected POST from the visitor's
-// own (a 307 within one origin keeps the method, the Origin, the
-// Sec-Fetch-Site and the click's Sec-Fetch-User).
+// site's page (a form posting to the ad server's click URL); the ad
+// server answers 307 to the site's opt-in, which the browser follows
+// with the POST, the site's own origin and the click's user activation:
+// the opt-in's Fetch Metadata and Origin checks cannot tell it from the
+// visitor's own click. Behind b2s_isolate the redirect is refused (502,
+// no Location) and the opt-in never requested. On a route of the site
+// without b2s_isolate (/open/) the browser follows it, and the opt-in
+// refuses it (403): the POST lacks the token of the opt-in's own form.
+// Either way the opt-out stays, and the next page is recorded opted out.
+// The control: the same redirected POST, its form carrying the token the
+// opt-in's form gave this browser, opts in: the token alone stood
+// between the attack and the opt-in.
 func TestAdRedirectIntoTheOptIn(t *testing.T) {
-	withAndWithout(t, isolatedPrefix, openPrefix, func(t *testing.T, ce *containEnv, b *browser, prefix string, defence bool) {
-		home := ce.url(mainHost, "/")
-		b.navigate(t, ce.url(mainHost, promoPath+"?p="+prefix))
-		resp := click(t, b, "#go")
-		ce.ads.waitRequests(t, "the click", requestTo(http.MethodPost, prefix+containClickPath))
-		if !defence {
-			if resp.URL != home {
-				t.Errorf("control: the click ended on %d %s, want the opt-in's return to %s", resp.Status, resp.URL, home)
+	for _, tc := range []struct {
+		name, prefix string
+		token        bool // the promo form carries the visitor's opt-in token
+		want         string
+	}{
+		{"b2s_isolate refuses the redirect", isolatedPrefix, false, "502"},
+		{"the opt-in refuses the redirected POST without its form's token", openPrefix, false, "403"},
+		{"control: with the form's token the redirected POST opts in", openPrefix, true, "optin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ce := newContainEnv(t)
+			b := ce.newBrowser(t, browserOptions{})
+			ce.optOut(t, b)
+			home := ce.url(mainHost, "/")
+			promo := ce.url(mainHost, promoPath+"?p="+tc.prefix)
+			if tc.token {
+				// The visitor's browser opens the opt-in's form (it sets
+				// the nonce cookie); its token goes into the promo form.
+				b.navigate(t, ce.url(mainHost, optInPath))
+				tok := eval[string](t, b.ctx, `document.querySelector("input[name=b2s_token]").value`)
+				promo += "&tok=" + url.QueryEscape(tok)
 			}
-			noCookie(t, b, home, optOutCookieName)
-			return
-		}
-		clickURL := ce.url(mainHost, prefix+containClickPath)
-		if resp.URL != clickURL || resp.Status != http.StatusBadGateway || len(header(resp, "Location")) != 0 {
-			t.Errorf("the click ended on %d %s, Location %q; want 502 at %s, no Location", resp.Status, resp.URL, header(resp, "Location"), clickURL)
-		}
-		for _, s := range b.sentURLs() {
-			if strings.Contains(s, optInPath) {
-				t.Errorf("the browser requested %s", s)
+			b.navigate(t, promo)
+			resp := click(t, b, "#go")
+			ce.ads.waitRequests(t, "the click", requestTo(http.MethodPost, tc.prefix+containClickPath))
+			optInURL := ce.url(mainHost, optInPath+"?return=/")
+			switch tc.want {
+			case "optin":
+				if resp.URL != home {
+					t.Errorf("control: the click ended on %d %s, want the opt-in's return to %s", resp.Status, resp.URL, home)
+				}
+				noCookie(t, b, home, optOutCookieName)
+				return
+			case "403":
+				if resp.URL != optInURL || resp.Status != http.StatusForbidden {
+					t.Errorf("the click ended on %d %s, want 403 at %s", resp.Status, resp.URL, optInURL)
+				}
+				if r := ce.records.waitRecord(t, "the redirected opt-in", pageRecord(optInURL)); r.Status != http.StatusForbidden || r.Method != http.MethodPost {
+					t.Errorf("the redirected opt-in recorded as %s %d, want POST 403\n%s", r.Method, r.Status, r.raw)
+				}
+			case "502":
+				clickURL := ce.url(mainHost, tc.prefix+containClickPath)
+				if resp.URL != clickURL || resp.Status != http.StatusBadGateway || len(header(resp, "Location")) != 0 {
+					t.Errorf("the click ended on %d %s, Location %q; want 502 at %s, no Location", resp.Status, resp.URL, header(resp, "Location"), clickURL)
+				}
+				for _, s := range b.sentURLs() {
+					if strings.Contains(s, optInPath) {
+						t.Errorf("the browser requested %s", s)
+					}
+				}
 			}
-		}
-		flagCookie(t, b, home, optOutCookieName)
-		b.navigate(t, home)
-		noCookie(t, b, home, cookieName)
-		wantConsent(t, "the home page after the click", ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2], "optout")
-	})
+			flagCookie(t, b, home, optOutCookieName)
+			b.navigate(t, home)
+			noCookie(t, b, home, cookieName)
+			wantConsent(t, "the home page after the click", ce.records.waitRecords(t, "three visits of the home page", 3, pageRecord(home))[2], "optout")
+		})
+	}
 }
 
 // TestAdClearSiteData: a page of the ad server under /ads/ answers

@@ -37,7 +37,7 @@ const (
 	// cookie_prefix off, a cookie_domain or over plain http.
 	cookieName      = "__Host-" + plainCookieName
 	plainCookieName = "b2sid"
-	cookieMaxAge = 400 * 24 * time.Hour // the default cookie_max_age
+	cookieMaxAge    = 400 * 24 * time.Hour // the default cookie_max_age
 
 	// waitFor bounds every wait for a condition: a record in Kafka, a
 	// request at an origin, the edge getting ready.
