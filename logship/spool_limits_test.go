@@ -629,3 +629,30 @@ func TestRefusedRecordsAreLoggedAtABoundedRate(t *testing.T) {
 		t.Fatalf("%d lines logged for 501 refusals in a moment, want 1", n)
 	}
 }
+
+func TestCloseLeavesNoSegmentOpen(t *testing.T) {
+	t.Parallel()
+	// Close closes every segment file: the writer's, the one prepared
+	// ahead, and the reader's.
+	for _, read := range []bool{false, true} {
+		t.Run(fmt.Sprintf("read %v", read), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+			appendN(t, s, 0, 3000)
+			if read {
+				stop := make(chan struct{})
+				close(stop)
+				if entries, _, err := s.Read(stop, nil, 10, 1<<20); err != nil || len(entries) != 10 {
+					t.Fatalf("read %d: %v", len(entries), err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if n := openSegments(t, dir); n != 0 {
+				t.Fatalf("%d segment files still open after Close", n)
+			}
+		})
+	}
+}
