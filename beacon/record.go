@@ -167,6 +167,9 @@ type Record struct {
 	// PrevNetworkID is the network ID the visitor had on this site before
 	// a link token joined them to another (only when it changed).
 	PrevNetworkID string
+	// Mail is what a record of a mail link carries (see mail.go); nil
+	// for every other record.
+	Mail *Mail
 }
 
 // NewEventID returns a UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix
@@ -289,6 +292,11 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	if r.Anon&anonKnown != 0 {
 		b = r.Anon.appendJSON(append(b, `,"anon":`...))
 	}
+	if r.Mail != nil {
+		var c cutSet
+		b, c = r.Mail.appendJSON(b, r, start+MaxRecordLen-len(`}`)-(cut|cutDestination).listLen())
+		cut |= c
+	}
 	if r.Kind == KindBeacon {
 		b = append(b, `,"params":{`...)
 		// A parameter is written whole or not at all, leaving room for
@@ -345,6 +353,7 @@ const (
 	cutGeoCity
 	cutASNOrg
 	cutParams
+	cutDestination
 
 	numCut = iota
 )
@@ -354,7 +363,7 @@ const (
 var cutNames = [numCut]string{
 	"event_id", "kind", "host", "ip", "cookie_id", "network_id", "prev_network_id", "member_id", "linked_from",
 	"method", "url", "referrer", "user_agent", "event", "bot", "geo.country", "geo.subdivision", "geo.city",
-	"asn.org", "params",
+	"asn.org", "params", "destination",
 }
 
 // appendJSON writes the "truncated" member, comma first.

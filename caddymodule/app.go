@@ -143,6 +143,7 @@ type App struct {
 	// optInKey keys the opt-in form's tokens (optin_token.go).
 	optInKey []byte
 	network  *network
+	mail     *mailLinks
 	privacy  *privacy
 	limits   clientLimits
 	geo      *geo.Reloading[beacon.Geo]
@@ -250,6 +251,9 @@ func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
 	a.limits = a.ClientLimit.provision()
 	if a.network, err = a.Network.provision(keys); err != nil {
 		return err
+	}
+	if a.mail, err = newMailLinks(keys, spool); err != nil {
+		return fmt.Errorf("b2s: mail links: %v", err)
 	}
 	a.spool = spool
 	if a.logger == nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/b2scom/b2s-edge/beacon"
+	"github.com/b2scom/b2s-edge/mailink"
 )
 
 func init() {
@@ -232,7 +233,8 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // serveEndpoint answers the plugin's own endpoints, the opt-out and opt-in
-// (privacy.go) and the link and a landing with a link token (link.go), and
+// (privacy.go), the link and a landing with a link token (link.go) and
+// the mail links (mail.go), and
 // reports whether r was for one of them. A link token is removed from
 // every request's URL here, whatever the method, before anything records
 // it or passes it on.
@@ -251,6 +253,13 @@ func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *bea
 	case nw != nil && path == nw.linkPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
 		c.serveLink(w, r, rec, ip, jar, now)
+		return true
+	case strings.HasPrefix(path, mailink.PathPrefix):
+		kind, token, ok := mailink.ParsePath(path)
+		if !ok {
+			return false
+		}
+		c.serveMail(w, r, rec, ip, kind, token, now)
 		return true
 	case linked && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")

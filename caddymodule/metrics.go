@@ -21,7 +21,7 @@ var stats = new(logship.Stats)
 // by label value per request.
 var (
 	recordsTotal = counterVec("records_total",
-		"Records built at the edge, by kind (page or beacon).", "kind")
+		"Records built at the edge, by kind (page, beacon, or the mail links' open, click and unsubscribe).", "kind")
 	recordsPage = recordsTotal.WithLabelValues("page")
 	recordsBcn  = recordsTotal.WithLabelValues("beacon")
 
@@ -54,7 +54,7 @@ var (
 	// and the spool's and shipper's counters and gauges, read at scrape
 	// time.
 	collectors = []prometheus.Collector{
-		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved,
+		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved, mailLinksTotal,
 		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
 		dropped("spool_full", stats.DroppedFull.Load),

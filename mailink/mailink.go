@@ -153,6 +153,7 @@ type Link struct {
 // Sealer seals and opens mail links. It is safe for concurrent use.
 type Sealer struct {
 	aeads []cipher.AEAD
+	tags  [][]byte // one HMAC key per key, for member tags (unsubscribed.go)
 }
 
 // New derives one AES-256-GCM key from each of the cookie secret's keys,
@@ -174,6 +175,9 @@ func New(keys ...[]byte) (*Sealer, error) {
 			return nil, err
 		}
 		s.aeads = append(s.aeads, aead)
+		m = hmac.New(sha256.New, k)
+		m.Write([]byte("b2s-edge mail member tag key v1"))
+		s.tags = append(s.tags, m.Sum(nil))
 	}
 	return s, nil
 }
@@ -215,8 +219,8 @@ func CheckDestination(d string) error {
 		return fmt.Errorf("destination must be 1 to %d bytes", MaxDestinationLen)
 	}
 	for i := 0; i < len(d); i++ {
-		if d[i] <= 0x20 || d[i] >= 0x7f {
-			return errors.New("destination must be visible ASCII; percent-encode the rest")
+		if c := d[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' {
+			return errors.New(`destination must be visible ASCII without quotes, backslashes or angle brackets; percent-encode the rest`)
 		}
 	}
 	u, err := url.Parse(d)
