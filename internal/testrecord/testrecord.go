@@ -40,6 +40,12 @@ type Record struct {
 	Params map[string]string `json:"params"`
 	// Truncated names the fields cut to their limits.
 	Truncated []string `json:"truncated"`
+
+	// The fields of the mail kinds (open, click, unsubscribe).
+	Link        string `json:"link"`
+	Campaign    string `json:"campaign"`
+	Destination string `json:"destination"`
+	Prefetch    string `json:"prefetch"`
 }
 
 // Geo is the record's geo object. Its tags leave out what is absent, so

@@ -45,6 +45,8 @@ const (
 	cookieMaxAge = 400 * 24 * 60 * 60 // the default cookie_max_age, 400d, in seconds
 	beaconPath   = "/b.gif"
 	pixelLen     = 43
+	// mailPathPrefix is where the edge serves the mail links.
+	mailPathPrefix = "/_b2s/mail/"
 
 	// recordWait bounds how long a record may take to show up in Kafka.
 	recordWait = 30 * time.Second
@@ -207,6 +209,7 @@ type env struct {
 	client     *http.Client
 
 	pages, beacons atomic.Int64 // records the edge should have built
+	mails          atomic.Int64 // records of mail links: open, click, unsubscribe
 
 	mu      sync.Mutex
 	checked map[string]*record // by topic/partition/offset
@@ -544,6 +547,8 @@ func (e *env) rawRequest(t *testing.T, target string, headers ...string) *reply 
 // record except the beacon, which records GET and HEAD only.
 func (e *env) count(method, path string, status int) {
 	switch {
+	case strings.HasPrefix(path, mailPathPrefix) && !(strings.HasPrefix(path, mailPathPrefix+"unsubscribe/") && (method == http.MethodGet || method == http.MethodHead)):
+		e.mails.Add(1) // an unsubscribe's GET only asks: a page
 	case path != beaconPath:
 		e.pages.Add(1)
 	case method == http.MethodGet || method == http.MethodHead,
@@ -741,8 +746,17 @@ func (e *env) checkRecord(broker, topic string, partition int, offset int64, key
 	if ms := fmt.Sprintf("%012x", ts.UnixMilli()); len(r.EventID) < 13 || strings.ReplaceAll(r.EventID, "-", "")[:12] != ms {
 		t.Errorf("record %s: event_id %s does not carry the milliseconds of ts %s (%s)", loc, r.EventID, r.TS, ms)
 	}
-	if r.CookieID == "" || key != r.CookieID {
-		t.Errorf("record %s: Kafka key %q, want the record's cookie_id %q", loc, key, r.CookieID)
+	switch r.Kind {
+	case "open", "click", "unsubscribe":
+		// A recipient's mail events are keyed by the member, when named.
+		if key != r.MemberID || r.CookieID != "" {
+			t.Errorf("record %s: Kafka key %q with cookie_id %q, want the record's member_id %q and no cookie", loc, key, r.CookieID, r.MemberID)
+		}
+	default:
+		// The unsubscribe's GET (a page) makes no visitor: it only asks.
+		if (r.CookieID == "" && !strings.Contains(r.URL, mailPathPrefix+"unsubscribe")) || key != r.CookieID {
+			t.Errorf("record %s: Kafka key %q, want the record's cookie_id %q", loc, key, r.CookieID)
+		}
 	}
 	suiteEvents.Lock()
 	// A fault test may see a record twice (shipped, then the edge died
@@ -966,15 +980,15 @@ func (e *env) waitMetrics(t *testing.T, want map[string]float64) map[string]floa
 // shipper must have caught up.
 func (e *env) checkCounters() {
 	t := e.t
-	p, b := float64(e.pages.Load()), float64(e.beacons.Load())
+	p, b, ml := float64(e.pages.Load()), float64(e.beacons.Load()), float64(e.mails.Load())
 	if e.caddy.Exited() {
 		return
 	}
 	m := e.waitMetrics(t, map[string]float64{
 		`b2s_records_total{kind="page"}`:                  p,
 		`b2s_records_total{kind="beacon"}`:                b,
-		`b2s_records_spooled_total`:                       p + b,
-		`b2s_records_shipped_total`:                       p + b,
+		`b2s_records_spooled_total`:                       p + b + ml,
+		`b2s_records_shipped_total`:                       p + b + ml,
 		`b2s_records_dropped_total{reason="spool_full"}`:  0,
 		`b2s_records_dropped_total{reason="spool_error"}`: 0,
 		`b2s_spool_repairs_total`:                         0,
