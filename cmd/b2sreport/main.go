@@ -83,6 +83,24 @@ and across the sites of the network:
   members     distinct member_ids (signed-in members) among the records of
               every site.
 
+and per campaign of the site's own mail (records of kinds open, click and
+unsubscribe, which count in no site):
+
+  opens, clicks
+              the pixel fetched and the links followed by the reader, of
+              authentic links; a record with a prefetch field (Apple Mail
+              Privacy Protection, Gmail's or Yahoo's proxy, a link scanner)
+              is never one of them, and counts as prefetched instead.
+  openers, clickers
+              distinct member_ids among them; an open of a child's link, of
+              an unsubscribed member or of an expired link names no one.
+  unsubscribes
+              one-click unsubscribes, and the member IDs to stop mailing,
+              printed as "unsubscribe <campaign> <member_id>" lines (in -json,
+              each campaign's unsubscribed list). A mailing system that
+              consumes the topic itself acts on each unsubscribe record: they
+              are keyed by member, so a member's records come in order.
+
 A record delivered twice (the same event_id) is counted once: event_ids are
 remembered for -dedupe-window of ts behind the newest record read. Records
 that are not JSON, lack a field the report needs or hold one it cannot use
@@ -535,6 +553,9 @@ func writeText(w io.Writer, rep Report) error {
 			fmt.Fprintf(bw, "  %*d  %s\n", width, p.Views, p.Path)
 		}
 	}
+	var mail strings.Builder
+	writeCampaigns(&mail, rep)
+	bw.WriteString(mail.String())
 	sk := rep.Skipped
 	fmt.Fprintf(bw, "\nread %d records: %d counted; skipped %d duplicates, %d outside the window, %d malformed, %d of an unknown schema version\n",
 		rep.Read, rep.Counted, sk.Duplicates, sk.OutsideWindow, sk.Malformed, sk.UnknownSchema)

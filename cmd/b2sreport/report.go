@@ -101,6 +101,10 @@ type Counter struct {
 	// late counts records counted without a duplicate check, because their
 	// ts was older than the part of the window still remembered.
 	late int64
+	// campaigns count the mail records by campaign; mailInvalid those of
+	// links that did not open (mail.go).
+	campaigns   map[string]*campaignTally
+	mailInvalid int64
 }
 
 type siteTally struct {
@@ -141,6 +145,10 @@ type record struct {
 	MemberID      *string         `json:"member_id"`
 	URL           string          `json:"url"`
 	Event         string          `json:"event"`
+	// Mail records (mail.go).
+	Link     string `json:"link"`
+	Campaign string `json:"campaign"`
+	Prefetch string `json:"prefetch"`
 }
 
 // fields are the parsed fields of a valid record. The identifiers are set
@@ -158,6 +166,7 @@ type fields struct {
 	hasPrev   bool
 	member    [16]byte // memberKey of member_id, when hasMember
 	hasMember bool
+	mail      bool // a record of a mail link: open, click or unsubscribe
 }
 
 // Add counts one Kafka message value. The error says why a record was
@@ -204,6 +213,10 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	}
 
 	c.counted++
+	if f.mail {
+		c.addMail(&r, f)
+		return Counted, nil
+	}
 	s := c.sites[r.Host]
 	if s == nil {
 		s = &siteTally{visitors: make(map[[16]byte]struct{}), pages: make(map[string]int64)}
@@ -239,8 +252,8 @@ func (r *record) validate() (f fields, err error) {
 	if f.ts, err = time.Parse(time.RFC3339Nano, r.TS); err != nil {
 		return f, fmt.Errorf("ts %q is not an RFC 3339 time", r.TS)
 	}
-	if r.Kind != "page" && r.Kind != "beacon" {
-		return f, fmt.Errorf("kind %q is neither page nor beacon", r.Kind)
+	if r.Kind != "page" && r.Kind != "beacon" && !mailKinds[r.Kind] {
+		return f, fmt.Errorf("kind %q is none of page, beacon, open, click, unsubscribe", r.Kind)
 	}
 	if r.Host == "" {
 		return f, errors.New("host is missing")
@@ -257,6 +270,9 @@ func (r *record) validate() (f fields, err error) {
 			return f, fmt.Errorf("consent %s is none of %s", r.Consent, strings.Join(consentNames[:], ", "))
 		}
 		f.consent = consent(i)
+	}
+	if mailKinds[r.Kind] {
+		return r.validateMail(f)
 	}
 	hasIDs := r.CookieID != "" || r.NetworkID != "" || r.PrevNetworkID != "" || r.MemberID != nil
 	switch {
@@ -355,6 +371,10 @@ type Report struct {
 	Sites []Site `json:"sites"`
 	// Network counts visitors across all the sites.
 	Network Network `json:"network"`
+	// Campaigns are the mail campaigns, by name; MailLinksInvalid counts
+	// the records of mail links that did not open.
+	Campaigns        []Campaign `json:"campaigns,omitempty"`
+	MailLinksInvalid int64      `json:"mail_links_invalid,omitempty"`
 	// Read is every message read: Counted plus every Skipped.
 	Read    int64   `json:"read"`
 	Counted int64   `json:"counted"`
@@ -420,13 +440,15 @@ type Skipped struct {
 // Report returns what has been counted so far.
 func (c *Counter) Report() Report {
 	rep := Report{
-		Since:           c.cfg.Since,
-		Until:           c.cfg.Until,
-		Sites:           make([]Site, 0, len(c.sites)),
-		Read:            c.read,
-		Counted:         c.counted,
-		Skipped:         c.skipped,
-		NotDeduplicated: c.late,
+		Since:            c.cfg.Since,
+		Until:            c.cfg.Until,
+		Sites:            make([]Site, 0, len(c.sites)),
+		Read:             c.read,
+		Counted:          c.counted,
+		Skipped:          c.skipped,
+		NotDeduplicated:  c.late,
+		Campaigns:        c.campaignReport(),
+		MailLinksInvalid: c.mailInvalid,
 		Network: Network{
 			Visitors: c.networkVisitors(),
 			Members:  int64(len(c.members)),
