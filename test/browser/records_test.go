@@ -121,7 +121,12 @@ const truncatedLoopback = "127.0.0.0"
 // without full consent carries no identifier and the browser's address
 // truncated. The edges under test keep full IPs for full consent.
 func checkConsent(r *record) error {
-	if r.key != r.CookieID {
+	mail := r.Kind == "open" || r.Kind == "click" || r.Kind == "unsubscribe"
+	switch {
+	case mail && (r.key != r.MemberID || r.CookieID != ""):
+		// A recipient's mail events are keyed by the member, when named.
+		return fmt.Errorf("mail record with Kafka key %q and cookie_id %q, want the record's member_id %q and no cookie", r.key, r.CookieID, r.MemberID)
+	case !mail && r.key != r.CookieID:
 		return fmt.Errorf("Kafka key %q, want the record's cookie_id %q", r.key, r.CookieID)
 	}
 	switch r.Consent {
@@ -130,7 +135,8 @@ func checkConsent(r *record) error {
 			return fmt.Errorf("full consent with ip %q, ip_truncated %v; want the browser's 127.0.0.1 as it is", r.IP, r.IPTruncated)
 		}
 	case "optout", "gpc", "child":
-		if r.CookieID != "" || r.CookieState != "" || r.NetworkID != "" || r.PrevNetworkID != "" || r.MemberID != "" {
+		// An unsubscribe names its member whatever the consent.
+		if r.CookieID != "" || r.CookieState != "" || r.NetworkID != "" || r.PrevNetworkID != "" || (r.MemberID != "" && r.Kind != "unsubscribe") {
 			return fmt.Errorf("consent %s with identifiers: cookie_id %q (%q), network_id %q, prev_network_id %q, member_id %q",
 				r.Consent, r.CookieID, r.CookieState, r.NetworkID, r.PrevNetworkID, r.MemberID)
 		}
