@@ -969,6 +969,7 @@ func TestCollect(t *testing.T) {
 		for _, name := range []string{
 			"b2s_records_total",
 			"b2s_cookies_set_total",
+			"b2s_mail_links_total",
 			"b2s_records_spooled_total",
 			"b2s_records_shipped_total",
 			"b2s_records_dropped_total",

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // mailRec is a mail record: kind, link, campaign, member (""), consent
@@ -89,5 +93,54 @@ func TestMailRecordsThatContradictThePolicyAreMalformed(t *testing.T) {
 	// Control: an unsubscribe names its member whatever the consent.
 	if o, err := c.Add([]byte(mailRec(t, 5, "unsubscribe", "ok", "dec", "m-1", "gpc", ""))); o != Counted {
 		t.Errorf("an unsubscribe under gpc: %v %v", o, err)
+	}
+}
+
+// The mailing system's view: mail records read from a broker, keyed by
+// member as the edge writes them, counted per campaign, and the members to
+// stop mailing printed.
+func TestCampaignsAgainstABroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker")
+	}
+	addr := startBroker(t)
+	keyed := func(member, value string) *kgo.Record {
+		r := &kgo.Record{Value: []byte(value)}
+		if member != "" {
+			r.Key = []byte(member)
+		}
+		return r
+	}
+	produce(t, addr,
+		keyed("m-1", mailRec(t, 1, "open", "ok", "dec", "m-1", "", "")),
+		keyed("m-2", mailRec(t, 2, "open", "ok", "dec", "m-2", "", "apple_mpp")),
+		keyed("m-1", mailRec(t, 3, "click", "ok", "dec", "m-1", "", "")),
+		keyed("m-1", mailRec(t, 4, "unsubscribe", "ok", "dec", "m-1", "", "")),
+		keyed("", mailRec(t, 5, "open", "ok", "dec", "", "optout", "")),
+		keyed("", mailRec(t, 6, "click", "invalid", "", "", "", "")),
+		keyed("m-1", mailRec(t, 4, "unsubscribe", "ok", "dec", "m-1", "", "")), // delivered twice
+		rec{id: 7, at: "2m", kind: "beacon", cookie: "ann", url: "https://www.b2s.com/", event: "pageview"},
+	)
+	window := []string{"-brokers", addr, "-topic", e2eTopic, "-since", t0.Format(time.RFC3339), "-until", t0.Add(time.Hour).Format(time.RFC3339)}
+	got := report(t, append(window, "-group", "g", "-json"))
+	want := Report{
+		Sites:            []Site{{Host: "www.b2s.com", Records: 1, PageViews: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{{"/", 1}}}},
+		Network:          Network{Visitors: 1},
+		Campaigns:        []Campaign{{Campaign: "dec", Opens: 2, Openers: 1, Clicks: 1, Clickers: 1, Prefetched: 1, Unsubscribes: 1, Unsubscribed: []string{"m-1"}}},
+		MailLinksInvalid: 1,
+		Read:             8,
+		Counted:          7,
+		Skipped:          Skipped{Duplicates: 1},
+	}
+	checkReport(t, "mail", got, want, "g")
+	// The text report, from the beginning in another group.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, append(window, "-group", "text"), &out, testWriter{t}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\nunsubscribe dec m-1\n") || strings.Contains(out.String(), "unsubscribe dec m-2") {
+		t.Errorf("the text report does not list exactly m-1 to stop mailing:\n%s", out.String())
 	}
 }

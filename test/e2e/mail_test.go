@@ -214,6 +214,15 @@ func TestAMailsLinksAreFollowedAsAMailClientWould(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d records of the tampered click, want 1", n)
 	}
+	m := e.metrics(t)
+	for series, want := range map[string]float64{
+		`b2s_mail_links_total{result="ok"}`: 6, `b2s_mail_links_total{result="invalid"}`: 1,
+		`b2s_records_total{kind="open"}`: 3, `b2s_records_total{kind="click"}`: 2, `b2s_records_total{kind="unsubscribe"}`: 1,
+	} {
+		if m[series] != want {
+			t.Errorf("%s = %v, want %v", series, m[series], want)
+		}
+	}
 	// The landing is a page record of the reader's browser, which the
 	// click did not join to the member.
 	lr := e.record(t, "dec-news-landing")
