@@ -346,3 +346,20 @@ func FuzzSeal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePath: the edge's split of a request path never panics, and
+// what it accepts is exactly a link path.
+func FuzzParsePath(f *testing.F) {
+	for _, p := range []string{"/_b2s/mail/open/abc", "/_b2s/mail/click/", "/_b2s/mail/unsubscribe/a/b", "/_b2s/mail//x", "/_b2s/mail/"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		k, tok, ok := ParsePath(p)
+		if ok != strings.HasPrefix(p, PathPrefix) && ok {
+			t.Fatalf("%q accepted outside the prefix", p)
+		}
+		if ok && Path(k, tok) != p {
+			t.Fatalf("%q parsed as %v %q, which is %q", p, k, tok, Path(k, tok))
+		}
+	})
+}
