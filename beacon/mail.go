@@ -54,9 +54,12 @@ type Mail struct {
 	Prefetch string
 }
 
-// appendJSON writes the mail fields of r, comma first; the destination
-// ends by limit (the record's offset in b), or is cut and reported.
-func (m *Mail) appendJSON(b []byte, r *Record, limit int) ([]byte, cutSet) {
+// appendJSON writes the mail fields of r, comma first, and returns cut
+// with what it cut: the destination is cut to leave room, within
+// MaxRecordLen of the record's start in b, for the closing brace and the
+// "truncated" list.
+func (m *Mail) appendJSON(b []byte, r *Record, start int, cut cutSet) ([]byte, cutSet) {
+	limit := start + MaxRecordLen - len(`}`) - (cut | cutDestination).listLen()
 	b = append(b, `,"link":`...)
 	b, _ = appendString(b, m.Link, maxLinkStateLen)
 	if m.Campaign != "" {
@@ -71,13 +74,12 @@ func (m *Mail) appendJSON(b []byte, r *Record, limit int) ([]byte, cutSet) {
 		b = append(b, `,"prefetch":`...)
 		b, _ = appendString(b, m.Prefetch, MaxBotLen)
 	}
-	var cut cutSet
 	if m.Destination != "" {
 		b = append(b, `,"destination":`...)
 		room := min(maxDestinationJSON, max(0, limit-len(b)-len(`""`)))
 		var c bool
 		if b, c = appendString(b, m.Destination, room); c {
-			cut = cutDestination
+			cut |= cutDestination
 		}
 	}
 	return b, cut

@@ -293,9 +293,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = r.Anon.appendJSON(append(b, `,"anon":`...))
 	}
 	if r.Mail != nil {
-		var c cutSet
-		b, c = r.Mail.appendJSON(b, r, start+MaxRecordLen-len(`}`)-(cut|cutDestination).listLen())
-		cut |= c
+		b, cut = r.Mail.appendJSON(b, r, start, cut)
 	}
 	if r.Kind == KindBeacon {
 		b = append(b, `,"params":{`...)
