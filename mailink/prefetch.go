@@ -79,8 +79,13 @@ var cloudASNs = map[uint32]bool{8075: true, 15169: true, 396982: true, 16509: tr
 //     database) or a large cloud's ASN (the ASN database). Without those
 //     databases no scanner is flagged; a scanner that waits, or runs from
 //     elsewhere, is missed.
+//
+// An unsubscribe is never a prefetch: RFC 8058 has the mailbox provider's
+// servers send the one-click POST on the reader's behalf, by design.
 func Prefetcher(f Fetch) string {
 	switch ua := f.UserAgent; {
+	case f.Kind == Unsubscribe:
+		return ""
 	case strings.Contains(ua, "GoogleImageProxy"):
 		return PrefetchGmailProxy
 	case strings.Contains(ua, "YahooMailProxy"):

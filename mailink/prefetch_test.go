@@ -26,6 +26,7 @@ func TestPrefetcher(t *testing.T) {
 		{"a scanner clicks on delivery from Microsoft's cloud", Fetch{Kind: Click, UserAgent: chrome, IP: reader, ASN: 8075, SinceIssued: 5 * time.Second}, PrefetchScanner},
 		{"a reader clicks from a hosting provider an hour later", Fetch{Kind: Click, UserAgent: chrome, IP: reader, Hosting: true, SinceIssued: time.Hour}, ""},
 		{"a reader clicks at once from home", Fetch{Kind: Click, UserAgent: chrome, IP: reader, SinceIssued: 5 * time.Second}, ""},
+		{"a mailbox provider's one-click unsubscribe on delivery", Fetch{Kind: Unsubscribe, UserAgent: "Mozilla/5.0", IP: reader, ASN: 15169, SinceIssued: 5 * time.Second}, ""},
 		{"a forged link is timed from nothing", Fetch{Kind: Click, UserAgent: chrome, IP: reader, Hosting: true, SinceIssued: -1}, ""},
 	} {
 		if got := Prefetcher(tc.f); got != tc.want {
