@@ -66,6 +66,7 @@ func TestShipperShipsNewRecordsAfterARestartWithEverythingShipped(t *testing.T) 
 			}
 			s, sp = start()
 			defer stop(s, sp)
+			time.Sleep(100 * time.Millisecond) // the shipper has read to the end and waits
 			put(t, sp, 100, 50)
 			checkExactly(t, consume(t, b.ListenAddrs(), 150), 0, 150)
 			waitFor(t, func() bool { return stats.Shipped.Load() == 150 && sp.Lag() == 0 })

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -314,7 +315,22 @@ func TestSpoolReadsNewRecordsAfterReopeningWithEverythingRead(t *testing.T) {
 				t.Fatalf("SpoolRepairs = %d, DroppedDamaged = %d after reopens", r, d)
 			}
 			s = openSpool(t, SpoolConfig{Dir: dir})
+			// A reader waiting from the start, as the shipper does, gets
+			// the first record appended, not an empty read.
+			type read struct {
+				entries []Entry
+				err     error
+			}
+			first := make(chan read, 1)
+			go func() {
+				entries, _, err := s.Read(make(chan struct{}), nil, 1, 1<<20)
+				first <- read{entries, err}
+			}()
+			time.Sleep(100 * time.Millisecond)
 			appendN(t, s, 100, 10)
+			if r := <-first; r.err != nil || len(r.entries) != 1 || string(r.entries[0].Value) != want(100, 1)[0] {
+				t.Fatalf("the waiting read returned %d entries: %v", len(r.entries), r.err)
+			}
 			if got := drain(t, s); !slices.Equal(got, want(100, 10)) {
 				t.Fatalf("read %v after reopening, want records 100-109", got)
 			}
