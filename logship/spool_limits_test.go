@@ -306,7 +306,12 @@ func TestSpoolReadsNewRecordsAfterReopeningWithEverythingRead(t *testing.T) {
 				if got := drain(t, s); len(got) != 0 {
 					t.Fatalf("read %d records again after a reopen", len(got))
 				}
-				size = s.Size() // the segment before, read to its end, is deleted
+				// The segment before, read to its end, is deleted once the
+				// reader has moved past it, records after it or not.
+				if s.Size() != segmentHeaderLen {
+					t.Fatalf("size %d after reading everything, want the active segment's header alone", s.Size())
+				}
+				size = s.Size()
 				s.Close()
 			}
 			// Segments without a record (the active one at each close) are
@@ -670,5 +675,24 @@ func TestCloseLeavesNoSegmentOpen(t *testing.T) {
 				t.Fatalf("%d segment files still open after Close", n)
 			}
 		})
+	}
+}
+
+func TestReadReportsASegmentItCannotOpen(t *testing.T) {
+	t.Parallel()
+	// A segment removed from under the spool: Read reports it, with no
+	// entries and no panic.
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	segs := segments(t, dir)
+	if err := os.Remove(segs[0]); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	entries, _, err := s.Read(stop, nil, 100, 1<<20)
+	if err == nil || !strings.Contains(err.Error(), "opening spool segment") || len(entries) != 0 {
+		t.Fatalf("Read: %d entries, %v; want an error opening the segment", len(entries), err)
 	}
 }
