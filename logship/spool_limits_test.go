@@ -655,12 +655,14 @@ func TestCloseLeavesNoSegmentOpen(t *testing.T) {
 	t.Parallel()
 	// Close closes every segment file: the writer's, the one prepared
 	// ahead, and the reader's.
-	for _, read := range []bool{false, true} {
-		t.Run(fmt.Sprintf("read %v", read), func(t *testing.T) {
+	for _, c := range []struct{ read, noMap bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		read := c.read
+		t.Run(fmt.Sprintf("read %v, mapped %v", c.read, !c.noMap), func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, noMap: c.noMap})
 			appendN(t, s, 0, 3000)
+			waitPrepared(t, s) // the next segment, for Close to remove
 			if read {
 				stop := make(chan struct{})
 				close(stop)
@@ -673,6 +675,12 @@ func TestCloseLeavesNoSegmentOpen(t *testing.T) {
 			}
 			if n := openSegments(t, dir); n != 0 {
 				t.Fatalf("%d segment files still open after Close", n)
+			}
+			if n := len(segments(t, dir)); n != 2 {
+				t.Fatalf("%d segments with records after Close, want the 2 written", n)
+			}
+			if m, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(m) != 2 {
+				t.Fatalf("%d segment files after Close: the one prepared ahead was left", len(m))
 			}
 		})
 	}
