@@ -149,13 +149,13 @@ func TestPublicListClasses(t *testing.T) {
 	raw, _ := readPublicList(t)
 	l := mustParse(t, raw)
 	for ua, want := range map[string]string{
-		"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)":                                                     BotCrawler,
-		"facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)":                                                    BotPreview,
-		"LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)":                                        BotPreview,
-		"python-requests/2.32.3":                                                                                                       BotHTTPClient,
-		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36":                BotHeadless,
-		"Mozilla/5.0 (compatible; GPTBot/1.2; +https://openai.com/gptbot)":                                                             BotCrawler,
-		"Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; ClaudeBot/1.0; +claudebot@anthropic.com)":                      BotCrawler,
+		"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)":              BotCrawler,
+		"facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)":             BotPreview,
+		"LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)": BotPreview,
+		"python-requests/2.32.3": BotHTTPClient,
+		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36": BotHeadless,
+		"Mozilla/5.0 (compatible; GPTBot/1.2; +https://openai.com/gptbot)":                                              BotCrawler,
+		"Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; ClaudeBot/1.0; +claudebot@anthropic.com)":       BotCrawler,
 		"curl/8.5.0":        BotHTTPClient,
 		"":                  BotNoUserAgent,
 		"Mozilla/5.0 (X11)": "",

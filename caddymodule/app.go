@@ -93,12 +93,25 @@ type App struct {
 	GeoIPAnonymous string `json:"geoip_anonymous,omitempty"`
 
 	// GeoIPReload is how often the GeoIP files (geoip, geoip_asn and
-	// geoip_anonymous) are checked for a replacement (geoipupdate renames
+	// geoip_anonymous) and the bots file are checked for a replacement (geoipupdate renames
 	// a new file into place). A new file is read, fully verified, checked
 	// to be of the same kind and swapped in atomically; one that is not is
 	// refused, logged, and the database in use kept. A config reload
 	// checks at once. Default 1m; "0" turns checking off.
 	GeoIPReload *caddy.Duration `json:"geoip_reload,omitempty"`
+
+	// Bots is the path to a bot list: a JSON array of User-Agent patterns
+	// in the format of the public crawler-user-agents list, which loads
+	// as it is (see the README). Records of requests whose User-Agent an
+	// entry matches are flagged with its class in bot; nothing is
+	// dropped. The file is checked for a replacement as often as
+	// geoip_reload says: a new file is read, fully verified and swapped
+	// in atomically; one that does not verify is refused, logged, and the
+	// list in use kept. A missing or invalid file fails the load.
+	// Placeholders are replaced at load; one that resolves to nothing
+	// means the built-in list. Default: the built-in list (the public
+	// list as of its 1.60.0 release and b2s's own entries).
+	Bots string `json:"bots,omitempty"`
 
 	// Spool is the directory of the durable spool: every record is
 	// appended there before the response is written, and shipped to Kafka
@@ -150,6 +163,8 @@ type App struct {
 	asn      *geo.Reloading[beacon.ASN]
 	anon     *geo.Reloading[beacon.Anon]
 	geoKeys  []string // geoDBs keys of the databases held
+	bots     *botFile // nil: the built-in list
+	botsKey  string   // its botFiles key
 	sink     *sink
 	spool    *logship.Spool // where records are appended: the sink's, or a test's
 	secrets  [][]byte
@@ -201,6 +216,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	registerMetrics(ctx.GetMetricsRegistry())
 
 	if err := a.provisionGeoIP(repl); err != nil {
+		return err
+	}
+	if err := a.provisionBots(repl, a.reloadEvery()); err != nil {
 		return err
 	}
 
@@ -361,6 +379,10 @@ func (a *App) Cleanup() error {
 		_, _ = geoDBs.Delete(key)
 	}
 	a.geoKeys = nil
+	if a.botsKey != "" {
+		_, _ = botFiles.Delete(a.botsKey)
+		a.bots, a.botsKey = nil, ""
+	}
 	return nil
 }
 

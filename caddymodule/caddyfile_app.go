@@ -25,6 +25,7 @@ import (
 //		geoip_asn <path to .mmdb>
 //		geoip_anonymous <path to .mmdb>
 //		geoip_reload <interval>
+//		bots <path to bot list .json>
 //		spool <directory>
 //		spool_max_size <size>
 //		fsync <interval>|always|never
@@ -134,6 +135,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			cd := caddy.Duration(dur)
 			a.GeoIPReload = &cd
+		case "bots":
+			if !d.AllArgs(&a.Bots) {
+				return d.ArgErr()
+			}
 		case "spool":
 			if !d.AllArgs(&a.Spool) {
 				return d.ArgErr()

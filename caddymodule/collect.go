@@ -208,7 +208,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		UserAgent: r.Header.Get("User-Agent"),
 	}
 	// Bots are flagged, never dropped: analysts choose what to count.
-	rec.Bot = beacon.ClassifyBot(rec.UserAgent)
+	rec.Bot = c.app.agents().Classify(rec.UserAgent).Bot
 
 	var jar visitorCookies
 	c.readCookies(r, &jar)

@@ -19,10 +19,7 @@ var geoDBs = caddy.NewUsagePool()
 // pool. An option that resolves to nothing ({env.X} unset) means none of
 // that kind.
 func (a *App) provisionGeoIP(repl *caddy.Replacer) error {
-	every := time.Minute
-	if a.GeoIPReload != nil {
-		every = time.Duration(*a.GeoIPReload)
-	}
+	every := a.reloadEvery()
 	var err error
 	if a.geo, err = openGeoIP(a, repl, every, "geoip", a.GeoIP, geo.City, "City or Country .mmdb file"); err != nil {
 		return err
@@ -34,6 +31,15 @@ func (a *App) provisionGeoIP(repl *caddy.Replacer) error {
 		return err
 	}
 	return nil
+}
+
+// reloadEvery is how often the GeoIP and bot list files are checked for
+// a replacement; 0 means never.
+func (a *App) reloadEvery() time.Duration {
+	if a.GeoIPReload != nil {
+		return time.Duration(*a.GeoIPReload)
+	}
+	return time.Minute
 }
 
 // openGeoIP opens the database of kind that option names (its value), or

@@ -222,6 +222,20 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b2s: geoip", missing, "point the geoip option at a readable MaxMind City or Country .mmdb file"},
 		},
 		{
+			name: "a bots file that is not a bot list names the option, the path and the fix",
+			b2s:  app(map[string]any{"bots": garbage}),
+			want: []string{"b2s: bots", garbage, "not a JSON array", "point the bots option at a bot list"},
+		},
+		{
+			name: "a bots path that does not exist names the option and the path",
+			b2s:  app(map[string]any{"bots": missing}),
+			want: []string{"b2s: bots", missing},
+		},
+		{
+			name: "a bots placeholder that resolves to nothing means the built-in list",
+			b2s:  app(map[string]any{"bots": "{env." + unset + "}"}),
+		},
+		{
 			name: "a geoip file that is not a MaxMind database names the path and the fix",
 			b2s:  app(map[string]any{"geoip": garbage}),
 			want: []string{"b2s: geoip", garbage, "point the geoip option at a readable MaxMind"},
