@@ -46,7 +46,7 @@ test: deps vet
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzParseBeacon; do \
+	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzHints FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzScanSegment FuzzParseEntries; do \
 		$(GO) test ./logship -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -80,8 +80,9 @@ const maxBotEntries = 100_000
 type BotList struct {
 	entries []botEntry
 	ac      aho.AhoCorasick
-	byLit   [][]int32 // automaton pattern -> entries holding that literal
-	cache   agentCache
+	byLit   [][]int32  // automaton pattern -> entries holding that literal
+	cache   agentCache // User-Agent -> Agent
+	hinted  agentCache // User-Agent and Client Hints -> Agent
 }
 
 type botEntry struct {
@@ -228,18 +229,46 @@ func (l *BotList) classify(ua string) string {
 type Agent struct {
 	// Bot is the bot class (see the Bot constants), "" for a browser.
 	Bot string
+	// Client is the browser, OS and device (see ParseClient).
+	Client Client
 }
 
-// Classify returns what the list makes of userAgent. It runs on every
-// request: a few hundred User-Agent strings make most of a site's
-// traffic, so answers are remembered (a bounded cache, emptied when
-// full), and a hit does not allocate.
+// Classify returns what the list makes of userAgent, and the client the
+// User-Agent names. It runs on every request: a few hundred User-Agent
+// strings make most of a site's traffic, so answers are remembered (a
+// bounded cache, emptied when full), and a hit does not allocate.
 func (l *BotList) Classify(userAgent string) Agent {
 	if a, ok := l.cache.m.Load(userAgent); ok {
 		return a.(Agent)
 	}
-	a := Agent{Bot: l.classify(userAgent)}
+	a := Agent{Bot: l.classify(userAgent), Client: ParseClient(userAgent)}
 	l.cache.store(userAgent, a)
+	return a
+}
+
+// ClassifyWithHints is Classify with the client the Client Hints h
+// describe in preference to the User-Agent (see Hints.Apply). Answers are
+// remembered by User-Agent and hints together; a hit does not allocate.
+func (l *BotList) ClassifyWithHints(userAgent string, h *Hints) Agent {
+	if h.Empty() {
+		return l.Classify(userAgent)
+	}
+	var buf [1024]byte
+	key := append(buf[:0], userAgent[:min(len(userAgent), MaxUserAgentLen)]...)
+	for _, v := range [...]string{h.FullVersionList, h.Platform, h.PlatformVersion, h.Model, h.Mobile} {
+		key = append(append(key, 0), v...)
+	}
+	if len(key) > len(buf) { // hints too long to be real: not remembered
+		a := l.Classify(userAgent)
+		h.Apply(&a.Client)
+		return a
+	}
+	if a, ok := l.hinted.m.Load(unsafeString(key)); ok {
+		return a.(Agent)
+	}
+	a := l.Classify(userAgent)
+	h.Apply(&a.Client)
+	l.hinted.store(string(key), a)
 	return a
 }
 

@@ -142,7 +142,9 @@ type Record struct {
 	// Bot is why the request looks automated (see ClassifyBot and the
 	// Bot constants), or "" for a browser.
 	Bot string
-	Geo Geo
+	// Client is the browser, OS and device (the record's ua).
+	Client Client
+	Geo    Geo
 	// ASN and Anon come from the optional ASN and Anonymous IP databases.
 	ASN    ASN
 	Anon   Anon
@@ -279,6 +281,11 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"bot":`...)
 		b = str(b, r.Bot, MaxBotLen, cutBot)
 	}
+	if !r.Client.Empty() {
+		var c cutSet
+		b, c = r.Client.appendJSON(append(b, `,"ua":`...))
+		cut |= c
+	}
 	if !r.Geo.Empty() {
 		var c cutSet
 		b, c = r.Geo.appendJSON(append(b, `,"geo":`...))
@@ -346,6 +353,7 @@ const (
 	cutUserAgent
 	cutEvent
 	cutBot
+	cutUA
 	cutGeoCountry
 	cutGeoSubdivision
 	cutGeoCity
@@ -360,7 +368,7 @@ const (
 // bits and of the list.
 var cutNames = [numCut]string{
 	"event_id", "kind", "host", "ip", "cookie_id", "network_id", "prev_network_id", "member_id", "linked_from",
-	"method", "url", "referrer", "user_agent", "event", "bot", "geo.country", "geo.subdivision", "geo.city",
+	"method", "url", "referrer", "user_agent", "event", "bot", "ua", "geo.country", "geo.subdivision", "geo.city",
 	"asn.org", "params", "destination",
 }
 
@@ -434,6 +442,39 @@ func (g *Geo) appendJSON(b []byte) ([]byte, cutSet) {
 		b = strconv.AppendFloat(b, g.Lon, 'g', -1, 64)
 	}
 	return append(b, '}'), cut
+}
+
+// appendJSON writes c and reports whether any of its strings was cut.
+func (c *Client) appendJSON(b []byte) ([]byte, cutSet) {
+	var cut cutSet
+	b = append(b, '{')
+	sep := false
+	for _, f := range [...]struct{ name, v string }{
+		{"browser", c.Browser}, {"browser_version", c.BrowserVersion}, {"os", c.OS},
+		{"os_version", c.OSVersion}, {"device", c.Device}, {"model", c.Model},
+	} {
+		if f.v == "" || f.name == "device" && !validDevice(f.v) {
+			continue
+		}
+		if sep {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.name...)
+		b = append(b, `":`...)
+		var cc bool
+		if b, cc = appendString(b, f.v, MaxClientLen); cc {
+			cut = cutUA
+		}
+		sep = true
+	}
+	return append(b, '}'), cut
+}
+
+// validDevice reports whether d is one of the Device constants, the
+// schema's enum.
+func validDevice(d string) bool {
+	return d == DeviceDesktop || d == DeviceMobile || d == DeviceTablet || d == DeviceTV
 }
 
 // appendJSON writes a and reports whether its org was cut.

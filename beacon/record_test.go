@@ -244,7 +244,10 @@ func TestRecordListsTheFieldsItCut(t *testing.T) {
 			r.EventID, r.Kind, r.Host, r.IP, r.CookieID, r.NetworkID, r.PrevNetworkID, r.MemberID = long, KindBeacon+long, long, long, long, long, long, long
 			r.LinkedFrom, r.Method, r.URL, r.Referrer, r.UserAgent, r.Event, r.Bot = long, long, long, long, long, long, long
 			r.Geo, r.ASN, r.Params = Geo{Country: long, Subdivision: long, City: long}, ASN{Org: long}, []Param{{long, "v"}}
+			r.Client = Client{Browser: "Chrome", Model: long}
 		}, cutNames[:len(cutNames)-2]}, // nor a destination: no mail fields
+		{"a cut client lists ua", func(r *Record) { r.Client = Client{OS: "Android", Model: long} }, []string{"ua"}},
+		{"a client at its limits is not", func(r *Record) { r.Client = Client{OS: "Android", Model: long[:MaxClientLen]} }, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -33,6 +33,7 @@ type Record struct {
 	Bytes         int64  `json:"bytes"`
 	Event         string `json:"event"`
 	Bot           string `json:"bot"`
+	UA            *UA    `json:"ua"`
 	Geo           *Geo   `json:"geo"`
 	ASN           *ASN   `json:"asn"`
 	// Anon holds the flags written, each true.
@@ -56,6 +57,16 @@ type Geo struct {
 	City        string   `json:"city,omitempty"`
 	Lat         *float64 `json:"lat,omitempty"`
 	Lon         *float64 `json:"lon,omitempty"`
+}
+
+// UA is the record's ua object.
+type UA struct {
+	Browser        string `json:"browser,omitempty"`
+	BrowserVersion string `json:"browser_version,omitempty"`
+	OS             string `json:"os,omitempty"`
+	OSVersion      string `json:"os_version,omitempty"`
+	Device         string `json:"device,omitempty"`
+	Model          string `json:"model,omitempty"`
 }
 
 // ASN is the record's asn object.

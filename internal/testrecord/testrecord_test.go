@@ -65,6 +65,7 @@ func TestEveryEncodedField(t *testing.T) {
 		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/",
 		UserAgent: "Mozilla/5.0 " + strings.Repeat("x", beacon.MaxUserAgentLen), // cut, so truncated is set
 		Status:    200, Bytes: 43, Event: "enquiry", Bot: beacon.BotCrawler,
+		Client: beacon.Client{Browser: "Chrome", BrowserVersion: "131.0.6778.86", OS: "Android", OSVersion: "14.0.0", Device: beacon.DeviceTablet, Model: "SM-X710"},
 		Geo:    beacon.Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
 		ASN:    beacon.ASN{Number: 4134, Org: "Chinanet"},
 		Anon:   beacon.AnonVPN,
@@ -94,6 +95,9 @@ func TestEveryEncodedField(t *testing.T) {
 		if v.Field(i).IsZero() && vc.Field(i).IsZero() {
 			t.Errorf("%s is set by neither record", v.Type().Field(i).Name)
 		}
+	}
+	if got.UA == nil || *got.UA != (UA{"Chrome", "131.0.6778.86", "Android", "14.0.0", "tablet", "SM-X710"}) {
+		t.Errorf("ua = %+v, want every field", got.UA)
 	}
 	if g := got.Geo; g.Country == "" || g.Subdivision == "" || g.City == "" || g.Lat == nil || g.Lon == nil || *got.ASN != (ASN{4134, "Chinanet"}) {
 		t.Errorf("geo, asn = %+v, %+v; want every field", *got.Geo, *got.ASN)
