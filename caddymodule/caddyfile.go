@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/b2scom/b2s-edge/beacon"
 )
 
 // The Caddyfile's global b2s option (caddyfile_app.go) and the plugin's
@@ -46,6 +48,7 @@ func init() {
 //		cookie_prefix host|off
 //		same_site lax|none
 //		collect off [<path patterns...>]
+//		client_hints <Sec-CH-UA-* hints...>
 //	}
 func parseCollect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	c := new(Collect)
@@ -69,6 +72,12 @@ func (c *Collect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&c.Script) {
 				return d.ArgErr()
 			}
+		case "client_hints":
+			hints := d.RemainingArgs()
+			if len(hints) == 0 {
+				return d.Errf("b2s_collect: client_hints needs at least one hint, e.g. client_hints %s", strings.Join(beacon.HintHeaders[:3], " "))
+			}
+			c.ClientHints = append(c.ClientHints, hints...)
 		case "cookie_domain":
 			if !d.AllArgs(&c.CookieDomain) {
 				return d.ArgErr()

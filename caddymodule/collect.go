@@ -100,6 +100,21 @@ type Collect struct {
 	CollectOff      bool     `json:"collect_off,omitempty"`
 	CollectOffPaths []string `json:"collect_off_paths,omitempty"`
 
+	// ClientHints are the User-Agent Client Hints the site asks browsers
+	// for, by header name: Sec-CH-UA-Full-Version-List (the full browser
+	// version), Sec-CH-UA-Platform-Version (the OS version, which
+	// User-Agents freeze) and Sec-CH-UA-Model (the device model);
+	// Sec-CH-UA-Platform and Sec-CH-UA-Mobile are sent without asking.
+	// They are asked for with an Accept-CH header on HTML responses of
+	// visitors whose consent allows identifiers, and Chromium browsers
+	// send them on their next requests to the site, where the record's ua
+	// takes them in preference to the User-Agent. These hints add to what
+	// a browser reveals of itself, so asking is the site's decision.
+	// Default: none, no Accept-CH. Records of visitors whose consent does
+	// not allow identifiers never take the asked-for hints a browser
+	// still sends.
+	ClientHints []string `json:"client_hints,omitempty"`
+
 	app           *App
 	logger        *zap.Logger
 	attrs         [2]string // HttpOnly and SameSite (and Secure) of every plugin cookie: plain http, https
@@ -108,6 +123,7 @@ type Collect struct {
 	offPaths      caddyhttp.MatchPath
 	script        []byte // the JavaScript tag
 	scriptETag    string
+	acceptCH      string // the Accept-CH value, "" for none
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,6 +155,7 @@ func (c *Collect) bind(ctx caddy.Context, app *App, logger *zap.Logger) error {
 		c.Script = defaultScriptPath(c.Beacon)
 	}
 	c.script, c.scriptETag = buildTag(c.Beacon)
+	c.acceptCH = acceptCH(c.ClientHints)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
 	c.prefixOff = c.CookiePrefix == "off"
 	c.setAttributes()
@@ -172,6 +189,9 @@ func (c *Collect) Validate() error {
 	}
 	if len(c.CollectOffPaths) > 0 && !c.CollectOff {
 		return fmt.Errorf("b2s_collect: collect_off_paths given without collect_off; use collect off <paths...>")
+	}
+	if err := checkClientHints(c.ClientHints); err != nil {
+		return err
 	}
 	if c.CookieDomain == cookieDomainNetwork && (c.app == nil || c.app.network == nil) {
 		return fmt.Errorf("b2s_collect: cookie_domain network needs the network's sites: add a network block with sites to the global b2s options")
@@ -207,13 +227,12 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}
-	// Bots are flagged, never dropped: analysts choose what to count.
-	rec.Bot = c.app.agents().Classify(rec.UserAgent).Bot
-
 	var jar visitorCookies
 	c.readCookies(r, &jar)
 	rec.CrossSite = jar.crossSite
 	rec.Consent = c.consent(r, &jar, isBeacon, br.q.URL)
+	// Bots are flagged, never dropped: analysts choose what to count.
+	c.classify(r, &rec)
 	ip := c.locate(r, &rec) // the client IP, located, then truncated if consent asks
 
 	if !isBeacon && c.serveEndpoint(w, r, &rec, ip, &jar, now) {

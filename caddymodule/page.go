@@ -159,6 +159,7 @@ func (p *pageWriter) WriteHeader(status int) {
 				p.cookie.addTo(h)
 				private = true
 			}
+			p.c.askForHints(h, p.rec.Consent)
 			if private {
 				h.Set("Cache-Control", makePrivate(h.Values("Cache-Control")))
 				removeCDNCacheControl(h)
