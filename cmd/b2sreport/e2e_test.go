@@ -121,9 +121,9 @@ func TestReportAgainstABroker(t *testing.T) {
 	}
 	wantText := `topic b2s.events, group text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
 
-site               page views  visitors  unidentified   records
-suppliers.b2s.com           3         2             0         4
-www.b2s.com                 6         4             1        10
+site               page views  visitors  unidentified   records  bot share
+suppliers.b2s.com           3         2             0         4       0.0%
+www.b2s.com                 6         4             1        10       0.0%
 
 network visitors 5, members 0
 
@@ -198,9 +198,9 @@ func TestNetworkAgainstABroker(t *testing.T) {
 	}
 	wantText := `topic b2s.events, group network-text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
 
-site             page views  visitors  unidentified   records
-www.b2s.com               2         3             1         4
-www.b2smade.com           2         2             2         6
+site             page views  visitors  unidentified   records  bot share
+www.b2s.com               2         3             1         4       0.0%
+www.b2smade.com           2         2             2         6       0.0%
 
 network visitors 3, members 2
 

@@ -528,9 +528,9 @@ func writeText(w io.Writer, rep Report) error {
 		for _, s := range rep.Sites {
 			width = max(width, len(s.Host))
 		}
-		fmt.Fprintf(bw, "%-*s  %10s  %8s  %12s  %8s\n", width, "site", "page views", "visitors", "unidentified", "records")
+		fmt.Fprintf(bw, "%-*s  %10s  %8s  %12s  %8s  %9s\n", width, "site", "page views", "visitors", "unidentified", "records", "bot share")
 		for _, s := range rep.Sites {
-			fmt.Fprintf(bw, "%-*s  %10d  %8d  %12d  %8d\n", width, s.Host, s.PageViews, s.Visitors, s.Unidentified, s.Records)
+			fmt.Fprintf(bw, "%-*s  %10d  %8d  %12d  %8d  %8.1f%%\n", width, s.Host, s.PageViews, s.Visitors, s.Unidentified, s.Records, 100*s.BotShare)
 		}
 		fmt.Fprintf(bw, "\nnetwork visitors %d, members %d\n", rep.Network.Visitors, rep.Network.Members)
 		width = max(width, len("records by consent"))
@@ -551,6 +551,25 @@ func writeText(w io.Writer, rep Report) error {
 		}
 		for _, p := range s.TopPages {
 			fmt.Fprintf(bw, "  %*d  %s\n", width, p.Views, p.Path)
+		}
+	}
+	for _, s := range rep.Sites {
+		for _, b := range [...]struct {
+			what string
+			list []Client
+		}{{"browser", s.Browsers}, {"OS", s.OSes}, {"device", s.Devices}} {
+			if len(b.list) == 0 {
+				continue
+			}
+			width := len(b.what)
+			for _, c := range b.list {
+				width = max(width, len(c.Name))
+			}
+			fmt.Fprintf(bw, "\nby %s, %s (no bots)\n", b.what, s.Host)
+			fmt.Fprintf(bw, "  %-*s  %10s  %8s\n", width, b.what, "page views", "visitors")
+			for _, c := range b.list {
+				fmt.Fprintf(bw, "  %-*s  %10d  %8d\n", width, c.Name, c.PageViews, c.Visitors)
+			}
 		}
 	}
 	var mail strings.Builder

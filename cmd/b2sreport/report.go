@@ -111,10 +111,30 @@ type siteTally struct {
 	records      int64
 	pageViews    int64
 	unidentified int64
+	bots         int64
 	consent      [numConsents]int64
 	visitors     map[[16]byte]struct{}
 	pages        map[string]int64
+	// clients tallies the records that are no bot's and carry a ua, by
+	// browser, OS and device (clientDims), then by name.
+	clients [numDims]map[string]*clientTally
 }
+
+// The dimensions of the ua object the report breaks sites down by.
+const (
+	dimBrowser = iota
+	dimOS
+	dimDevice
+	numDims
+)
+
+type clientTally struct {
+	pageViews int64
+	visitors  map[[16]byte]struct{}
+}
+
+// unknownName stands for a ua member a record does not have.
+const unknownName = "unknown"
 
 // NewCounter returns a Counter for cfg. DedupeWindow and DedupeMax must be
 // positive.
@@ -145,6 +165,12 @@ type record struct {
 	MemberID      *string         `json:"member_id"`
 	URL           string          `json:"url"`
 	Event         string          `json:"event"`
+	Bot           string          `json:"bot"`
+	UA            *struct {
+		Browser string `json:"browser"`
+		OS      string `json:"os"`
+		Device  string `json:"device"`
+	} `json:"ua"`
 	// Mail records (mail.go).
 	Link     string `json:"link"`
 	Campaign string `json:"campaign"`
@@ -233,11 +259,40 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	} else {
 		s.unidentified++
 	}
-	if r.Kind == "beacon" && r.Event == pageviewEvent {
+	pageView := r.Kind == "beacon" && r.Event == pageviewEvent
+	if pageView {
 		s.pageViews++
 		s.pages[pagePath(r.URL)]++
 	}
+	if r.Bot != "" {
+		s.bots++
+	} else if r.UA != nil {
+		for d, name := range [numDims]string{r.UA.Browser, r.UA.OS, r.UA.Device} {
+			s.countClient(d, name, pageView, f)
+		}
+	}
 	return Counted, nil
+}
+
+// countClient counts a record that is no bot's under name in dimension d.
+func (s *siteTally) countClient(d int, name string, pageView bool, f fields) {
+	if name == "" {
+		name = unknownName
+	}
+	if s.clients[d] == nil {
+		s.clients[d] = make(map[string]*clientTally)
+	}
+	ct := s.clients[d][name]
+	if ct == nil {
+		ct = &clientTally{visitors: make(map[[16]byte]struct{})}
+		s.clients[d][name] = ct
+	}
+	if pageView {
+		ct.pageViews++
+	}
+	if f.identified {
+		ct.visitors[f.cookie] = struct{}{}
+	}
 }
 
 // validate checks the fields the report relies on and returns them parsed.
@@ -403,7 +458,31 @@ type Site struct {
 	Consent Consents `json:"consent"`
 	// TopPages are the most viewed paths, by views then path.
 	TopPages []Page `json:"top_pages"`
+	// Bots counts the records flagged as a bot's (any bot class), and
+	// BotShare is their share of Records, from 0 to 1.
+	Bots     int64   `json:"bots"`
+	BotShare float64 `json:"bot_share"`
+	// Browsers, OSes and Devices break down the records that are no
+	// bot's and carry a ua: page views and visitors (distinct cookie_ids)
+	// by the ua's browser, os and device ("unknown" where it has none),
+	// most page views first, the names past -top summed up as "other". A
+	// visitor seen with two browsers counts under each. Records without
+	// ua (written before it existed, or of clients nothing is known of)
+	// are left out.
+	Browsers []Client `json:"browsers,omitempty"`
+	OSes     []Client `json:"oses,omitempty"`
+	Devices  []Client `json:"devices,omitempty"`
 }
+
+// Client is one browser, OS or device class of a site's breakdown.
+type Client struct {
+	Name      string `json:"name"`
+	PageViews int64  `json:"page_views"`
+	Visitors  int64  `json:"visitors"`
+}
+
+// otherName sums up the names past -top in a breakdown.
+const otherName = "other"
 
 // Consents counts records by their consent.
 type Consents struct {
@@ -476,10 +555,49 @@ func (c *Counter) Report() Report {
 			return cmp.Or(cmp.Compare(b.Views, a.Views), strings.Compare(a.Path, b.Path))
 		})
 		site.TopPages = site.TopPages[:min(len(site.TopPages), max(c.cfg.Top, 0))]
+		site.Bots = s.bots
+		if s.records > 0 {
+			site.BotShare = float64(s.bots) / float64(s.records)
+		}
+		site.Browsers = s.breakdown(dimBrowser, c.cfg.Top)
+		site.OSes = s.breakdown(dimOS, c.cfg.Top)
+		site.Devices = s.breakdown(dimDevice, c.cfg.Top)
 		rep.Sites = append(rep.Sites, site)
 	}
 	slices.SortFunc(rep.Sites, func(a, b Site) int { return strings.Compare(a.Host, b.Host) })
 	return rep
+}
+
+// breakdown lists dimension d's names, most page views first, then most
+// visitors, then by name; past top the rest are summed up as "other",
+// whose visitors are distinct across the names it sums. Names come from
+// what clients send (Client Hints brands), so they are many only when
+// someone makes them up: -top bounds the output.
+func (s *siteTally) breakdown(d, top int) []Client {
+	if len(s.clients[d]) == 0 {
+		return nil
+	}
+	out := make([]Client, 0, len(s.clients[d]))
+	for name, ct := range s.clients[d] {
+		out = append(out, Client{Name: name, PageViews: ct.pageViews, Visitors: int64(len(ct.visitors))})
+	}
+	slices.SortFunc(out, func(a, b Client) int {
+		return cmp.Or(cmp.Compare(b.PageViews, a.PageViews), cmp.Compare(b.Visitors, a.Visitors), strings.Compare(a.Name, b.Name))
+	})
+	top = max(top, 1)
+	if len(out) <= top {
+		return out
+	}
+	other := Client{Name: otherName}
+	visitors := make(map[[16]byte]struct{})
+	for _, c := range out[top-1:] {
+		other.PageViews += c.PageViews
+		for v := range s.clients[d][c.Name].visitors {
+			visitors[v] = struct{}{}
+		}
+	}
+	other.Visitors = int64(len(visitors))
+	return append(out[:top-1], other)
 }
 
 // networkVisitors counts the network IDs of the counted records, those
