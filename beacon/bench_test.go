@@ -31,7 +31,8 @@ func BenchmarkRecordEncode(b *testing.B) {
 	r := Record{Time: time.Now(), Kind: KindBeacon, Host: "www.b2s.com", IP: "203.0.113.7",
 		CookieID: NewID(), Method: "GET", URL: q.URL, Referrer: q.Referrer, Event: q.Event, Params: q.Params,
 		UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-		Status:    200, Bytes: 43, Geo: Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true}}
+		Status:    200, Bytes: 43, Geo: Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
+		Client: Client{Browser: "Chrome", BrowserVersion: "131.0.0.0", OS: "Windows", Device: DeviceDesktop}}
 	buf := make([]byte, 0, 1024)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/dunglas/httpsfv"
 	useragent "github.com/medama-io/go-useragent"
@@ -54,11 +55,11 @@ func (c *Client) Empty() bool { return *c == Client{} }
 // (ua-parser's uap-go) know more in-app browsers but took about 8 ms per
 // User-Agent here, too slow even once per new User-Agent on the request
 // path.
-var uaParser = useragent.NewParser()
+var uaParser = sync.OnceValue(useragent.NewParser)
 
 // ParseClient returns what the User-Agent says of the client.
 func ParseClient(userAgent string) Client {
-	ua := uaParser.Parse(userAgent[:min(len(userAgent), MaxUserAgentLen)])
+	ua := uaParser().Parse(userAgent[:min(len(userAgent), MaxUserAgentLen)])
 	c := Client{
 		Browser:        string(ua.Browser()),
 		BrowserVersion: ua.BrowserVersion(),

@@ -274,6 +274,7 @@ func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
 		return fmt.Errorf("b2s: mail links: %v", err)
 	}
 	a.spool = spool
+	a.agents().Classify("") // the built-in bot list compiled now, not on the first request
 	if a.logger == nil {
 		a.logger = zap.NewNop()
 	}
