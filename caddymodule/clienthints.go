@@ -75,9 +75,15 @@ func isHTML(h http.Header) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "text/html")
 }
 
-// readHints returns the User-Agent Client Hints of r. The header names
-// are in Go's canonical form, so that reading them costs no allocation.
+// readHints returns the User-Agent Client Hints of r. Browsers that send
+// hints send Sec-CH-UA (the brands) with every request, so a request
+// without it has none to read: one lookup for the other browsers. The
+// header names are in Go's canonical form, so that reading them costs no
+// allocation.
 func readHints(r *http.Request) (h beacon.Hints) {
+	if _, ok := r.Header["Sec-Ch-Ua"]; !ok {
+		return h
+	}
 	get := func(name string) string {
 		if v := r.Header[name]; len(v) > 0 {
 			return v[0]

@@ -41,6 +41,7 @@ func TestClientHints(t *testing.T) {
 	frozen := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 	hints := map[string]string{
 		"User-Agent":                  frozen,
+		"Sec-CH-UA":                   `"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"`,
 		"Sec-CH-UA-Full-Version-List": `"Google Chrome";v="131.0.6778.86", "Chromium";v="131.0.6778.86", "Not_A Brand";v="24.0.0.0"`,
 		"Sec-CH-UA-Platform":          `"Windows"`,
 		"Sec-CH-UA-Platform-Version":  `"15.0.0"`,
@@ -55,6 +56,11 @@ func TestClientHints(t *testing.T) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			out[kv[i]] = kv[i+1]
 		}
+		return out
+	}
+	without := func(m map[string]string, key string) map[string]string {
+		out := with(m)
+		delete(out, key)
 		return out
 	}
 	n := 0
@@ -73,11 +79,13 @@ func TestClientHints(t *testing.T) {
 			testrecord.UA{Browser: "Chrome", BrowserVersion: "131.0.6778.86", OS: "Windows", OSVersion: "15.0.0", Device: "desktop"}},
 		{"a response without a content type does not ask", "/plain", hints, false,
 			testrecord.UA{Browser: "Chrome", BrowserVersion: "131.0.6778.86", OS: "Windows", OSVersion: "15.0.0", Device: "desktop"}},
+		{"hints without Sec-CH-UA, which every browser that sends hints sends, are not read", "/page", without(hints, "Sec-CH-UA"), true,
+			testrecord.UA{Browser: "Chrome", BrowserVersion: "131.0.0.0", OS: "Windows", Device: "desktop"}},
 		{"a visitor under Global Privacy Control is not asked, and the asked-for hints are not recorded", "/page", with(hints, "Sec-GPC", "1"), false,
 			testrecord.UA{Browser: "Chrome", BrowserVersion: "131.0.0.0", OS: "Windows", Device: "desktop"}},
 		{"an Android tablet is a tablet by its hints", "/page", map[string]string{
-			"User-Agent":       "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-			"Sec-CH-UA-Mobile": "?0", "Sec-CH-UA-Platform": `"Android"`, "Sec-CH-UA-Model": `"SM-X710"`}, true,
+			"User-Agent": "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+			"Sec-CH-UA":  `"Chromium";v="131"`, "Sec-CH-UA-Mobile": "?0", "Sec-CH-UA-Platform": `"Android"`, "Sec-CH-UA-Model": `"SM-X710"`}, true,
 			testrecord.UA{Browser: "Chrome", BrowserVersion: "131.0.0.0", OS: "Android", Device: "tablet", Model: "SM-X710"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
