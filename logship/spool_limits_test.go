@@ -722,3 +722,50 @@ func openFiles(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+func TestDamageMetAtTheStartOfAReadCountsEveryRecordItTook(t *testing.T) {
+	t.Parallel()
+	// Damage that appears while the spool is open, over three records,
+	// right where a read starts: the first read of a segment, or the read
+	// after an Ack. The reader counts the three, from the sequence number
+	// it expected there, not one for a run of unknown length.
+	for _, from := range []int{0, 50} {
+		t.Run(fmt.Sprintf("records %d-%d", from, from+2), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			stats := new(Stats)
+			s := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+			appendN(t, s, 0, 100)
+			stop := make(chan struct{})
+			close(stop)
+			if from > 0 {
+				entries, next, err := s.Read(stop, nil, from, 1<<20)
+				if err != nil || len(entries) != from {
+					t.Fatalf("read %d: %v", len(entries), err)
+				}
+				if err := s.Ack(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// More records: the reader's window no longer holds what is
+			// left, so the next read reads the file again from the cursor.
+			appendN(t, s, 100, 10)
+			seg := filepath.Join(dir, segName(s.activeN))
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := layout(t, seg)
+			for i := from; i < from+3; i++ {
+				off := l[i].off + entryHeaderLen + bodyFixedLen + 4
+				writeAtFile(t, seg, []byte{b[off] ^ 0x5a}, off) // in place: the segment is mapped
+			}
+			if got := drain(t, s); !slices.Equal(got, want(from+3, 107-from)) {
+				t.Fatalf("read %v", got)
+			}
+			if d := stats.DroppedDamaged.Load(); d != 3 {
+				t.Fatalf("DroppedDamaged = %d, want 3", d)
+			}
+		})
+	}
+}
