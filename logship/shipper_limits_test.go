@@ -108,7 +108,7 @@ func TestShipperBacksOffBetweenFailedWrites(t *testing.T) {
 	// one, up to 5s, so an outage costs the broker and the edge a few
 	// requests, not a loop. In 1.5s after the first failure that is 4
 	// more attempts (at 50, 150, 350 and 750ms); no more than 6 are
-	// allowed here for a slow machine, and at least 3 show the retries.
+	// allowed here, and 3 more at all show that it keeps trying.
 	b := newBroker(t)
 	produced := refuseEveryProduce(b)
 	stats := new(Stats)
@@ -127,9 +127,12 @@ func TestShipperBacksOffBetweenFailedWrites(t *testing.T) {
 	waitFor(t, func() bool { return produced.Load() >= 1 && stats.WriteErrors.Load() >= 1 })
 	from := produced.Load()
 	time.Sleep(1500 * time.Millisecond)
-	if n := produced.Load() - from; n > 6 || n < 3 {
-		t.Fatalf("%d produce requests in 1.5s after the first failure, want 3 to 6", n)
+	if n := produced.Load() - from; n > 6 {
+		t.Fatalf("%d produce requests in 1.5s after the first failure, want 6 at most", n)
 	}
+	// And it keeps trying (however slow the machine, hence no time bound
+	// here but waitFor's).
+	waitFor(t, func() bool { return produced.Load()-from >= 3 })
 	if stats.Shipped.Load() != 0 || stats.Writes.Load() != 0 || !s.Failing() || sp.Lag() == 0 {
 		t.Fatalf("shipped %d in %d writes, failing %v, lag %v: the broker took nothing", stats.Shipped.Load(), stats.Writes.Load(), s.Failing(), sp.Lag())
 	}
