@@ -228,3 +228,30 @@ func TestOptInOriginShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkEndpointMethods: the link endpoint redirects on GET and HEAD;
+// any other method, a POST a page or a script might send, gets 405 with
+// Allow and no Location (no token).
+func TestLinkEndpointMethods(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	c, _ := networkCollect(t, &now)
+	target := "https://www.b2s.com/_b2s/go?to=" + url.QueryEscape("https://www.b2smade.com/p")
+	for _, tc := range []struct {
+		method string
+		want   int
+	}{
+		{http.MethodGet, http.StatusFound},
+		{http.MethodHead, http.StatusFound},
+		{http.MethodPost, http.StatusMethodNotAllowed},
+		{http.MethodPut, http.StatusMethodNotAllowed},
+		{http.MethodDelete, http.StatusMethodNotAllowed},
+	} {
+		w := servePrefixTest(t, c, httptest.NewRequest(tc.method, target, nil), nil, 64)
+		if w.Code != tc.want {
+			t.Errorf("%s of the link endpoint answered %d, want %d", tc.method, w.Code, tc.want)
+		}
+		if tc.want == http.StatusMethodNotAllowed && (w.Header().Get("Allow") != "GET, HEAD" || w.Header().Get("Location") != "") {
+			t.Errorf("%s: Allow %q, Location %q; want GET, HEAD and no Location", tc.method, w.Header().Get("Allow"), w.Header().Get("Location"))
+		}
+	}
+}
