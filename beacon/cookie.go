@@ -96,14 +96,14 @@ func (s CookieState) String() string {
 	}
 }
 
-// Signer issues and verifies cookie values. The first key signs; every key
-// verifies, so keys can be rotated by prepending a new one and keeping the
-// old ones until their cookies have been re-signed. A Signer is safe for
-// concurrent use.
+// Signer issues and verifies cookie values with a set of keys (see Keys):
+// one key signs, every key verifies. A Signer is safe for concurrent use.
 type Signer struct {
 	keys  [][]byte
 	pools []*sync.Pool   // one pool of *macState per key, since hmac.New allocates
 	nids  []cipher.Block // one per key: seals the network ID of version 3 values
+	fps   []string       // one per key: its fingerprint
+	roles keyRoles
 }
 
 // macState is a reusable HMAC with room for its sum, so signing does not
@@ -134,13 +134,23 @@ func ValidateKeys(keys [][]byte) error {
 	return nil
 }
 
-// NewSigner returns a Signer for keys, which must pass ValidateKeys.
+// NewSigner returns a Signer for keys, which must pass ValidateKeys: the
+// first signs, the others are older keys.
 func NewSigner(keys ...[]byte) (*Signer, error) {
 	if err := ValidateKeys(keys); err != nil {
 		return nil, err
 	}
-	s := &Signer{}
-	for _, k := range keys {
+	return NewKeySigner(Keys{Sign: keys[0], Older: keys[1:]})
+}
+
+// NewKeySigner returns a Signer for a key set, which must pass its
+// Validate.
+func NewKeySigner(ks Keys) (*Signer, error) {
+	if err := ks.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Signer{roles: rolesOf(ks)}
+	for _, k := range ks.list() {
 		k := append([]byte(nil), k...)
 		s.keys = append(s.keys, k)
 		s.pools = append(s.pools, &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k)} }})
@@ -151,9 +161,14 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 			return nil, err
 		}
 		s.nids = append(s.nids, block)
+		s.fps = append(s.fps, Fingerprint(k))
 	}
 	return s, nil
 }
+
+// Keys returns the fingerprint and role of each key at now: the signing
+// key first, then the older, verify-only and next keys.
+func (s *Signer) Keys(now time.Time) []KeyInfo { return s.roles.info(s.fps, now) }
 
 // sealNetworkID writes into dst the 22-character sealed form of network
 // ID nid in the cookie of id, with key i. Both are 32 lowercase hex.
@@ -237,7 +252,7 @@ func randomBytes(b []byte) {
 }
 
 // Sign returns the cookie value for id (as returned by NewID or Verify),
-// stamped with issue time now and signed with the first key.
+// stamped with issue time now and signed with the key that signs at now.
 func (s *Signer) Sign(id string, now time.Time) string {
 	var buf [CookieValueLen]byte
 	return string(s.AppendSigned(buf[:0], id, now))
@@ -255,6 +270,7 @@ func (s *Signer) AppendSigned(dst []byte, id string, now time.Time) []byte {
 // into what it appends.
 func (s *Signer) AppendSignedNetwork(dst []byte, id, nid string, now time.Time) []byte {
 	start := len(dst)
+	k := s.roles.signing(now)
 	version, n := cookieVersion, signedLen
 	if nid != "" && nid != id {
 		version, n = cookieVersion3, signedLen3
@@ -266,12 +282,12 @@ func (s *Signer) AppendSignedNetwork(dst []byte, id, nid string, now time.Time) 
 	if n == signedLen3 {
 		b = append(b, '.')
 		b = append(b, make([]byte, sealedNIDLen)...) // room for the sealed network ID, no allocation
-		s.sealNetworkID(0, id, nid, b[start+signedLen+1:])
+		s.sealNetworkID(k, id, nid, b[start+signedLen+1:])
 	}
 	b = append(b, '.')
 	b = append(b, make([]byte, sigLen)...) // room for the signature, no allocation
 	v := b[start:]
-	s.sign(0, unsafeString(v[:n]), v[n+1:])
+	s.sign(k, unsafeString(v[:n]), v[n+1:])
 	return b
 }
 
@@ -284,15 +300,19 @@ type Verified struct {
 	NetworkID string
 	// Issued is when the value was signed.
 	Issued time.Time
-	// OldKey is true when a key other than the first verified the value:
-	// the caller should re-sign it.
+	// OldKey is true when an older key verified the value: the caller
+	// should re-sign it. A value of a verify-only key is not re-signed.
 	OldKey bool
 }
 
-// Verify checks a cookie value and returns its ID. It accepts only the
-// exact layout this package writes; anything else, including a value
-// signed by a key that is no longer configured, is rejected.
-func (s *Signer) Verify(value string) (Verified, bool) {
+// Verify is VerifyAt at the current time.
+func (s *Signer) Verify(value string) (Verified, bool) { return s.VerifyAt(value, time.Now()) }
+
+// VerifyAt checks a cookie value and returns its ID, with the keys' roles
+// at now. It accepts only the exact layout this package writes; anything
+// else, including a value signed by a key that is no longer configured,
+// is rejected.
+func (s *Signer) VerifyAt(value string, now time.Time) (Verified, bool) {
 	n := signedLen
 	switch {
 	case len(value) == CookieValueLen && value[:2] == cookieVersion:
@@ -323,7 +343,15 @@ func (s *Signer) Verify(value string) (Verified, bool) {
 	}
 	msg, sig := value[:n], value[n+1:]
 	var want [sigLen]byte
-	for i := range s.keys {
+	// The signing key first: it signed most values.
+	first := s.roles.signing(now)
+	for j := -1; j < len(s.keys); j++ {
+		i := j
+		if j < 0 {
+			i = first
+		} else if j == first {
+			continue
+		}
 		s.sign(i, msg, want[:])
 		if subtle.ConstantTimeCompare(want[:], unsafeBytes(sig)) == 1 {
 			if n == signedLen3 {
@@ -331,7 +359,7 @@ func (s *Signer) Verify(value string) (Verified, bool) {
 					return Verified{}, false
 				}
 			}
-			return Verified{ID: id, NetworkID: nid, Issued: time.Unix(int64(issued), 0), OldKey: i > 0}, true
+			return Verified{ID: id, NetworkID: nid, Issued: time.Unix(int64(issued), 0), OldKey: s.roles.role(i, now) == RoleOlder}, true
 		}
 	}
 	return Verified{}, false
@@ -339,10 +367,10 @@ func (s *Signer) Verify(value string) (Verified, bool) {
 
 // SignMember returns the signature binding a member ID to a cookie ID,
 // for the member cookie: a copied member cookie is worthless with any
-// other visitor's cookie.
+// other visitor's cookie. It signs with the key that signs now.
 func (s *Signer) SignMember(cookieID, member string) string {
 	var sig [sigLen]byte
-	s.signMember(0, cookieID, member, sig[:])
+	s.signMember(s.roles.signing(time.Now()), cookieID, member, sig[:])
 	return string(sig[:])
 }
 

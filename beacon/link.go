@@ -40,19 +40,33 @@ var (
 	ErrLinkHost    = errors.New("link token is for another host")
 )
 
-// LinkSealer seals and opens link tokens. The first key seals; every key
-// opens, following the cookie secret's rotation.
+// LinkSealer seals and opens link tokens. Its keys are derived from the
+// cookie keys and follow their roles (see Keys): the key derived from the
+// signing key seals; every key opens, so a token sealed on an edge that
+// already signs with a new key opens on one where that key is still
+// verify-only.
 type LinkSealer struct {
 	aeads []cipher.AEAD
+	roles keyRoles
 }
 
-// NewLinkSealer derives one AES-256-GCM key from each cookie key.
+// NewLinkSealer derives one AES-256-GCM key from each cookie key: the
+// first seals.
 func NewLinkSealer(keys ...[]byte) (*LinkSealer, error) {
 	if err := ValidateKeys(keys); err != nil {
 		return nil, err
 	}
-	l := &LinkSealer{}
-	for _, k := range keys {
+	return NewKeyLinkSealer(Keys{Sign: keys[0], Older: keys[1:]})
+}
+
+// NewKeyLinkSealer derives one AES-256-GCM key from each key of a cookie
+// key set, which must pass its Validate.
+func NewKeyLinkSealer(ks Keys) (*LinkSealer, error) {
+	if err := ks.Validate(); err != nil {
+		return nil, err
+	}
+	l := &LinkSealer{roles: rolesOf(ks)}
+	for _, k := range ks.list() {
 		m := hmac.New(sha256.New, k)
 		m.Write([]byte("b2s-edge link token key v1"))
 		block, err := aes.NewCipher(m.Sum(nil))
@@ -99,9 +113,10 @@ func (l *LinkSealer) Seal(nid, from, to string, now time.Time, ttl time.Duration
 	pt = append(pt, byte(len(from)))
 	pt = append(pt, from...)
 	pt = append(pt, to...)
-	out := make([]byte, linkNonceLen, linkNonceLen+len(pt)+l.aeads[0].Overhead())
+	aead := l.aeads[l.roles.signing(now)]
+	out := make([]byte, linkNonceLen, linkNonceLen+len(pt)+aead.Overhead())
 	randomBytes(out[:linkNonceLen])
-	out = l.aeads[0].Seal(out, out[:linkNonceLen], pt, nil)
+	out = aead.Seal(out, out[:linkNonceLen], pt, nil)
 	return base64.RawURLEncoding.EncodeToString(out), nil
 }
 

@@ -31,6 +31,7 @@ const (
 	MaxGeoNameLen   = 128
 	MaxASNOrgLen    = 128
 	MaxBotLen       = 32
+	MaxEdgeLen      = 64
 
 	// maxIDLen bounds event_id, ip and the visitor IDs, which the edge
 	// makes or checks itself; maxKindLen bounds kind.
@@ -125,10 +126,12 @@ var anonNames = [...]struct {
 // Record describes one request seen at the edge. The zero value of every
 // optional field means absent.
 type Record struct {
-	EventID     string
-	Time        time.Time
-	Kind        string
-	Host        string
+	EventID string
+	Time    time.Time
+	Kind    string
+	Host    string
+	// Edge names the edge that wrote the record (the app's edge_id).
+	Edge        string
 	IP          string
 	CookieID    string
 	CookieState CookieState
@@ -227,6 +230,10 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, r.Kind, maxKindLen, cutKind)
 	b = append(b, `,"host":`...)
 	b = str(b, r.Host, MaxHostLen, cutHost)
+	if r.Edge != "" {
+		b = append(b, `,"edge":`...)
+		b = str(b, r.Edge, MaxEdgeLen, cutEdge)
+	}
 	b = append(b, `,"ip":`...)
 	b = str(b, r.IP, maxIDLen, cutIP)
 	if r.IPTruncated {
@@ -341,6 +348,7 @@ const (
 	cutEventID cutSet = 1 << iota
 	cutKind
 	cutHost
+	cutEdge
 	cutIP
 	cutCookieID
 	cutNetworkID
@@ -367,7 +375,7 @@ const (
 // cutNames are the names "truncated" lists, in the order of the cutSet
 // bits and of the list.
 var cutNames = [numCut]string{
-	"event_id", "kind", "host", "ip", "cookie_id", "network_id", "prev_network_id", "member_id", "linked_from",
+	"event_id", "kind", "host", "edge", "ip", "cookie_id", "network_id", "prev_network_id", "member_id", "linked_from",
 	"method", "url", "referrer", "user_agent", "event", "bot", "ua", "geo.country", "geo.subdivision", "geo.city",
 	"asn.org", "params", "destination",
 }

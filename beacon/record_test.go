@@ -80,7 +80,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 	ts := time.Date(2026, 11, 28, 12, 30, 45, 123456789, time.FixedZone("CST", 8*3600))
 	r := Record{
 		EventID: "01a223f3-5444-7087-9173-23d24bee45ec", Time: ts, Kind: KindBeacon,
-		Host: "www.b2s.com", IP: "203.0.113.9", CookieID: "0123456789abcdef0123456789abcdef", CookieState: StateReset,
+		Host: "www.b2s.com", Edge: "edge-fra-1", IP: "203.0.113.9", CookieID: "0123456789abcdef0123456789abcdef", CookieState: StateReset,
 		Method: "GET", URL: "https://www.b2s.com/p", Referrer: "https://search.example/", UserAgent: "Mozilla/5.0",
 		Status: 200, Bytes: 43, Event: "enquiry", Bot: BotCrawler,
 		Geo:       Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
@@ -95,7 +95,7 @@ func TestRecordEncodesEveryField(t *testing.T) {
 		"network_id": r.NetworkID, "prev_network_id": r.PrevNetworkID, "member_id": "m-1001",
 		"linked_from": "www.b2smade.com", "cross_site": true, "ip_truncated": true, "consent": "full",
 		"schema": 1.0, "event_id": r.EventID, "ts": "2026-11-28T04:30:45.123456Z", "kind": "beacon",
-		"host": "www.b2s.com", "ip": "203.0.113.9", "cookie_id": r.CookieID, "cookie_state": "reset",
+		"host": "www.b2s.com", "edge": "edge-fra-1", "ip": "203.0.113.9", "cookie_id": r.CookieID, "cookie_state": "reset",
 		"method": "GET", "url": r.URL, "referrer": r.Referrer, "user_agent": "Mozilla/5.0",
 		"status": 200.0, "bytes": 43.0, "event": "enquiry", "bot": "crawler",
 		"geo":    map[string]any{"country": "CN", "subdivision": "GD", "city": "Shenzhen", "lat": 22.5431, "lon": 114.0579},
@@ -241,6 +241,7 @@ func TestRecordListsTheFieldsItCut(t *testing.T) {
 		{"a cut parameter value lists params", func(r *Record) { r.Params = []Param{{"k", long}} }, []string{"params"}},
 		// A kind that is cut is no beacon's, so this record has no params.
 		{"every cut field is listed, in the record's order", func(r *Record) {
+			r.Edge = long
 			r.EventID, r.Kind, r.Host, r.IP, r.CookieID, r.NetworkID, r.PrevNetworkID, r.MemberID = long, KindBeacon+long, long, long, long, long, long, long
 			r.LinkedFrom, r.Method, r.URL, r.Referrer, r.UserAgent, r.Event, r.Bot = long, long, long, long, long, long, long
 			r.Geo, r.ASN, r.Params = Geo{Country: long, Subdivision: long, City: long}, ASN{Org: long}, []Param{{long, "v"}}
@@ -288,7 +289,7 @@ func TestTruncatedListLenIsWhatItWrites(t *testing.T) {
 // from the request past its limit, full of what costs most to encode.
 func worstCaseRecord() Record {
 	long := fill("\"\x00\\\xff\u009f\u2029é\r", 8<<10)
-	r := Record{EventID: testEventID, Time: time.Unix(0, 0), Kind: KindBeacon, Host: long, IP: "2001:db8::1",
+	r := Record{EventID: testEventID, Time: time.Unix(0, 0), Kind: KindBeacon, Host: long, Edge: long, IP: "2001:db8::1",
 		CookieID: "0123456789abcdef0123456789abcdef", NetworkID: "fedcba9876543210fedcba9876543210",
 		PrevNetworkID: "00112233445566778899aabbccddeeff", MemberID: strings.Repeat("m", MaxMemberLen),
 		LinkedFrom: long, CrossSite: true, IPTruncated: true, Method: long, URL: long, Referrer: long, UserAgent: long,

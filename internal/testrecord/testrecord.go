@@ -15,6 +15,7 @@ type Record struct {
 	TS            string `json:"ts"`
 	Kind          string `json:"kind"`
 	Host          string `json:"host"`
+	Edge          string `json:"edge"`
 	IP            string `json:"ip"`
 	IPTruncated   bool   `json:"ip_truncated"`
 	Consent       string `json:"consent"`

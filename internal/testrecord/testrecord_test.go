@@ -58,7 +58,7 @@ func TestEverySchemaField(t *testing.T) {
 func TestEveryEncodedField(t *testing.T) {
 	r := beacon.Record{
 		EventID: "01a223f3-5444-7087-9173-23d24bee45ec", Time: time.Now(), Kind: beacon.KindBeacon,
-		Host: "www.b2s.com", IP: "203.0.113.0", IPTruncated: true,
+		Host: "www.b2s.com", Edge: "edge-1", IP: "203.0.113.0", IPTruncated: true,
 		CookieID: "0123456789abcdef0123456789abcdef", CookieState: beacon.StateReset,
 		NetworkID: "fedcba9876543210fedcba9876543210", PrevNetworkID: "00112233445566778899aabbccddeeff",
 		MemberID: "m-1001", LinkedFrom: "www.b2smade.com", CrossSite: true,
