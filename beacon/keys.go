@@ -81,6 +81,11 @@ func Fingerprint(key []byte) string {
 	return hex.EncodeToString(m.Sum(nil)[:4])
 }
 
+// All returns every key, the signing key first, then the older, the
+// verify-only and the next key: for what seals with the first key and
+// opens with any.
+func (k Keys) All() [][]byte { return k.list() }
+
 // list returns the keys in the order a Signer holds them: the signing
 // key, the older keys, the verify-only keys, then the next key.
 func (k Keys) list() [][]byte {

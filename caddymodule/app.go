@@ -39,16 +39,37 @@ const (
 // without losing or duplicating a record.
 type App struct {
 	// Secrets are the HMAC-SHA256 keys that sign the cookie ID, each at
-	// least 32 bytes. The first signs new cookies; all of them verify, so
-	// a key is rotated by putting a new one first and keeping the old one
-	// until its cookies have been re-signed (each is re-signed on the
-	// visitor's next request). Placeholders such as {env.B2S_SECRET} are
+	// least 32 bytes. The first signs new cookies, member cookies and link
+	// tokens; all of them verify, and a cookie of an older one is
+	// re-signed with the first on the visitor's next request. On more than
+	// one edge a new key must verify everywhere before it signs anywhere:
+	// see VerifySecrets and NextSecret, and the README's key rotation.
+	// Placeholders such as {env.B2S_SECRET} are
 	// replaced at load; an older key whose placeholder resolves to nothing
 	// is skipped, so {env.B2S_SECRET_OLD} can stay in the config between
 	// rotations. Environment variables are read from the process's
 	// environment: a new key takes a restart, not a reload. Required.
 	// Anyone holding a key can forge IDs.
 	Secrets []string `json:"secrets,omitempty"`
+
+	// VerifySecrets are keys that only verify, each at least 32 bytes: a
+	// cookie or link token they signed is accepted as it is and never
+	// re-signed, and nothing is signed with them. A rotation lists the new
+	// key here on every edge first, then makes it the first secret. A
+	// placeholder that resolves to nothing is skipped, so
+	// {env.B2S_SECRET_NEXT} can stay in the config between rotations.
+	VerifySecrets []string `json:"verify_secrets,omitempty"`
+
+	// NextSecret is a key that verifies only until a set time and signs
+	// from then on, so every edge switches at the same moment without a
+	// second deploy. Default: none.
+	NextSecret *NextSecret `json:"next_secret,omitempty"`
+
+	// EdgeID names this edge in every record ("edge") and in the
+	// b2s_config_info metric, so a record can be followed back to the
+	// machine whose spool and logs hold it: 1 to 64 letters, digits and
+	// -_.:. Placeholders are replaced at load. Default: the host name.
+	EdgeID string `json:"edge_id,omitempty"`
 
 	// CookieName is the name of the first-party cookie. Default "b2sid".
 	CookieName string `json:"cookie_name,omitempty"`
@@ -168,6 +189,8 @@ type App struct {
 	sink     *sink
 	spool    *logship.Spool // where records are appended: the sink's, or a test's
 	secrets  [][]byte
+	edgeID   string
+	nextAt   time.Time // when the next key signs; zero without one
 	logger   *zap.Logger
 	now      func() time.Time
 }
@@ -208,8 +231,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.setDefaults()
 	repl := caddy.NewReplacer()
 
-	keys, err := a.resolveSecrets(repl)
+	keys, err := a.resolveKeys(repl)
 	if err != nil {
+		return err
+	}
+	if a.edgeID, err = a.resolveEdgeID(repl); err != nil {
 		return err
 	}
 
@@ -241,9 +267,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("b2s: spool: %v; point the spool option at a directory this process alone can write", err)
 	}
 	a.sink = k
-	if err := a.setup(keys, k.spool); err != nil {
+	if err := a.setupKeys(keys, k.spool); err != nil {
 		return err
 	}
+	a.logKeys(keys)
 	sasl := "none"
 	if kc.cfg.SASL != nil {
 		sasl = kc.cfg.SASL.Mechanism
@@ -254,23 +281,34 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 // setup makes what the request path uses from the options, once their
-// defaults are set: the cookie signer from keys (the first signs), the
-// privacy and network options, and the spool that records are appended
-// to. Provision calls it once the keys are resolved and the spool is
-// open; tests and benchmarks call it to serve requests without Caddy.
+// defaults are set: the cookie signer from keys (the first signs, the
+// others are older keys), the privacy and network options, and the spool
+// that records are appended to. Tests and benchmarks call it to serve
+// requests without Caddy.
 func (a *App) setup(keys [][]byte, spool *logship.Spool) error {
-	signer, err := beacon.NewSigner(keys...)
+	if err := beacon.ValidateKeys(keys); err != nil {
+		return fmt.Errorf("b2s: secret: %v", err)
+	}
+	return a.setupKeys(beacon.Keys{Sign: keys[0], Older: keys[1:]}, spool)
+}
+
+// setupKeys is setup with a key set; Provision calls it once the keys are
+// resolved and the spool is open.
+func (a *App) setupKeys(keys beacon.Keys, spool *logship.Spool) error {
+	signer, err := beacon.NewKeySigner(keys)
 	if err != nil {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
 	a.signer = signer
-	a.optInKey = optInKey(keys[0])
+	a.optInKey = optInKey(keys.Sign)
+	a.nextAt = keys.NextAt
 	a.privacy = a.Privacy.provision(a.CookieName)
 	a.limits = a.ClientLimit.provision()
 	if a.network, err = a.Network.provision(keys); err != nil {
 		return err
 	}
-	if a.mail, err = newMailLinks(keys, spool); err != nil {
+	// Mail links seal with the signing key and open with every key.
+	if a.mail, err = newMailLinks(keys.All(), spool); err != nil {
 		return fmt.Errorf("b2s: mail links: %v", err)
 	}
 	a.spool = spool
@@ -362,6 +400,7 @@ func (a *App) Start() error {
 	if a.sink != nil {
 		a.sink.activate(a)
 	}
+	a.publishFleet()
 	return nil
 }
 

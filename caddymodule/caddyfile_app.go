@@ -18,6 +18,9 @@ import (
 //
 //	b2s {
 //		secret <key> [<older keys>...]
+//		verify_secret <key>...
+//		next_secret <key> at <RFC 3339 time>
+//		edge_id <name>
 //		cookie_name <name>
 //		cookie_max_age <duration>
 //		cookie_refresh <duration>
@@ -93,6 +96,25 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("b2s: secret needs at least one key, e.g. secret {env.B2S_SECRET}")
 			}
 			a.Secrets = append(a.Secrets, keys...)
+		case "verify_secret":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return d.Err("b2s: verify_secret needs at least one key, e.g. verify_secret {env.B2S_SECRET_NEXT}")
+			}
+			a.VerifySecrets = append(a.VerifySecrets, keys...)
+		case "next_secret":
+			args := d.RemainingArgs()
+			if len(args) != 3 || args[1] != "at" {
+				return d.Err("b2s: next_secret needs a key and its switch-over time, e.g. next_secret {env.B2S_SECRET_NEXT} at 2027-01-10T09:00:00Z")
+			}
+			if a.NextSecret != nil {
+				return d.Err("b2s: next_secret may appear only once")
+			}
+			a.NextSecret = &NextSecret{Key: args[0], At: args[2]}
+		case "edge_id":
+			if !d.AllArgs(&a.EdgeID) {
+				return d.ArgErr()
+			}
 		case "cookie_name":
 			if !d.AllArgs(&a.CookieName) {
 				return d.ArgErr()

@@ -224,6 +224,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		EventID:   beacon.NewEventID(now),
 		Time:      now,
 		Host:      r.Host,
+		Edge:      c.app.edgeID,
 		Method:    r.Method,
 		UserAgent: r.Header.Get("User-Agent"),
 	}

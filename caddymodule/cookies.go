@@ -198,7 +198,7 @@ func (c *Collect) identify(r *http.Request, now time.Time, rec *beacon.Record, j
 	var v beacon.Verified
 	valid, conflict := false, ids.more
 	for _, val := range ids.vals[:ids.n] {
-		w, ok := a.signer.Verify(val)
+		w, ok := a.signer.VerifyAt(val, now)
 		switch {
 		case !ok || !c.current(w.Issued, now):
 		case !valid:

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/b2scom/b2s-edge/beacon"
 )
 
 // TestIsolateRedirects: the upstream may send the browser to another
@@ -17,7 +19,7 @@ import (
 func TestIsolateRedirects(t *testing.T) {
 	iso := newIsolate(t, zap.NewNop())
 	iso.app.privacy = (*Privacy)(nil).provision(DefaultCookieName)
-	nw, err := (&Network{Sites: []string{"b2s.com", "b2smade.com"}}).provision([][]byte{[]byte("network-key-0123456789abcdef0123456789")})
+	nw, err := (&Network{Sites: []string{"b2s.com", "b2smade.com"}}).provision(beacon.Keys{Sign: []byte("network-key-0123456789abcdef0123456789")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func networkCollect(t *testing.T, now *time.Time) (*Collect, *logship.Spool) {
 	c, sp := limitedCollect(t, &ClientLimit{Off: true}, now)
 	c.app.Network = &Network{Sites: []string{"b2s.com", "b2smade.com", "b2s.cn"}}
 	var err error
-	if c.app.network, err = c.app.Network.provision([][]byte{[]byte(testKey1)}); err != nil {
+	if c.app.network, err = c.app.Network.provision(beacon.Keys{Sign: []byte(testKey1)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.app.Validate(); err != nil {

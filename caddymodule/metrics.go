@@ -54,7 +54,7 @@ var (
 	// and the spool's and shipper's counters and gauges, read at scrape
 	// time.
 	collectors = []prometheus.Collector{
-		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved, mailLinksTotal,
+		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved, mailLinksTotal, fleetCollector{},
 		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
 		dropped("spool_full", stats.DroppedFull.Load),

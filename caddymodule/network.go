@@ -52,7 +52,8 @@ type Network struct {
 	TokenParam string `json:"token_param,omitempty"`
 
 	// TokenTTL is how long a link token is accepted. Each is accepted
-	// once per proxy instance. Default 30s.
+	// once per edge process: behind a balancer, at most once on each
+	// edge (see the README's "Link tokens on a fleet"). Default 30s.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 }
 
@@ -67,7 +68,7 @@ type network struct {
 
 // provision returns the options with their defaults, and the sealer of
 // link tokens made from the cookie keys; nil without a network block.
-func (n *Network) provision(keys [][]byte) (*network, error) {
+func (n *Network) provision(keys beacon.Keys) (*network, error) {
 	if n == nil {
 		return nil, nil
 	}
@@ -81,7 +82,7 @@ func (n *Network) provision(keys [][]byte) (*network, error) {
 	for _, s := range n.Sites {
 		nw.sites = append(nw.sites, strings.TrimPrefix(strings.ToLower(s), "."))
 	}
-	sealer, err := beacon.NewLinkSealer(keys...)
+	sealer, err := beacon.NewKeyLinkSealer(keys)
 	if err != nil {
 		return nil, fmt.Errorf("b2s: network: %v", err)
 	}
