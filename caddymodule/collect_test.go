@@ -227,7 +227,7 @@ func TestCollect(t *testing.T) {
 
 				want := edgeRecord{
 					Schema: rec.Schema, EventID: rec.EventID, TS: rec.TS, CookieID: rec.CookieID, CookieState: rec.CookieState,
-					Kind: "page", Host: host, IP: "127.0.0.1", Method: "GET",
+					Kind: "page", Host: host, Edge: hostName(t), IP: "127.0.0.1", Method: "GET",
 					URL: e.base + "/products/42?probe=" + p, Referrer: "https://search.example/?q=b2s", UserAgent: "b2s-test/1.0",
 					Status: 200, Bytes: int64(len(resp.body)),
 					Consent: "full", NetworkID: rec.CookieID, // a visitor not linked from another site

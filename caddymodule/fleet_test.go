@@ -153,13 +153,18 @@ func TestFleetMetricsNameTheKeysWithoutRevealingThem(t *testing.T) {
 	}
 }
 
-func TestEdgeIDDefaultsToTheHostName(t *testing.T) {
-	a := provisionApp(t, &App{Secrets: []string{testKey1}, Spool: t.TempDir(), Kafka: &KafkaConfig{Brokers: []string{deadBroker(t)}}})
+// hostName is the edge ID of an edge without edge_id.
+func hostName(t *testing.T) string {
 	h, err := os.Hostname()
 	if err != nil {
-		t.Skip("no host name on this machine")
+		t.Fatalf("no host name on this machine: %v", err)
 	}
-	if a.edgeID != h {
+	return h
+}
+
+func TestEdgeIDDefaultsToTheHostName(t *testing.T) {
+	a := provisionApp(t, &App{Secrets: []string{testKey1}, Spool: t.TempDir(), Kafka: &KafkaConfig{Brokers: []string{deadBroker(t)}}})
+	if h := hostName(t); a.edgeID != h {
 		t.Errorf("edge ID = %q, want the host name %q", a.edgeID, h)
 	}
 }
