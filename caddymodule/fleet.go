@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +48,16 @@ func (a *App) resolveKeys(repl *caddy.Replacer) (beacon.Keys, error) {
 	if err != nil {
 		return beacon.Keys{}, err
 	}
-	ks := beacon.Keys{Sign: keys[0], Older: keys[1:]}
+	// The same key twice among the secrets is one key (B2S_SECRET_OLD set
+	// to B2S_SECRET between rotations); a key in two roles is refused by
+	// Validate below.
+	ks := beacon.Keys{Sign: keys[0]}
+	for _, k := range keys[1:] {
+		same := func(o []byte) bool { return bytes.Equal(o, k) }
+		if !same(ks.Sign) && !slices.ContainsFunc(ks.Older, same) {
+			ks.Older = append(ks.Older, k)
+		}
+	}
 	for i, s := range a.VerifySecrets {
 		k := []byte(repl.ReplaceKnown(s, ""))
 		if len(k) == 0 {
@@ -71,7 +82,7 @@ func (a *App) resolveKeys(repl *caddy.Replacer) (beacon.Keys, error) {
 		}
 	}
 	if err := ks.Validate(); err != nil {
-		return beacon.Keys{}, fmt.Errorf("b2s: secret: %v; give each key one role: secret, verify_secret or next_secret", err)
+		return beacon.Keys{}, fmt.Errorf("b2s: secret: %v; give each key one role: secret, verify_secret or next_secret (once a new key signs, empty B2S_SECRET_NEXT)", err)
 	}
 	return ks, nil
 }

@@ -75,6 +75,7 @@ func TestFleetLoadErrors(t *testing.T) {
 		{"a short next key is named", map[string]any{"next_secret": map[string]any{"key": "short", "at": "2027-01-10T09:00:00Z"}}, []string{"b2s: next_secret is 5 bytes"}},
 		{"a next key without a time says how to give one", map[string]any{"next_secret": map[string]any{"key": testKey2}}, []string{"b2s: next_secret: at", "RFC 3339", "next_secret {env.B2S_SECRET_NEXT} at 2027-"}},
 		{"a next key with a time that is not RFC 3339", map[string]any{"next_secret": map[string]any{"key": testKey2, "at": "10/01/2027 9:00"}}, []string{"not an RFC 3339 time"}},
+		{"the same key twice among the secrets is one key", map[string]any{"secrets": []string{testKey1, testKey1}}, nil},
 		{"a key in two roles is refused", map[string]any{"verify_secrets": []string{testKey1}}, []string{"b2s: secret", "listed twice", "one role"}},
 		{"a key signing now and next is refused", map[string]any{"secrets": []string{testKey1, testKey2}, "next_secret": map[string]any{"key": testKey2, "at": "2027-01-10T09:00:00Z"}}, []string{"listed twice"}},
 		{"an edge_id with a space is refused", map[string]any{"edge_id": "fra 1"}, []string{"b2s: edge_id \"fra 1\"", "letters, digits"}},
