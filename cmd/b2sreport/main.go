@@ -540,6 +540,20 @@ func writeText(w io.Writer, rep Report) error {
 			fmt.Fprintf(bw, "%-*s  %8d  %8d  %8d  %8d\n", width, s.Host, c.Full, c.OptOut, c.GPC, c.Child)
 		}
 	}
+	if len(rep.Edges) > 0 {
+		width := len("records by edge")
+		for _, e := range rep.Edges {
+			width = max(width, len(e.Edge))
+		}
+		fmt.Fprintf(bw, "\n%-*s  %8s\n", width, "records by edge", "records")
+		for _, e := range rep.Edges {
+			name := e.Edge
+			if name == "" {
+				name = "(none)" // written before records named their edge
+			}
+			fmt.Fprintf(bw, "%-*s  %8d\n", width, name, e.Records)
+		}
+	}
 	for _, s := range rep.Sites {
 		if len(s.TopPages) == 0 {
 			continue

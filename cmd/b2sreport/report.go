@@ -89,6 +89,10 @@ var consentNames = [numConsents]string{"full", "optout", "gpc", "child"}
 type Counter struct {
 	cfg   Config
 	sites map[string]*siteTally
+	// edges counts the counted records by the edge that wrote them;
+	// anyEdge says one of them named an edge.
+	edges   map[string]int64
+	anyEdge bool
 	// networkIDs are the network IDs of the counted records, members their
 	// member IDs hashed (memberKey); merged says which IDs are one visitor.
 	networkIDs map[[16]byte]struct{}
@@ -142,6 +146,7 @@ func NewCounter(cfg Config) *Counter {
 	return &Counter{
 		cfg:        cfg,
 		sites:      make(map[string]*siteTally),
+		edges:      make(map[string]int64),
 		networkIDs: make(map[[16]byte]struct{}),
 		members:    make(map[[16]byte]struct{}),
 		merged:     unionFind{parent: make(map[[16]byte][16]byte)},
@@ -158,6 +163,7 @@ type record struct {
 	TS            string          `json:"ts"`
 	Kind          string          `json:"kind"`
 	Host          string          `json:"host"`
+	Edge          string          `json:"edge"`
 	Consent       json.RawMessage `json:"consent"`
 	CookieID      string          `json:"cookie_id"`
 	NetworkID     string          `json:"network_id"`
@@ -249,6 +255,8 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 		c.sites[r.Host] = s
 	}
 	s.records++
+	c.edges[r.Edge]++
+	c.anyEdge = c.anyEdge || r.Edge != ""
 	s.consent[f.consent]++
 	if f.identified {
 		s.visitors[f.cookie] = struct{}{}
@@ -430,6 +438,10 @@ type Report struct {
 	// the records of mail links that did not open.
 	Campaigns        []Campaign `json:"campaigns,omitempty"`
 	MailLinksInvalid int64      `json:"mail_links_invalid,omitempty"`
+	// Edges counts the records by the edge that wrote them (their edge
+	// field), ordered by edge; "" counts records without one. Absent
+	// when no record names its edge.
+	Edges []EdgeRecords `json:"edges,omitempty"`
 	// Read is every message read: Counted plus every Skipped.
 	Read    int64   `json:"read"`
 	Counted int64   `json:"counted"`
@@ -483,6 +495,12 @@ type Client struct {
 
 // otherName sums up the names past -top in a breakdown.
 const otherName = "other"
+
+// EdgeRecords is the number of records one edge wrote.
+type EdgeRecords struct {
+	Edge    string `json:"edge"`
+	Records int64  `json:"records"`
+}
 
 // Consents counts records by their consent.
 type Consents struct {
@@ -565,6 +583,12 @@ func (c *Counter) Report() Report {
 		rep.Sites = append(rep.Sites, site)
 	}
 	slices.SortFunc(rep.Sites, func(a, b Site) int { return strings.Compare(a.Host, b.Host) })
+	if c.anyEdge {
+		for e, n := range c.edges {
+			rep.Edges = append(rep.Edges, EdgeRecords{Edge: e, Records: n})
+		}
+		slices.SortFunc(rep.Edges, func(a, b EdgeRecords) int { return strings.Compare(a.Edge, b.Edge) })
+	}
 	return rep
 }
 

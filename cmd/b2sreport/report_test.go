@@ -29,6 +29,7 @@ type rec struct {
 	prev    string // prev_network_id, a name like cookie
 	member  string // member_id, as is
 	from    string // linked_from
+	edge    string // the edge that wrote it; "" for none, as before edge existed
 }
 
 func eventID(n int) string { return fmt.Sprintf("019ac5a1-2b00-7000-8000-%012x", n) }
@@ -77,6 +78,9 @@ func (r rec) json(t testing.TB) string {
 	if r.from != "" {
 		m["linked_from"] = r.from
 	}
+	if r.edge != "" {
+		m["edge"] = r.edge
+	}
 	if r.url != "" {
 		m["url"] = r.url
 	}
@@ -120,6 +124,26 @@ func TestCounter(t *testing.T) {
 				Read:    4,
 				Counted: 2,
 				Skipped: Skipped{Duplicates: 2},
+			},
+		},
+		{
+			scenario: "records are counted by the edge that wrote them, a duplicate once, one without an edge under none",
+			records: []rec{
+				{id: 1, at: "1m", cookie: "ann", edge: "fra-1"},
+				{id: 2, at: "2m", cookie: "ann", edge: "fra-2"},
+				{id: 2, at: "2m", cookie: "ann", edge: "fra-2"},
+				{id: 3, at: "3m", cookie: "ann", edge: "fra-1"},
+				{id: 4, at: "4m", cookie: "bob"},
+				{id: 5, at: "-1h", cookie: "bob", edge: "fra-3"},
+			},
+			outcomes: []Outcome{Counted, Counted, Duplicate, Counted, Counted, OutsideWindow},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 4, Visitors: 2, Consent: Consents{Full: 4}, TopPages: []Page{}}},
+				Network: Network{Visitors: 2},
+				Edges:   []EdgeRecords{{"", 1}, {"fra-1", 2}, {"fra-2", 1}},
+				Read:    6,
+				Counted: 4,
+				Skipped: Skipped{Duplicates: 1, OutsideWindow: 1},
 			},
 		},
 		{
