@@ -172,6 +172,9 @@ func TestProductionCaddyfileValidates(t *testing.T) {
 		// Caddy logs JSON: the quotes of the message are escaped.
 		{"is refused with env.example as shipped, naming the empty key", envFile(t, prodEnv), `secret 1 (\"{env.B2S_SECRET}\") is empty`},
 		{"is refused with a key shorter than 32 bytes", map[string]string{"B2S_SECRET": "too-short", "B2S_SECRET_OLD": key}, "secret 1 is 9 bytes"},
+		{"is valid in a rotation's first step (a new key verify-only)", map[string]string{"B2S_SECRET": key, "B2S_SECRET_NEXT": oldKey, "B2S_EDGE_ID": "fra-1"}, ""},
+		{"is refused with B2S_SECRET_NEXT left set once the key signs", map[string]string{"B2S_SECRET": key, "B2S_SECRET_OLD": oldKey, "B2S_SECRET_NEXT": key}, "listed twice"},
+		{"is refused with an edge ID that is not a name", map[string]string{"B2S_SECRET": key, "B2S_EDGE_ID": "fra 1"}, "edge_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
