@@ -131,26 +131,25 @@ type Record struct {
 	Kind    string
 	Host    string
 	// Edge names the edge that wrote the record (the app's edge_id).
-	Edge        string
-	IP          string
-	CookieID    string
-	CookieState CookieState
-	Method      string
-	URL         string
-	Referrer    string
-	UserAgent   string
-	Status      int
-	Bytes       int64
-	Event       string
+	Edge      string
+	IP        string
+	CookieID  string
+	Method    string
+	URL       string
+	Referrer  string
+	UserAgent string
+	Status    int
+	Bytes     int64
+	Event     string
 	// Bot is why the request looks automated (see ClassifyBot and the
 	// Bot constants), or "" for a browser.
 	Bot string
 	// Client is the browser, OS and device (the record's ua).
 	Client Client
 	Geo    Geo
-	// ASN and Anon come from the optional ASN and Anonymous IP databases.
+	// ASN and Anon (below) come from the optional ASN and Anonymous IP
+	// databases.
 	ASN    ASN
-	Anon   Anon
 	Params []Param
 
 	// NetworkID is the visitor's ID across the network's sites; written
@@ -158,6 +157,11 @@ type Record struct {
 	NetworkID string
 	// MemberID is the signed-in member's account ID.
 	MemberID string
+	// The small fields sit together, so the record takes no padding for
+	// each (it is copied into every page's writer, one allocation whose
+	// size class it decides).
+	CookieState CookieState
+	Anon        Anon
 	// Consent is what the record may carry; identifiers are written only
 	// under ConsentFull.
 	Consent Consent
