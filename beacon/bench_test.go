@@ -28,7 +28,7 @@ func BenchmarkCookieIssue(b *testing.B) {
 func BenchmarkRecordEncode(b *testing.B) {
 	var q Query
 	ParseQuery("u=https%3A%2F%2Fwww.b2s.com%2Fproducts%3Fid%3D42&r=https%3A%2F%2Fsearch.example%2F&e=pageview&product=42", &q)
-	r := Record{Time: time.Now(), Kind: KindBeacon, Host: "www.b2s.com", IP: "203.0.113.7",
+	r := Record{Time: time.Now(), Kind: KindBeacon, Host: "www.b2s.com", Edge: "edge-fra-1", IP: "203.0.113.7",
 		CookieID: NewID(), Method: "GET", URL: q.URL, Referrer: q.Referrer, Event: q.Event, Params: q.Params,
 		UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
 		Status:    200, Bytes: 43, Geo: Geo{Country: "CN", Subdivision: "GD", City: "Shenzhen", Lat: 22.5431, Lon: 114.0579, HasCoords: true},
