@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -199,9 +200,16 @@ http://127.0.0.1:%d {
 		[]string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir},
 		caddy, "run", "--config", cfg, "--adapter", "caddyfile")
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", admin)
+	// The admin endpoint answers before the sites listen: wait for both.
 	edge.WaitReady(t, 15*time.Second, func() error {
-		_, _, err := httpGet(metricsURL)
-		return err
+		if _, _, err := httpGet(metricsURL); err != nil {
+			return err
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", site), time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	})
 	siteRequests := []string{"/", "/b.gif?e=pageview"}
 	for _, p := range siteRequests {
