@@ -769,3 +769,54 @@ func TestDamageMetAtTheStartOfAReadCountsEveryRecordItTook(t *testing.T) {
 		})
 	}
 }
+
+func TestAFailedRollWithEverythingShippedReclaimsAndTakesTheRecord(t *testing.T) {
+	t.Parallel()
+	// Segments written with write(2) on a disk that the first one fills:
+	// the roll to the next fails for lack of space (no segment prepared
+	// ahead). With every record shipped, the append reclaims the full
+	// segment's space and writes its record into the next one.
+	dir := t.TempDir()
+	const entry = 16 + 10 + 1 + 1009           // appendRecord's records
+	full := int64(segmentHeaderLen + 63*entry) // 63 fill a 64KiB segment
+	d := &smallDisk{dir: dir, size: full + 10}
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{Dir: dir, MaxSize: 64 << 20, SegmentSize: 64 << 10, Stats: stats, writeAt: d.writeAt, noMap: true})
+	s.prepareHook = func(uint64) error { return errors.New("no segment prepared ahead in this test") }
+	var accepted []string
+	for i := range 63 {
+		v, ok := appendRecord(t, s, "r", i)
+		if !ok {
+			t.Fatalf("record %d refused", i)
+		}
+		accepted = append(accepted, v)
+	}
+	if d.used() != full {
+		t.Fatalf("the segment holds %d bytes, want %d", d.used(), full)
+	}
+	got := drain(t, s)
+	v, ok := appendRecord(t, s, "r", 63)
+	if !ok {
+		t.Fatalf("the record after a failed roll was refused, with every record shipped (disk %d of %d bytes)", d.used(), d.size)
+	}
+	accepted = append(accepted, v)
+	got = append(got, drain(t, s)...)
+	if !slices.Equal(got, accepted) || stats.DroppedError.Load() != 0 {
+		t.Fatalf("read %d records of %d, %d refused", len(got), len(accepted), stats.DroppedError.Load())
+	}
+}
+
+func TestACaughtUpReaderLeavesTheActiveSegmentOnADiskWithRoom(t *testing.T) {
+	t.Parallel()
+	// Reclaiming the active segment is for a disk found full; with room,
+	// a reader catching up with a write(2) segment leaves it active.
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, noMap: true})
+	for i := range 100 { // a roll
+		if _, ok := appendRecord(t, s, "r", i); !ok {
+			t.Fatalf("record %d refused", i)
+		}
+	}
+	if changes(s, func() { drain(t, s) }) {
+		t.Fatal("the active segment was reclaimed on a disk with room")
+	}
+}
