@@ -174,25 +174,28 @@ type App struct {
 	ClientLimit *ClientLimit `json:"client_limit,omitempty"`
 
 	signer *beacon.Signer
-	// optInKey keys the opt-in form's tokens (optin_token.go).
-	optInKey []byte
-	network  *network
-	mail     *mailLinks
-	privacy  *privacy
-	limits   clientLimits
-	geo      *geo.Reloading[beacon.Geo]
-	asn      *geo.Reloading[beacon.ASN]
-	anon     *geo.Reloading[beacon.Anon]
-	geoKeys  []string // geoDBs keys of the databases held
-	bots     *botFile // nil: the built-in list
-	botsKey  string   // its botFiles key
-	sink     *sink
-	spool    *logship.Spool // where records are appended: the sink's, or a test's
-	secrets  [][]byte
-	edgeID   string
-	nextAt   time.Time // when the next key signs; zero without one
-	logger   *zap.Logger
-	now      func() time.Time
+	// optInKeys key the opt-in form's tokens (optin_token.go): the first,
+	// from the signing key, makes them; every one, from each key an edge
+	// verifies with, checks them, so a form fetched from one edge of a
+	// fleet in the middle of a rotation is taken by the others.
+	optInKeys [][]byte
+	network   *network
+	mail      *mailLinks
+	privacy   *privacy
+	limits    clientLimits
+	geo       *geo.Reloading[beacon.Geo]
+	asn       *geo.Reloading[beacon.ASN]
+	anon      *geo.Reloading[beacon.Anon]
+	geoKeys   []string // geoDBs keys of the databases held
+	bots      *botFile // nil: the built-in list
+	botsKey   string   // its botFiles key
+	sink      *sink
+	spool     *logship.Spool // where records are appended: the sink's, or a test's
+	secrets   [][]byte
+	edgeID    string
+	nextAt    time.Time // when the next key signs; zero without one
+	logger    *zap.Logger
+	now       func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -300,7 +303,10 @@ func (a *App) setupKeys(keys beacon.Keys, spool *logship.Spool) error {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
 	a.signer = signer
-	a.optInKey = optInKey(keys.Sign)
+	a.optInKeys = a.optInKeys[:0]
+	for _, k := range keys.All() { // the signing key first
+		a.optInKeys = append(a.optInKeys, optInKey(k))
+	}
 	a.nextAt = keys.NextAt
 	a.privacy = a.Privacy.provision(a.CookieName)
 	a.limits = a.ClientLimit.provision()

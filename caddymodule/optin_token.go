@@ -32,20 +32,21 @@ const (
 	optInMACLen      = 16               // bytes of the token's MAC
 )
 
-// optInKeyLabel derives the token key from the first secret, so that the
+// optInKeyLabel derives the token keys from the secrets, so that the
 // token's MAC can never be mistaken for a cookie signature.
 const optInKeyLabel = "b2s opt-in form token v1"
 
-// optInKey derives the token key from the signing key.
+// optInKey derives a token key from a cookie key.
 func optInKey(secret []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(optInKeyLabel))
 	return m.Sum(nil)
 }
 
-// optInMAC is the MAC of a token: the host, the nonce and the expiry.
-func (c *Collect) optInMAC(host, nonce string, expiry int64) []byte {
-	m := hmac.New(sha256.New, c.app.optInKey)
+// optInMAC is the MAC of a token under key: the host, the nonce and the
+// expiry.
+func optInMAC(key []byte, host, nonce string, expiry int64) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(host))
 	m.Write([]byte{0})
 	m.Write([]byte(nonce))
@@ -75,7 +76,7 @@ func (c *Collect) issueOptInToken(h http.Header, r *http.Request, now time.Time)
 		line += "; Secure"
 	}
 	h.Add("Set-Cookie", line)
-	return strconv.FormatInt(expiry, 10) + "." + base64.RawURLEncoding.EncodeToString(c.optInMAC(hostname(r.Host), nonce, expiry))
+	return strconv.FormatInt(expiry, 10) + "." + base64.RawURLEncoding.EncodeToString(optInMAC(c.app.optInKeys[0], hostname(r.Host), nonce, expiry))
 }
 
 // validOptInToken reports whether the POST r carries, in its
@@ -114,8 +115,13 @@ func (c *Collect) validOptInToken(w http.ResponseWriter, r *http.Request, now ti
 				break
 			}
 			rest = more
-			if n == name && hmac.Equal(mac, c.optInMAC(host, v, expiry)) {
-				return true
+			if n != name {
+				continue
+			}
+			for _, key := range c.app.optInKeys {
+				if hmac.Equal(mac, optInMAC(key, host, v, expiry)) {
+					return true
+				}
 			}
 		}
 	}

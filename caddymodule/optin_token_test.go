@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b2scom/b2s-edge/beacon"
 )
 
 // TestOptInToken: a POST that passes every check of the visitor's own
@@ -169,5 +171,46 @@ func TestOptInNonceCookie(t *testing.T) {
 	hdr := formSubmit(chromeUA, map[string]string{"Origin": "http://www.b2s.com", "Referer": "http://www.b2s.com/privacy"})
 	if w := serveCollect(t, c, withHeaders(r, hdr), nil); w.Code >= 400 || !optedIn(w.Header()) {
 		t.Errorf("plain http: answered %d, Set-Cookie %q; want the opt-in", w.Code, w.Header().Values("Set-Cookie"))
+	}
+}
+
+// TestOptInTokenAcrossARotation: in the middle of a rolling key rotation
+// the edges of a fleet sign with different keys; a form fetched from one
+// edge is taken by another that verifies the first one's signing key, in
+// either direction. Its control, an edge that does not hold the key the
+// form was made with, refuses it (fails closed: the visitor stays opted
+// out).
+func TestOptInTokenAcrossARotation(t *testing.T) {
+	const optIn = "https://www.b2s.com/_b2s/optin"
+	old, next := []byte(testKey1), []byte(testKey2)
+	edge := func(keys beacon.Keys) *Collect {
+		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+		c, sp := limitedCollect(t, &ClientLimit{Off: true}, &now)
+		if err := c.app.setupKeys(keys, sp); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rotated := edge(beacon.Keys{Sign: next, Older: [][]byte{old}})    // step 2 done here
+	verifying := edge(beacon.Keys{Sign: old, Verify: [][]byte{next}}) // step 1 done here
+	behind := edge(beacon.Keys{Sign: old})                            // not even step 1
+	for _, tc := range []struct {
+		name     string
+		from, to *Collect
+		accept   bool
+	}{
+		{"a form of the rotated edge posted to one that verifies its key", rotated, verifying, true},
+		{"a form of the verifying edge posted to the rotated one", verifying, rotated, true},
+		{"control: a form of the rotated edge posted to one without its key", rotated, behind, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nonce, token := optInForm(t, tc.from, optIn)
+			r := httptest.NewRequest(http.MethodPost, optIn, strings.NewReader(optInTokenField+"="+url.QueryEscape(token)))
+			r.Header.Set("Cookie", "__Host-b2sid_optout=1; "+nonce)
+			w := serveCollect(t, tc.to, withHeaders(r, formSubmit(chromeUA, nil)), nil)
+			if got := w.Code < 400 && optedIn(w.Header()); got != tc.accept {
+				t.Fatalf("answered %d, Set-Cookie %q; opted in %v, want %v", w.Code, w.Header().Values("Set-Cookie"), got, tc.accept)
+			}
+		})
 	}
 }
