@@ -255,3 +255,53 @@ func TestLinkEndpointMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkTokenRefusals: a landing with a token that expired, that was
+// minted for another host, or that is not a token at all joins nobody:
+// the visitor gets a cookie of their own, not the issuer's network ID,
+// the record has no linked_from, and each refusal is counted under its
+// reason. The control: the same token, in time and on its host, links.
+func TestLinkTokenRefusals(t *testing.T) {
+	issuer := "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name     string
+		host     string
+		after    time.Duration
+		mangle   bool
+		result   linkResult
+		wantLink bool
+	}{
+		{name: "control: in time, on its host", host: "www.b2smade.com", result: linkLinked, wantLink: true},
+		{name: "expired", host: "www.b2smade.com", after: time.Minute, result: linkExpired},
+		{name: "minted for another host", host: "shop.b2smade.com", result: linkWrongHost},
+		{name: "not a token", host: "www.b2smade.com", mangle: true, result: linkInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+			c, sp := networkCollect(t, &now)
+			loc := issueToken(t, c, sp, issuer, "https://www.b2smade.com/p", now)
+			tok := loc.Query().Get(DefaultTokenParam)
+			if tc.mangle {
+				tok = "x" + tok[1:]
+			}
+			now = now.Add(tc.after)
+			before := metricValue(t, linkResults[tc.result])
+			r := httptest.NewRequest(http.MethodGet, "https://"+tc.host+"/p?"+DefaultTokenParam+"="+url.QueryEscape(tok), nil)
+			w := servePrefixTest(t, c, withHeaders(r, fromB2S, navigationHdrs), nil, 65)
+			v, ok := c.app.signer.Verify(visitorCookie(w.Header()))
+			if w.Code != http.StatusFound || !ok {
+				t.Fatalf("the landing answered %d, Set-Cookie %q; want 302 with a cookie", w.Code, w.Header().Values("Set-Cookie"))
+			}
+			if linked := v.NetworkID == issuer; linked != tc.wantLink {
+				t.Errorf("the cookie's network ID is %q; joined to the issuer's: %v, want %v", v.NetworkID, linked, tc.wantLink)
+			}
+			rec := takeRecord(t, sp)
+			if (rec.str("linked_from") != "") != tc.wantLink {
+				t.Errorf("the landing recorded linked_from %q; want one %v", rec.str("linked_from"), tc.wantLink)
+			}
+			if d := metricValue(t, linkResults[tc.result]) - before; d != 1 {
+				t.Errorf("b2s_link_tokens_total for this result moved by %v, want 1", d)
+			}
+		})
+	}
+}
