@@ -11,12 +11,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -225,16 +227,64 @@ func AdminReady(addr string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
-// moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on and
+// that no other test, in this process or another, is given until t ends.
+//
+// A port the kernel picks (":0") will do for a listener the test opens
+// at once, not for one a child process opens later: test packages run
+// side by side, and Caddy listens with SO_REUSEPORT, so two Caddy
+// processes of two packages given the same port both bind it and the
+// kernel splits the connections between them (a TLS handshake answered
+// by the other test's plain-HTTP site). So ports come from below the
+// kernel's ephemeral range, which it never picks for ":0" or outgoing
+// connections, each claimed by an flock(2) on a file named after it,
+// held until the test ends.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	dir := filepath.Join(os.TempDir(), "b2s-edge-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	lo, hi := 20000, ephemeralStart()
+	for range 1000 {
+		port := lo + mrand.IntN(hi-lo)
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close() // another test holds it
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			f.Close() // something else listens there
+			continue
+		}
+		l.Close()
+		t.Cleanup(func() { f.Close() })
+		return port
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range, or
+// 32768 where it cannot be read.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 20000+1000 {
+		return 32768
+	}
+	return n
 }
 
 var topicUnsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
