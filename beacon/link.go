@@ -67,13 +67,7 @@ func NewKeyLinkSealer(ks Keys) (*LinkSealer, error) {
 	}
 	l := &LinkSealer{roles: rolesOf(ks)}
 	for _, k := range ks.list() {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte("b2s-edge link token key v1"))
-		block, err := aes.NewCipher(m.Sum(nil))
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
+		aead, err := DerivedAEAD(k, "b2s-edge link token key v1")
 		if err != nil {
 			return nil, err
 		}
@@ -190,4 +184,17 @@ func (r *Replay) Use(link Link, now time.Time) bool {
 	}
 	r.seen[link.Nonce] = link.Expires
 	return true
+}
+
+// DerivedAEAD is AES-256-GCM under the key HMAC-SHA256(key, label): each
+// use of a secret (link tokens, mail links) gets a key of its own, and
+// none can open what another sealed.
+func DerivedAEAD(key []byte, label string) (cipher.AEAD, error) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(label))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }

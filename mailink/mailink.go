@@ -17,7 +17,6 @@
 package mailink
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
@@ -164,18 +163,12 @@ func New(keys ...[]byte) (*Sealer, error) {
 	}
 	s := &Sealer{}
 	for _, k := range keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte("b2s-edge mail link key v1"))
-		block, err := aes.NewCipher(m.Sum(nil))
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
+		aead, err := beacon.DerivedAEAD(k, "b2s-edge mail link key v1")
 		if err != nil {
 			return nil, err
 		}
 		s.aeads = append(s.aeads, aead)
-		m = hmac.New(sha256.New, k)
+		m := hmac.New(sha256.New, k)
 		m.Write([]byte("b2s-edge mail member tag key v1"))
 		s.tags = append(s.tags, m.Sum(nil))
 	}
