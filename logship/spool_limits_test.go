@@ -616,14 +616,21 @@ func TestGarbageAfterARolledSegmentsLastRecordCostsNoRecord(t *testing.T) {
 	if len(segs) < 2 {
 		t.Fatalf("%d segments", len(segs))
 	}
-	appendBytes(t, segs[0], []byte("bytes that are no entry at all"))
+	garbage := []byte("bytes that are no entry at all")
+	appendBytes(t, segs[0], garbage)
 	stats := new(Stats)
-	s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats})
+	core, logs := observer.New(zapcore.WarnLevel)
+	s2 := openSpool(t, SpoolConfig{Dir: dir, Stats: stats, Logger: zap.New(core)})
 	if got := drain(t, s2); !slices.Equal(got, want(0, 3000)) {
 		t.Fatalf("read %d records, want the 3000", len(got))
 	}
 	if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 1 {
 		t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 1", d, r)
+	}
+	// The repair is logged with the bytes it cut off.
+	if l := logs.FilterMessage("spool segment damaged, skipped to the next intact record").All(); len(l) != 1 ||
+		l[0].ContextMap()["bytes_discarded"] != int64(len(garbage)) || l[0].ContextMap()["records_lost"] != uint64(0) {
+		t.Fatalf("logged %v, want one repair of %d bytes and no record", l, len(garbage))
 	}
 }
 
