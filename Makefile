@@ -40,7 +40,8 @@ vet:
 
 ## test: every test: unit (with the race detector), fuzz seed corpora, end-to-end
 test: deps vet
-	$(GO) test -race -count=1 ./beacon/... ./geo/... ./logship/... ./caddymodule/... ./internal/... ./cmd/... ./bench/...
+	$(GO) test -race -count=1 ./beacon/... ./mailink/... ./geo/... ./logship/... ./caddymodule/... ./internal/... ./cmd/... ./bench/...
+	$(GO) test -count=1 ./beacon/...
 	$(GO) test -count=1 -timeout 10m ./test/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
@@ -48,6 +49,8 @@ FUZZTIME ?= 30s
 fuzz:
 	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzHints FuzzParseBeacon; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzOpen FuzzSeal FuzzParsePath; do \
+		$(GO) test ./mailink -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzScanSegment FuzzParseEntries; do \
 		$(GO) test ./logship -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzFilterCookies FuzzSetCookieName; do \
@@ -57,7 +60,7 @@ fuzz:
 ## MUTATE_WORKERS at a time, each test run bounded by gremlins' timeout (MUTATE_TIMEOUT_COEFF times the
 ## normal run); results in bench/results/mutate-PKG.json. Not part of make test: it takes tens of minutes.
 GREMLINS_VERSION ?= v0.6.0
-MUTATE_PKGS ?= beacon logship caddymodule
+MUTATE_PKGS ?= beacon mailink logship caddymodule
 MUTATE_WORKERS ?= 1
 MUTATE_TIMEOUT_COEFF ?= 3
 mutate:

@@ -196,7 +196,10 @@ func TestBrowsersAreNotBots(t *testing.T) {
 }
 
 // TestAutomatonFindsEveryMatch compares the automaton's answer with every
-// regular expression tried in turn, on every example and browser.
+// regular expression tried in turn, on every example and browser. Under
+// the race detector (which has nothing to find in it) it takes every
+// seventh User-Agent; `make test` also runs the package without it, where
+// the check is whole.
 func TestAutomatonFindsEveryMatch(t *testing.T) {
 	raw, entries := readPublicList(t)
 	lists := []*BotList{DefaultBotList(), mustParse(t, raw)}
@@ -210,8 +213,13 @@ func TestAutomatonFindsEveryMatch(t *testing.T) {
 	for _, c := range botCases {
 		uas = append(uas, c.ua)
 	}
+	step := 1
+	if raceEnabled {
+		step = 7
+	}
 	for _, l := range lists {
-		for _, ua := range uas {
+		for i := 0; i < len(uas); i += step {
+			ua := uas[i]
 			if got, want := l.classify(ua), naiveClassify(l, ua); got != want {
 				t.Errorf("classify(%q) = %q, every regular expression says %q", ua, got, want)
 			}
