@@ -56,7 +56,7 @@ fuzz:
 	@for t in FuzzFilterCookies FuzzSetCookieName; do \
 		$(GO) test ./caddymodule -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
-## mutate: mutation testing of beacon/, logship/ and caddymodule/ with gremlins (installed on first use),
+## mutate: mutation testing of beacon/, mailink/, logship/ and caddymodule/ with gremlins (installed on first use),
 ## MUTATE_WORKERS at a time, each test run bounded by gremlins' timeout (MUTATE_TIMEOUT_COEFF times the
 ## normal run); results in bench/results/mutate-PKG.json. Not part of make test: it takes tens of minutes.
 GREMLINS_VERSION ?= v0.6.0
