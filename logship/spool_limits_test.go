@@ -827,3 +827,43 @@ func TestACaughtUpReaderLeavesTheActiveSegmentOnADiskWithRoom(t *testing.T) {
 		t.Fatal("the active segment was reclaimed on a disk with room")
 	}
 }
+
+func TestARepairedSegmentHeaderIsRepairedOnce(t *testing.T) {
+	t.Parallel()
+	// A damaged segment header is rewritten at open, with the sequence
+	// number of its first record: the next open finds it intact, and
+	// counts and logs nothing. The damage run in the middle of a segment
+	// is logged with its length.
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	s.Close()
+	segs := segments(t, dir)
+	flipByte(t, segs[1], 9) // the header's sequence number
+	l := layout(t, segs[0])
+	flipByte(t, segs[0], l[100].off+entryHeaderLen+bodyFixedLen+4)
+	stats := new(Stats)
+	core, logs := observer.New(zapcore.WarnLevel)
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats, Logger: zap.New(core)})
+	if r, d := stats.SpoolRepairs.Load(), stats.DroppedDamaged.Load(); r != 2 || d != 1 {
+		t.Fatalf("first open: SpoolRepairs = %d, DroppedDamaged = %d; want 2 and 1", r, d)
+	}
+	var run int64
+	for _, e := range logs.All() {
+		if e.ContextMap()["segment"] == segs[0] {
+			run = e.ContextMap()["bytes_discarded"].(int64)
+		}
+	}
+	if run != l[100].size {
+		t.Fatalf("the damaged record's run logged as %d bytes, want %d", run, l[100].size)
+	}
+	s2.Close()
+	stats2 := new(Stats)
+	s3 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats2})
+	if r, d := stats2.SpoolRepairs.Load(), stats2.DroppedDamaged.Load(); r != 0 || d != 0 {
+		t.Fatalf("second open: SpoolRepairs = %d, DroppedDamaged = %d; want the damage counted once", r, d)
+	}
+	if got := drain(t, s3); !slices.Equal(got, without(want(0, 3000), []string{l[100].value})) {
+		t.Fatalf("read %d records, want 2999", len(got))
+	}
+}
