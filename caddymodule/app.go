@@ -303,9 +303,10 @@ func (a *App) setupKeys(keys beacon.Keys, spool *logship.Spool) error {
 		return fmt.Errorf("b2s: secret: %v", err)
 	}
 	a.signer = signer
-	a.optInKeys = a.optInKeys[:0]
-	for _, k := range keys.All() { // the signing key first
-		a.optInKeys = append(a.optInKeys, optInKey(k))
+	all := keys.All() // the signing key first
+	a.optInKeys = make([][]byte, len(all))
+	for i, k := range all {
+		a.optInKeys[i] = optInKey(k)
 	}
 	a.nextAt = keys.NextAt
 	a.privacy = a.Privacy.provision(a.CookieName)
