@@ -18,8 +18,9 @@ import (
 // body, parsed once, before consent is decided (the collect off paths
 // look at the page it reports).
 type beaconRequest struct {
-	q    beacon.Query
-	body *[]byte // a POST beacon's body, from bodyBufs; nil for GET and HEAD
+	q      beacon.Query
+	body   *[]byte          // a POST beacon's body, from bodyBufs; nil for GET and HEAD
+	params *[8]beacon.Param // room for q's extra parameters, from paramBufs
 }
 
 // readBeacon reads a beacon request into br. It answers itself, and
@@ -39,9 +40,11 @@ func (c *Collect) readBeacon(w http.ResponseWriter, r *http.Request, br *beaconR
 		w.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
 		return true, caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("b2s_collect: beacon accepts GET, HEAD, POST and OPTIONS only"))
 	}
-	// Room for a few extra parameters; they go into the record, so the
-	// array leaves the stack anyway: allocated for beacons only.
-	br.q.Params = new([8]beacon.Param)[:0]
+	// Room for a few extra parameters (more are allocated). They go into
+	// the record, so the array would leave the stack: it comes from a
+	// pool, and goes back once the record is encoded (release).
+	br.params = paramBufs.Get().(*[8]beacon.Param)
+	br.q.Params = br.params[:0]
 	if br.body != nil {
 		beacon.ParseBeacon(r.URL.RawQuery, r.Header.Get("Content-Type"), *br.body, &br.q)
 	} else {
@@ -50,12 +53,22 @@ func (c *Collect) readBeacon(w http.ResponseWriter, r *http.Request, br *beaconR
 	return false, nil
 }
 
-// release returns a POST beacon's body to its pool.
+// release returns a POST beacon's body and its parameters' array to
+// their pools. The record that held them has been encoded and spooled:
+// nothing refers to them any more.
 func (br *beaconRequest) release() {
 	if br.body != nil {
 		putBody(br.body)
 	}
+	if br.params != nil {
+		clear(br.params[:]) // no strings of this request kept alive
+		paramBufs.Put(br.params)
+		br.params = nil
+	}
 }
+
+// paramBufs recycles the arrays beacons parse their extra parameters into.
+var paramBufs = sync.Pool{New: func() any { return new([8]beacon.Param) }}
 
 // answerBeacon answers a beacon with the visitor's cookie, if one is due,
 // and records it.

@@ -1,0 +1,88 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/b2scom/b2s-edge/logship"
+)
+
+// TestBeaconParamsAreTheirOwnUnderConcurrency sends beacons from many
+// goroutines at once, each with its own parameters (more of them than
+// the pooled array holds for some), and checks every spooled record
+// holds exactly the parameters its own beacon sent: the arrays beacons
+// parse into are recycled, and one handed back before its record was
+// encoded, or not cleared, would show up here as a record with another
+// beacon's values.
+func TestBeaconParamsAreTheirOwnUnderConcurrency(t *testing.T) {
+	now := time.Now()
+	c, sp := limitedCollect(t, &ClientLimit{VisitorRate: 1e6, VisitorBurst: 1 << 40, AddressRate: 1e6, AddressBurst: 1 << 40}, &now)
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m := fmt.Sprintf("w%di%d", w, i)
+				extra := ""
+				for k := range i % 12 { // 0 to 11 more parameters
+					extra += fmt.Sprintf("&k%d=%s-%d", k, m, k)
+				}
+				beaconFrom(t, c, fmt.Sprintf("198.51.100.%d", w+1), "", m+extra)
+			}
+		}()
+	}
+	wg.Wait()
+
+	n := 0
+	for _, rec := range spooledRecords(t, sp) {
+		n++
+		m := rec.Params["m"]
+		var i int
+		if _, err := fmt.Sscanf(m[strings.IndexByte(m, 'i')+1:], "%d", &i); err != nil {
+			t.Fatalf("record with m %q: %v", m, err)
+		}
+		want := map[string]string{"m": m}
+		for k := range i % 12 {
+			want[fmt.Sprintf("k%d", k)] = fmt.Sprintf("%s-%d", m, k)
+		}
+		if fmt.Sprint(rec.Params) != fmt.Sprint(want) {
+			t.Errorf("record of beacon %s has params %v, want %v", m, rec.Params, want)
+		}
+	}
+	if n != workers*each {
+		t.Errorf("%d records spooled, want %d", n, workers*each)
+	}
+}
+
+// spooledRecords reads back every record in sp.
+func spooledRecords(t *testing.T, sp *logship.Spool) []edgeRecord {
+	t.Helper()
+	stop := make(chan struct{})
+	close(stop)
+	var out []edgeRecord
+	for {
+		entries, pos, err := sp.Read(stop, nil, 1<<20, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			return out
+		}
+		for _, e := range entries {
+			var rec edgeRecord
+			if err := json.Unmarshal(e.Value, &rec); err != nil {
+				t.Fatalf("spooled record is not JSON: %v: %s", err, e.Value)
+			}
+			out = append(out, rec)
+		}
+		if err := sp.Ack(pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
