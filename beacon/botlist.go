@@ -86,11 +86,28 @@ type BotList struct {
 }
 
 type botEntry struct {
-	re *regexp.Regexp
+	pattern string
+	// re is pattern compiled, on the first User-Agent that holds one of
+	// its literals: most entries of a long list never meet one, and a
+	// compiled regular expression is a few hundred pointers for the
+	// garbage collector to follow on every cycle.
+	re atomic.Pointer[regexp.Regexp]
 	// found says finding one of its literals is a match: re need not
 	// run (see foldedLiterals).
 	found bool
 	class uint8 // index in botClasses
+}
+
+// match reports whether ua matches the entry's pattern.
+func (e *botEntry) match(ua string) bool {
+	re := e.re.Load()
+	if re == nil {
+		// ParseBotList compiled it once already; two requests may both
+		// compile it now, and either result serves.
+		re = regexp.MustCompile(e.pattern)
+		e.re.Store(re)
+	}
+	return re.MatchString(ua)
 }
 
 // botListEntry is an entry as a file holds it.
@@ -150,7 +167,7 @@ func ParseBotList(data []byte) (*BotList, error) {
 		if score(req) < minLiteral {
 			return nil, at("no literal of %d or more characters that every match holds; matching it would cost a regular expression per User-Agent", minLiteral)
 		}
-		l.entries[i] = botEntry{re: re, found: pure, class: class}
+		l.entries[i].pattern, l.entries[i].found, l.entries[i].class = e.Pattern, pure, class
 		for _, s := range req {
 			j, ok := litIndex[s]
 			if !ok {
@@ -211,7 +228,7 @@ func (l *BotList) classify(ua string) string {
 				continue
 			}
 			seen[i/64] |= 1 << (i % 64)
-			if e.found || e.re.MatchString(ua) {
+			if e.found || e.match(ua) {
 				best = int(e.class)
 				if best == 0 {
 					return "" // a browser

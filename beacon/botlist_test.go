@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -19,8 +20,8 @@ func naiveClassify(l *BotList, ua string) string {
 	}
 	ua = ua[:min(len(ua), MaxUserAgentLen)]
 	best := len(botClasses)
-	for _, e := range l.entries {
-		if int(e.class) < best && e.re.MatchString(ua) {
+	for i := range l.entries {
+		if e := &l.entries[i]; int(e.class) < best && e.match(ua) {
 			best = int(e.class)
 		}
 	}
@@ -310,5 +311,67 @@ func BenchmarkParseBotList(b *testing.B) {
 		if _, err := ParseBotList(data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBotListCompilesPatternsOnFirstUse checks that a parsed list holds
+// no compiled regular expression until a User-Agent holds one of its
+// literals (the list stays small for the garbage collector to scan), that
+// one User-Agent compiles only its few candidates, and that requests
+// compiling the same patterns at once all get the right answer (run
+// under the race detector by make test): a fresh list classified from
+// several goroutines answers as one classified alone.
+func TestBotListCompilesPatternsOnFirstUse(t *testing.T) {
+	raw, entries := readPublicList(t)
+	compiled := func(l *BotList) int {
+		n := 0
+		for i := range l.entries {
+			if l.entries[i].re.Load() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	l := mustParse(t, raw)
+	if n := compiled(l); n != 0 {
+		t.Fatalf("a new list holds %d compiled patterns, want none", n)
+	}
+	l.classify("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+	if n := compiled(l); n == 0 || n > 20 {
+		t.Errorf("Googlebot's User-Agent compiled %d patterns, want its few candidates (1 to 20)", n)
+	}
+
+	var uas []string
+	for _, e := range entries {
+		uas = append(uas, e.Instances...)
+	}
+	if raceEnabled { // a quarter of them, from four goroutines at once
+		for i := range len(uas) / 4 {
+			uas[i] = uas[4*i]
+		}
+		uas = uas[:len(uas)/4]
+	}
+	alone := mustParse(t, raw)
+	want := make([]string, len(uas))
+	for i, ua := range uas {
+		want[i] = alone.classify(ua)
+	}
+	shared := mustParse(t, raw)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < len(uas)+g; i++ { // each goroutine from its own start
+				j := i % len(uas)
+				if got := shared.classify(uas[j]); got != want[j] {
+					t.Errorf("classify(%q) = %q from goroutine %d, alone %q", uas[j], got, g, want[j])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := compiled(shared); n == 0 || n > shared.Len() {
+		t.Errorf("%d patterns compiled after every example, want 1 to %d", n, shared.Len())
 	}
 }
