@@ -62,6 +62,7 @@ import (
 //			truncate_ip [<IPv4 bits> <IPv6 bits>]
 //			child_header <name>
 //			member_header <name>
+//			redact_params <name...>
 //		}
 //		client_limit off
 //		client_limit {
@@ -307,8 +308,15 @@ func (p *Privacy) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&p.MemberHeader) {
 				return d.ArgErr()
 			}
+		case "redact_params":
+			// Several lines add names; Validate checks them.
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.Err("b2s: privacy: redact_params needs at least one query parameter name, e.g. redact_params email phone token password")
+			}
+			p.RedactParams = append(p.RedactParams, names...)
 		default:
-			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header or member_header", opt)
+			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header, member_header or redact_params", opt)
 		}
 	}
 	return nil

@@ -254,6 +254,7 @@ func (c *Collect) finishMail(w http.ResponseWriter, r *http.Request, rec *beacon
 		if rec.MailMemberWritten() {
 			key = m.Member
 		}
+		c.app.redact(rec)
 		bp := encodeBufs.Get().(*[]byte)
 		*bp = rec.AppendJSON((*bp)[:0])
 		_ = c.app.spool.Append(key, *bp)

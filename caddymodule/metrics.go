@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/b2scom/b2s-edge/beacon"
 	"github.com/b2scom/b2s-edge/logship"
 )
 
@@ -50,11 +51,17 @@ var (
 		"What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).", "what")
 	isolateCount = children(isolateRemoved, "request_cookie", "set_cookie", "header")
 
+	// redactionCount is indexed by beacon.RedactField.
+	redactionsTotal = counterVec("redactions_total",
+		"Personal data replaced in records before they are spooled, by field (url, referrer, event, params, destination): each email address, and each value of a parameter named in redact_params.", "field")
+	redactionCount = children(redactionsTotal, beacon.RedactFieldNames[:]...)
+
 	// collectors is what registerMetrics registers: the families above,
 	// and the spool's and shipper's counters and gauges, read at scrape
 	// time.
 	collectors = []prometheus.Collector{
 		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved, mailLinksTotal, fleetCollector{},
+		redactionsTotal,
 		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
 		dropped("spool_full", stats.DroppedFull.Load),

@@ -74,6 +74,21 @@ type Privacy struct {
 	// "-" (sign-out). It is removed before the response leaves; as a
 	// trailer it is removed and ignored. Default "X-B2S-Member".
 	MemberHeader string `json:"member_header,omitempty"`
+
+	// RedactParams names query parameters whose values never reach a
+	// record, e.g. ["email", "phone", "token", "password"]: names are
+	// matched in any ASCII case, as the form or link sends them decoded
+	// (user[email] matches user%5Bemail%5D). In the record's url,
+	// referrer (its query and fragment included), event, params and a
+	// mail click's destination, the value of such a parameter is
+	// replaced by "[redacted]" and its name kept, however often the
+	// value was percent-encoded, in a URL nested in another's query
+	// too; a beacon parameter of that name keeps its key and gets the
+	// value "[redacted]". An empty value stays empty. Email addresses
+	// are replaced by "[email]" in the same fields whether or not this
+	// is set (see the README's "Personal data in records"). Names hold
+	// visible ASCII without = & ? # % +. Default: none.
+	RedactParams []string `json:"redact_params,omitempty"`
 }
 
 // privacy is the provisioned Privacy.
@@ -86,6 +101,11 @@ type privacy struct {
 	// names are the plugin's cookies' names, unprefixed ([0]) and with
 	// the __Host- prefix ([1]).
 	names [2]cookieNames
+
+	// redactor replaces personal data in records (see redact.go);
+	// redactErr is why RedactParams was refused, for validate.
+	redactor  *beacon.Redactor
+	redactErr error
 }
 
 // isMarker reports whether a cookie of that name is the opt-out or the
@@ -123,6 +143,7 @@ func (p *Privacy) provision(cookieName string) *privacy {
 	if pv.v6 == 0 {
 		pv.v6 = DefaultIPv6Prefix
 	}
+	pv.redactor, pv.redactErr = newRedactor(p.RedactParams)
 	return pv
 }
 
@@ -143,6 +164,9 @@ func (pv *privacy) validate() error {
 		if !isToken(h) { // a header name is a token (RFC 9110, section 5.1)
 			return fmt.Errorf("b2s: privacy: %q is not a header name; use e.g. X-B2S-Child", h)
 		}
+	}
+	if pv.redactErr != nil {
+		return pv.redactErr
 	}
 	return nil
 }

@@ -56,15 +56,16 @@ func clientIP(r *http.Request) (netip.Addr, string) {
 	return ip, s
 }
 
-// emit encodes rec and appends it to the spool, from where the shipper
-// takes it to Kafka, unless the client is over its limit (ip is the
-// client's address, which the limit keys records without a verified
-// cookie on). A spool that refuses it (full, disk error) counts and logs
+// emit redacts rec's personal data (see redact.go), encodes it and
+// appends it to the spool, from where the shipper takes it to Kafka,
+// unless the client is over its limit (ip is the client's address, which
+// the limit keys records without a verified cookie on). A spool that refuses it (full, disk error) counts and logs
 // the drop itself; the response goes out regardless.
 func (c *Collect) emit(rec *beacon.Record, ip netip.Addr) {
 	if !c.admit(rec, ip) {
 		return
 	}
+	c.app.redact(rec)
 	bp := encodeBufs.Get().(*[]byte)
 	*bp = rec.AppendJSON((*bp)[:0])
 	key := rec.CookieID // one visitor's records in one partition, in order
