@@ -47,7 +47,7 @@ test: deps vet
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzHints FuzzParseBeacon; do \
+	@for t in FuzzVerify FuzzOpenLink FuzzNextCookie FuzzParseQuery FuzzUnescape FuzzRecordJSON FuzzClassifyBot FuzzHints FuzzParseBeacon FuzzRedact; do \
 		$(GO) test ./beacon -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzOpen FuzzSeal FuzzParsePath; do \
 		$(GO) test ./mailink -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

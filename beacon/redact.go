@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -90,21 +91,11 @@ const (
 type Redactor struct {
 	// names are the parameters' names, in lower case.
 	names []string
-	// class marks the bytes that make a value worth examining: '@',
-	// '%' (checked further), and the first byte of a name, in either case.
-	class [256]uint8
 	// hides marks the bytes whose percent-encoding may hide, at a deeper
 	// depth, an '@' or a name: '@', '%', the hex digits and the bytes of
 	// the names, in either case.
 	hides [256]bool
 }
-
-// Byte classes of Redactor.class.
-const (
-	classAt = 1 + iota
-	classPercent
-	className
-)
 
 // NewRedactor returns a Redactor of email addresses and of the values of
 // the query parameters named (in any case; see ValidParamName).
@@ -124,13 +115,10 @@ func NewRedactor(params []string) (*Redactor, error) {
 }
 
 func (rd *Redactor) init() {
-	rd.class['@'] = classAt
-	rd.class['%'] = classPercent
 	for _, c := range []byte("%@0123456789abcdefABCDEF") {
 		rd.hides[c] = true
 	}
 	for _, n := range rd.names {
-		rd.class[n[0]], rd.class[upperASCII(n[0])] = className, className
 		for i := 0; i < len(n); i++ {
 			rd.hides[n[i]], rd.hides[upperASCII(n[i])] = true, true
 		}
@@ -163,7 +151,7 @@ func ValidParamName(name string) error {
 // of one before it is dropped: the first occurrence of a key wins, as in
 // ParseQuery.
 func (rd *Redactor) Record(r *Record) (n Redactions) {
-	if rd == nil || rd.class['@'] == 0 {
+	if rd == nil || !rd.hides['@'] {
 		rd = emailsOnly
 	}
 	r.URL, n[RedactURL] = rd.redact(r.URL, MaxURLLen)
@@ -245,30 +233,45 @@ func (rd *Redactor) redact(s string, max int) (string, int) {
 // or by '%' (an escaped '=') and preceded by the start, '?', '&', '#' or
 // a hex digit (the end of an escape).
 func (rd *Redactor) suspect(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch rd.class[s[i]] {
-		case 0:
-		case classAt:
-			return true
-		case classPercent:
-			if i+2 < len(s) {
-				if b, ok := unhexPair(s[i+1], s[i+2]); ok && rd.hides[b] {
-					return true
-				}
-			}
-		case className:
-			if (i == 0 || paramStart(s[i-1]) || unhex(s[i-1]) <= 0xf) && rd.nameAt(s, i) {
+	if strings.IndexByte(s, '@') >= 0 {
+		return true
+	}
+	for i := 0; ; i++ {
+		k := strings.IndexByte(s[i:], '%')
+		if k < 0 {
+			break
+		}
+		i += k
+		if i+2 < len(s) {
+			if b, ok := unhexPair(s[i+1], s[i+2]); ok && rd.hides[b] {
 				return true
 			}
 		}
+		if rd.nameBefore(s, i) {
+			return true
+		}
 	}
-	return false
+	if len(rd.names) == 0 {
+		return false
+	}
+	for i := 0; ; i++ {
+		k := strings.IndexByte(s[i:], '=')
+		if k < 0 {
+			return false
+		}
+		i += k
+		if rd.nameBefore(s, i) {
+			return true
+		}
+	}
 }
 
-// nameAt reports whether a name starts at s[i] followed by '=' or '%'.
-func (rd *Redactor) nameAt(s string, i int) bool {
+// nameBefore reports whether a name ends at s[i], preceded by the start,
+// '?', '&', '#' or a hex digit.
+func (rd *Redactor) nameBefore(s string, i int) bool {
 	for _, n := range rd.names {
-		if e := i + len(n); e < len(s) && (s[e] == '=' || s[e] == '%') && equalFoldASCII(s[i:e], n) {
+		j := i - len(n)
+		if j >= 0 && (j == 0 || paramStart(s[j-1]) || unhex(s[j-1]) <= 0xf) && equalFoldASCII(s[j:i], n) {
 			return true
 		}
 	}
