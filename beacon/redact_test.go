@@ -231,7 +231,7 @@ func TestNewRedactorRejects(t *testing.T) {
 var (
 	escapeRE     = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 	escapePlusRE = regexp.MustCompile(`%[0-9A-Fa-f]{2}|\+`)
-	localEndRE   = regexp.MustCompile("(?:[A-Za-z0-9!$'*+\\-^_`{|}~.]|[^\\x00-\\x7F\\x{FFFD}])$")
+	localRE      = regexp.MustCompile("^(?:[A-Za-z0-9!$'*+\\-^_`{|}~.]|[^\\x00-\\x7F\\x{FFFD}])$")
 	domainRE     = regexp.MustCompile(`^(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])+(?:\.(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])+)+`)
 	tldRE        = regexp.MustCompile(`(?:^|\.)(?:[A-Za-z]|[^\x00-\x7F\x{FFFD}])(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])*$`)
 	imageRE      = regexp.MustCompile(`(?i)^[^.]+\.(?:png|jpg|jpeg|gif|webp|avif|svg|ico)$`)
@@ -288,8 +288,17 @@ func decodings(s string) (out []string, depth int) {
 // oracleEmail returns an email address in s, as Redactor's documentation
 // defines one, or "".
 func oracleEmail(s string) string {
+	// before[i] is the character before s[i], where a character starts,
+	// as range decodes s (an invalid byte is U+FFFD).
+	before := make([]rune, len(s)+1)
+	last := rune(-1)
+	for j, r := range s {
+		before[j] = last
+		last = r
+	}
+	before[len(s)] = last
 	for i := 0; i < len(s); i++ {
-		if s[i] != '@' || !localEndRE.MatchString(s[:i]) {
+		if s[i] != '@' || i == 0 || !localRE.MatchString(string(before[i])) {
 			continue
 		}
 		d := domainRE.FindString(s[i+1:])
