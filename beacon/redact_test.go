@@ -305,7 +305,7 @@ func oracleEmail(s string) string {
 		if d == "" || !tldRE.MatchString(d) || imageRE.MatchString(d) {
 			continue
 		}
-		return s[max(0, i-20):i+1+len(d)]
+		return s[max(0, i-20) : i+1+len(d)]
 	}
 	return ""
 }
