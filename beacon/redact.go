@@ -66,20 +66,21 @@ const (
 //   - before it a local part: the longest run of ASCII letters, digits,
 //     the RFC 5322 atext symbols other than those that delimit URLs
 //     (! $ ' * + - ^ _ ` { | } ~) and '.', and of non-ASCII characters;
-//   - after it a domain: the longest run of labels of ASCII letters,
-//     digits, '-' and non-ASCII characters, joined by single dots, with
-//     at least one dot, whose last label starts with a letter or a
-//     non-ASCII character (so 1.2.3.4 and a package version such as
-//     jquery@3.7.1 are not addresses).
+//   - after it a domain: the longest run of labels (ASCII letters,
+//     digits, '-' and non-ASCII characters) joined by single dots in
+//     which a label after the first starts with a letter or a non-ASCII
+//     character, the second label not counting when the first is a
+//     pixel density, digits and an x. So 1.2.3.4, a package version such
+//     as jquery@3.7.1 and an image's name such as logo@2x.png are not
+//     addresses; x@example.com.1 is.
 //
-// Except: a domain of two labels whose last is an image extension (png,
-// jpg, jpeg, gif, webp, avif, svg, ico), which is a high-density image's
-// name (logo@2x.png), not an address. Not caught: an address without a
-// dot after '@' (user@localhost), one written with other characters than
-// '@' ("john at example.com", a full-width ＠, an HTML entity) or in
-// another encoding (base64, JSON's \u0040). A word that '+' (a space in
-// a form) joins to the address goes with it. U+FFFD and invalid UTF-8
-// belong to neither part.
+// Not caught: an address without a dot after '@' (user@localhost), one
+// written with other characters than '@' ("john at example.com", a
+// full-width ＠, an HTML entity) or in another encoding (base64, JSON's
+// \u0040). A word that '+' (a space in a form) joins to the address goes
+// with it. U+FFFD and invalid UTF-8 belong to neither part. No cut of a
+// text without an address holds one (see domainEnd), so the record's
+// limits make none.
 //
 // A named parameter is, at some depth of decoding, a name at the start of
 // the text or after '?', '&' or '#', equal to a configured name but for
@@ -370,33 +371,46 @@ func localStart(b []byte, from, at int) int {
 }
 
 // domainEnd returns where the domain that starts at b[i] ends, and
-// whether there is one (see Redactor).
+// whether there is one (see Redactor): whether the run of labels there
+// starts with one that qualifies. Judging every leading run, not the
+// longest only, means that no cut of a text (a record's limit) makes an
+// address of what was none: a cut keeps or drops whole leading labels,
+// and a label it cuts keeps its first character.
 func domainEnd(b []byte, i int) (int, bool) {
-	end, last, dots := i, i, 0
+	end, first, labels, ok := i, 0, 0, false
 	for j := i; ; {
 		k := labelEnd(b, j)
 		if k == j {
 			break
 		}
-		end, last = k, j
+		end = k
+		labels++
+		if labels == 1 {
+			first = k
+		} else if c := b[j]; (c >= utf8.RuneSelf || 'a' <= c|0x20 && c|0x20 <= 'z') && (labels > 2 || !densityLabel(b[i:first])) {
+			ok = true
+		}
 		if k+1 < len(b) && b[k] == '.' && labelEnd(b, k+1) > k+1 {
-			dots++
 			j = k + 1
 			continue
 		}
 		break
 	}
-	if dots == 0 {
-		return 0, false
+	return end, ok
+}
+
+// densityLabel reports whether l is an image's pixel density, digits and
+// an x, as in logo@2x.png.
+func densityLabel(l []byte) bool {
+	if len(l) < 2 || l[len(l)-1]|0x20 != 'x' {
+		return false
 	}
-	c := b[last]
-	if c < utf8.RuneSelf && !('a' <= c|0x20 && c|0x20 <= 'z') {
-		return 0, false
+	for _, c := range l[:len(l)-1] {
+		if c < '0' || c > '9' {
+			return false
+		}
 	}
-	if dots == 1 && imageExt(b[last:end]) {
-		return 0, false
-	}
-	return end, true
+	return true
 }
 
 // labelEnd returns where the domain label that starts at b[j] ends (j
@@ -418,16 +432,6 @@ func labelEnd(b []byte, j int) int {
 		j += size
 	}
 	return j
-}
-
-// imageExt reports whether ext is an image file's extension, in any case.
-func imageExt(ext []byte) bool {
-	for _, e := range [...]string{"png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico"} {
-		if equalFoldASCII(unsafeString(ext), e) {
-			return true
-		}
-	}
-	return false
 }
 
 // localASCII reports whether an email address's local part may hold c.

@@ -39,6 +39,8 @@ func TestRedactEmails(t *testing.T) {
 		{"an escape just before the address stays whole", "/x?q=a%3Djohn@example.com", "/x?q=a%3D[email]"},
 		{"an address after a second @", "a@b@example.com", "a@[email]"},
 		{"a domain whose last label starts with a letter", "x@10.0.0.example", "[email]"},
+		{"a domain that a cut would end at a letter", "x@example.com.1", "[email]"},
+		{"a name after a pixel density", "a@2x.png.example/p", "[email]/p"},
 
 		{"control: no address", "https://www.b2s.com/products?id=42&utm_source=news", ""},
 		{"control: a CSS at-rule", "/style?q=@media%20screen", ""},
@@ -46,6 +48,7 @@ func TestRedactEmails(t *testing.T) {
 		{"control: an IP address after @", "user@10.0.0.1", ""},
 		{"control: a package version", "https://cdn.example/npm/jquery@3.7.1/dist/jquery.min.js", ""},
 		{"control: a high-density image", "/img/logo@2x.png?v=3", ""},
+		{"control: a high-density image, cut", "/img/icon@3X.w", ""},
 		{"control: an escaped @ without a local part", "/x?q=%40example.com", ""},
 		{"control: an @ with a dot only", "a@.example", ""},
 		{"control: percent-encoding without an address", "/p?q=caf%C3%A9%20au%20lait%2525", ""},
@@ -233,8 +236,8 @@ var (
 	escapePlusRE = regexp.MustCompile(`%[0-9A-Fa-f]{2}|\+`)
 	localRE      = regexp.MustCompile("^(?:[A-Za-z0-9!$'*+\\-^_`{|}~.]|[^\\x00-\\x7F\\x{FFFD}])$")
 	domainRE     = regexp.MustCompile(`^(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])+(?:\.(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])+)+`)
-	tldRE        = regexp.MustCompile(`(?:^|\.)(?:[A-Za-z]|[^\x00-\x7F\x{FFFD}])(?:[A-Za-z0-9\-]|[^\x00-\x7F\x{FFFD}])*$`)
-	imageRE      = regexp.MustCompile(`(?i)^[^.]+\.(?:png|jpg|jpeg|gif|webp|avif|svg|ico)$`)
+	letterRE     = regexp.MustCompile(`^(?:[A-Za-z]|[^\x00-\x7F\x{FFFD}])`)
+	densityRE    = regexp.MustCompile(`^[0-9]+[xX]$`)
 )
 
 // decodeOnce percent-decodes every well-formed escape (and '+', when plus
@@ -302,10 +305,12 @@ func oracleEmail(s string) string {
 			continue
 		}
 		d := domainRE.FindString(s[i+1:])
-		if d == "" || !tldRE.MatchString(d) || imageRE.MatchString(d) {
-			continue
+		labels := strings.Split(d, ".")
+		for k := 1; d != "" && k < len(labels); k++ {
+			if letterRE.MatchString(labels[k]) && (k > 1 || !densityRE.MatchString(labels[0])) {
+				return s[max(0, i-20) : i+1+len(d)]
+			}
 		}
-		return s[max(0, i-20) : i+1+len(d)]
 	}
 	return ""
 }
@@ -321,12 +326,14 @@ func FuzzRedact(f *testing.F) {
 		"a@b@c.d", "logo@2x.png", "jquery@3.7.1", "user@localhost", "@media", "j%C3%B6rg%40ex%C3%A4mple.de",
 		"?Phone=1&token=%26&password", "#token=x", "user%5Bemail%5D=x", "a%3Dj@x.co", "\xff@x.co", "\u00e9@x.co",
 	} {
-		f.Add(seed)
+		f.Add(seed, "email")
 	}
+	f.Add("x@example.com.1", "Phone")
+	f.Add(strings.Repeat("a", 47)+"jane@example.com.1", "k") // the event cut after .com
 	plain := mustRedactor(f)
 	named := mustRedactor(f, "email", "phone", "token")
 	paramRE := regexp.MustCompile(`(?i)(?:^|[?&#])(?:email|phone|token)=([^&#]*)`)
-	f.Fuzz(func(t *testing.T, in string) {
+	f.Fuzz(func(t *testing.T, in, key string) {
 		inLevels, depth := decodings(in)
 		hasEmail := false
 		for _, d := range inLevels {
@@ -335,6 +342,7 @@ func FuzzRedact(f *testing.F) {
 				break
 			}
 		}
+		checkRedactedRecord(t, named, in, key)
 		for _, rd := range []*Redactor{plain, named} {
 			out, n := rd.redact(in, MaxURLLen)
 			same := out == in || out == in[:min(len(in), MaxURLLen+redactMargin)]
@@ -368,6 +376,45 @@ func FuzzRedact(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkRedactedRecord checks a record made of in and key, redacted by
+// rd (which names email, phone and token): its JSON, as a consumer
+// decodes it, holds no address in any field however often decoded, nor a
+// named parameter's value, even where the record's limits cut a value.
+func checkRedactedRecord(t *testing.T, rd *Redactor, in, key string) {
+	t.Helper()
+	r := Record{EventID: testEventID, Status: 200, Kind: KindBeacon, URL: in, Referrer: key + in, Event: key + in,
+		Params: []Param{{key, in}, {"x", key + "=" + in}}}
+	if !strings.EqualFold(key, "phone") {
+		r.Params = append(r.Params, Param{"Phone", key})
+	}
+	rd.Record(&r)
+	js := r.AppendJSON(nil)
+	var rec struct {
+		URL      string            `json:"url"`
+		Referrer string            `json:"referrer"`
+		Event    string            `json:"event"`
+		Params   map[string]string `json:"params"`
+	}
+	if err := json.Unmarshal(js, &rec); err != nil {
+		t.Fatalf("record %s: %v", js, err)
+	}
+	fields := []string{rec.URL, rec.Referrer, rec.Event}
+	for k, v := range rec.Params {
+		fields = append(fields, k, v)
+		if rd.named([]byte(k)) && v != "" && !strings.HasPrefix(RedactedValue, v) {
+			t.Fatalf("record %s keeps parameter %q's value", js, k)
+		}
+	}
+	for _, f := range fields {
+		levels, _ := decodings(f)
+		for _, d := range levels {
+			if e := oracleEmail(d); e != "" {
+				t.Fatalf("record %s holds the address %q in %q", js, e, d)
+			}
+		}
+	}
 }
 
 func BenchmarkRedactRecord(b *testing.B) {
