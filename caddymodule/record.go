@@ -56,11 +56,12 @@ func clientIP(r *http.Request) (netip.Addr, string) {
 	return ip, s
 }
 
-// emit redacts rec's personal data (see redact.go), encodes it and
-// appends it to the spool, from where the shipper takes it to Kafka,
-// unless the client is over its limit (ip is the client's address, which
-// the limit keys records without a verified cookie on). A spool that refuses it (full, disk error) counts and logs
-// the drop itself; the response goes out regardless.
+// emit encodes rec and appends it to the spool, from where the shipper
+// takes it to Kafka, unless the client is over its limit (ip is the
+// client's address, which the limit keys records without a verified
+// cookie on). A spool that refuses it (full, disk error) counts and logs
+// the drop itself; the response goes out regardless. rec's personal data
+// is replaced first (see redact.go).
 func (c *Collect) emit(rec *beacon.Record, ip netip.Addr) {
 	if !c.admit(rec, ip) {
 		return

@@ -7,8 +7,8 @@ import (
 )
 
 // newRedactor makes the redactor of the privacy options' redact_params;
-// on a bad name it returns the emails-only redactor and the error, which
-// validate reports.
+// on a bad name it returns nil (email addresses only) and the error,
+// which validate reports.
 func newRedactor(params []string) (*beacon.Redactor, error) {
 	rd, err := beacon.NewRedactor(params)
 	if err != nil {
