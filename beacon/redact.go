@@ -43,10 +43,14 @@ type Redactions [NumRedactFields]int
 // Limits on what a Redactor examines.
 const (
 	// redactMargin is how far past a field's record limit a value is
-	// examined, so that an address the record's cut would split (up to
-	// this long as sent, twice percent-encoded) is still seen whole. The
-	// rest is dropped: the record never carries it.
-	redactMargin = 4 << 10
+	// examined, so that an address the record's cut would split is seen
+	// whole, and replaced whole, up to this long as sent (an address of
+	// the maximum 254 characters with every one percent-encoded). The
+	// rest is dropped: the record never carries it. Whatever the margin,
+	// the part of an address a record would keep is never an address
+	// itself (see domainEnd). It also bounds the work one value costs:
+	// at most maxRedactDepth rounds over max+redactMargin bytes.
+	redactMargin = 1 << 10
 	// maxRedactDepth is how many rounds of percent-decoding are examined.
 	// A value that still decodes further, and could hide an address or a
 	// named parameter there, is replaced whole by RedactedValue.
