@@ -1,6 +1,7 @@
 package beacon
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"math/rand/v2"
 	"strconv"
@@ -179,6 +180,11 @@ type Record struct {
 	// Mail is what a record of a mail link carries (see mail.go); nil
 	// for every other record.
 	Mail *Mail
+
+	// AnonID counts the visitors of records without identifying consent
+	// (see AnonIDs); written only for such a record, and never for a
+	// child's.
+	AnonID AnonID
 }
 
 // NewEventID returns a UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix
@@ -264,6 +270,11 @@ func (r *Record) AppendJSON(b []byte) []byte {
 			b = append(b, `,"member_id":`...)
 			b = str(b, r.MemberID, MaxMemberLen, cutMemberID)
 		}
+	}
+	if !r.AnonID.IsZero() && !r.Consent.Identifying() && r.Consent != ConsentChild {
+		b = append(b, `,"anon_id":"`...)
+		b = base64.RawURLEncoding.AppendEncode(b, r.AnonID[:])
+		b = append(b, '"')
 	}
 	if r.LinkedFrom != "" {
 		b = append(b, `,"linked_from":`...)
