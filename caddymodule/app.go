@@ -196,6 +196,10 @@ type App struct {
 	nextAt    time.Time // when the next key signs; zero without one
 	logger    *zap.Logger
 	now       func() time.Time
+	// anonIDs makes records' anon_ids (anon.go); nil with anon_id off.
+	// anonPooled: it is the process's random salt, held in anonSalts.
+	anonIDs    *beacon.AnonIDs
+	anonPooled bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -270,6 +274,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("b2s: spool: %v; point the spool option at a directory this process alone can write", err)
 	}
 	a.sink = k
+	if err := a.provisionAnonIDs(repl, true); err != nil {
+		return err
+	}
 	if err := a.setupKeys(keys, k.spool); err != nil {
 		return err
 	}
@@ -310,6 +317,11 @@ func (a *App) setupKeys(keys beacon.Keys, spool *logship.Spool) error {
 	}
 	a.nextAt = keys.NextAt
 	a.privacy = a.Privacy.provision(a.CookieName)
+	if a.anonIDs == nil {
+		if err := a.provisionAnonIDs(nil, false); err != nil {
+			return err
+		}
+	}
 	a.limits = a.ClientLimit.provision()
 	if a.network, err = a.Network.provision(keys); err != nil {
 		return err
@@ -430,6 +442,7 @@ func (a *App) Cleanup() error {
 		_, _ = botFiles.Delete(a.botsKey)
 		a.bots, a.botsKey = nil, ""
 	}
+	a.releaseAnonIDs()
 	return nil
 }
 

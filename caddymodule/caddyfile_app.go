@@ -63,6 +63,8 @@ import (
 //			child_header <name>
 //			member_header <name>
 //			redact_params <name...>
+//			anon_id on|off
+//			anon_id_key <key>
 //		}
 //		client_limit off
 //		client_limit {
@@ -315,8 +317,29 @@ func (p *Privacy) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("b2s: privacy: redact_params needs at least one query parameter name, e.g. redact_params email phone token password")
 			}
 			p.RedactParams = append(p.RedactParams, names...)
+		case "anon_id":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			switch s {
+			case "on":
+				p.AnonID = nil
+			case "off":
+				off := false
+				p.AnonID = &off
+			default:
+				return d.Errf("b2s: privacy: anon_id %q: want on or off", s)
+			}
+		case "anon_id_key":
+			// Not ArgErr: it would quote the key.
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Err("b2s: privacy: anon_id_key needs one key of 32 or more bytes, e.g. anon_id_key {env.B2S_ANON_KEY}")
+			}
+			p.AnonIDKey = args[0]
 		default:
-			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header, member_header or redact_params", opt)
+			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header, member_header, redact_params, anon_id or anon_id_key", opt)
 		}
 	}
 	return nil

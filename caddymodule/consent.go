@@ -11,20 +11,20 @@ import (
 
 // consent decides what the request allows its record to carry, before any
 // identifier is read or set: off (a child-directed path or site), the
-// do-not-collect mark, the opt-out cookie, Sec-GPC, then, for a beacon,
-// whether the page it reports (page: its u, else the Referer) is under
-// the collect off paths.
+// do-not-collect mark or, for a beacon, a page it reports (page: its u,
+// else the Referer) under the collect off paths, then the opt-out cookie
+// and Sec-GPC. A child's record stays a child's whatever else the
+// request says: it carries no anon_id, which other records without
+// consent do.
 func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, page string) beacon.Consent {
 	pv := c.app.privacy
 	switch {
-	case c.collectOff(r), jar.child:
+	case c.collectOff(r), jar.child, isBeacon && c.offPageBeacon(r, page):
 		return beacon.ConsentChild
 	case jar.optOut:
 		return beacon.ConsentOptOut
 	case pv.gpc && r.Header.Get("Sec-Gpc") == "1":
 		return beacon.ConsentGPC
-	case isBeacon && c.offPageBeacon(r, page):
-		return beacon.ConsentChild
 	}
 	return beacon.ConsentFull
 }

@@ -89,6 +89,25 @@ type Privacy struct {
 	// is set (see the README's "Personal data in records"). Names hold
 	// visible ASCII without = & ? # % +. Default: none.
 	RedactParams []string `json:"redact_params,omitempty"`
+	// AnonID gives the page and beacon records of visitors who allow no
+	// identifier (opted out, GPC; never a child) an anon_id: a keyed hash
+	// of the site, the full client IP and the User-Agent under a salt of
+	// the UTC day, by which analysts count daily visitors and sessions
+	// with nothing stored in the browser. Without AnonIDKey each edge
+	// draws a random salt a day, keeps it in memory only and forgets it
+	// at midnight UTC (see the README's "Cookieless counting"). Default
+	// true.
+	AnonID *bool `json:"anon_id,omitempty"`
+
+	// AnonIDKey, a shared secret of at least 32 bytes, makes the daily
+	// salt HMAC-SHA256(key, "b2s anon_id" || UTC date), the same on every
+	// edge that holds it, so a visitor whom a load balancer sends to
+	// several edges keeps one anon_id a day. Whoever holds the key can
+	// compute any day's anon_id for a guessed IP, User-Agent and site:
+	// rotate it, and destroy old keys. Placeholders such as
+	// {env.B2S_ANON_KEY} are replaced at load. Default: none, a random
+	// salt per edge and day.
+	AnonIDKey string `json:"anon_id_key,omitempty"`
 }
 
 // privacy is the provisioned Privacy.

@@ -67,6 +67,7 @@ func (c *Collect) emit(rec *beacon.Record, ip netip.Addr) {
 		return
 	}
 	c.app.redact(rec)
+	c.app.stampAnonID(rec, ip)
 	bp := encodeBufs.Get().(*[]byte)
 	*bp = rec.AppendJSON((*bp)[:0])
 	key := rec.CookieID // one visitor's records in one partition, in order
