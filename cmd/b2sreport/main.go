@@ -83,6 +83,18 @@ and across the sites of the network:
   members     distinct member_ids (signed-in members) among the records of
               every site.
 
+and, apart from the visitors, for the records without consent to identify
+the visitor (optout, gpc) that carry an anon_id:
+
+  anonymous visitors (anon_id)
+              daily: distinct anon_ids of each UTC day, summed over the
+              days of the window; sessions: runs of one anon_id's records
+              without a pause of 30 minutes; by UTC day when the window
+              spans more than one. An anon_id means one browser on one
+              network for one site on one UTC day (on one edge, unless the
+              edges share anon_id_key): it is never joined across days or
+              added to the cookie visitors.
+
 and per campaign of the site's own mail (records of kinds open, click and
 unsubscribe, which count in no site):
 
@@ -554,6 +566,7 @@ func writeText(w io.Writer, rep Report) error {
 			fmt.Fprintf(bw, "%-*s  %8d\n", width, name, e.Records)
 		}
 	}
+	writeAnonymous(bw, rep)
 	for _, s := range rep.Sites {
 		if len(s.TopPages) == 0 {
 			continue

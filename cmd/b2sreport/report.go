@@ -122,6 +122,8 @@ type siteTally struct {
 	// clients tallies the records that are no bot's and carry a ua, by
 	// browser, OS and device (clientDims), then by name.
 	clients [numDims]map[string]*clientTally
+	// anon counts the records with an anon_id (anon.go).
+	anon anonTally
 }
 
 // The dimensions of the ua object the report breaks sites down by.
@@ -172,6 +174,7 @@ type record struct {
 	URL           string          `json:"url"`
 	Event         string          `json:"event"`
 	Bot           string          `json:"bot"`
+	AnonID        *string         `json:"anon_id"`
 	UA            *struct {
 		Browser string `json:"browser"`
 		OS      string `json:"os"`
@@ -198,7 +201,9 @@ type fields struct {
 	hasPrev   bool
 	member    [16]byte // memberKey of member_id, when hasMember
 	hasMember bool
-	mail      bool // a record of a mail link: open, click or unsubscribe
+	mail      bool     // a record of a mail link: open, click or unsubscribe
+	anon      [16]byte // anon_id, when hasAnon (anon.go)
+	hasAnon   bool
 }
 
 // Add counts one Kafka message value. The error says why a record was
@@ -258,6 +263,9 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	c.edges[r.Edge]++
 	c.anyEdge = c.anyEdge || r.Edge != ""
 	s.consent[f.consent]++
+	if f.hasAnon {
+		s.anon.add(f.anon, ts)
+	}
 	if f.identified {
 		s.visitors[f.cookie] = struct{}{}
 		c.networkIDs[f.network] = struct{}{}
@@ -333,6 +341,17 @@ func (r *record) validate() (f fields, err error) {
 			return f, fmt.Errorf("consent %s is none of %s", r.Consent, strings.Join(consentNames[:], ", "))
 		}
 		f.consent = consent(i)
+	}
+	if r.AnonID != nil {
+		// Only records that allow no identifier, and no child's, carry
+		// one: anything else contradicts itself.
+		if f.anon, ok = parseAnonID(*r.AnonID); !ok {
+			return f, fmt.Errorf("anon_id %q is not 16 bytes of base64url", *r.AnonID)
+		}
+		if f.consent == consentFull || f.consent == consentChild {
+			return f, fmt.Errorf("consent %s, yet the record carries an anon_id", consentNames[f.consent])
+		}
+		f.hasAnon = true
 	}
 	if mailKinds[r.Kind] {
 		return r.validateMail(f)
@@ -484,6 +503,10 @@ type Site struct {
 	Browsers []Client `json:"browsers,omitempty"`
 	OSes     []Client `json:"oses,omitempty"`
 	Devices  []Client `json:"devices,omitempty"`
+	// Anonymous counts the visitors of the records that carry an anon_id
+	// (consent optout or gpc), apart from Visitors: distinct anon_ids per
+	// UTC day, and their sessions. Absent when no record has one.
+	Anonymous *Anonymous `json:"anonymous,omitempty"`
 }
 
 // Client is one browser, OS or device class of a site's breakdown.
@@ -580,6 +603,7 @@ func (c *Counter) Report() Report {
 		site.Browsers = s.breakdown(dimBrowser, c.cfg.Top)
 		site.OSes = s.breakdown(dimOS, c.cfg.Top)
 		site.Devices = s.breakdown(dimDevice, c.cfg.Top)
+		site.Anonymous = s.anon.report()
 		rep.Sites = append(rep.Sites, site)
 	}
 	slices.SortFunc(rep.Sites, func(a, b Site) int { return strings.Compare(a.Host, b.Host) })
