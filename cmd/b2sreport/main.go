@@ -118,7 +118,8 @@ remembered for -dedupe-window of ts behind the newest record read. Records
 that are not JSON, lack a field the report needs or hold one it cannot use
 (malformed: a cookie_id, network_id or prev_network_id that is not 32 hex
 digits, an unknown consent, identifiers on a record whose consent is not
-full), carry a schema version newer than 1 (unknown schema) or fall outside
+full, an anon_id on a full or child record or not of 22 base64url
+characters), carry a schema version newer than 1 (unknown schema) or fall outside
 the window are read and skipped, and the report says how many.
 
 With -exit-at-end (the default) b2sreport reads each partition up to the end
