@@ -75,11 +75,15 @@ func TestEveryEncodedField(t *testing.T) {
 	// or params: a click record sets the rest.
 	click := beacon.Record{EventID: r.EventID, Time: r.Time, Kind: beacon.KindClick, Host: r.Host, Status: 302,
 		Mail: &beacon.Mail{Link: beacon.LinkOK, Campaign: "c-1", Member: "m-1", Destination: "https://www.b2s.com/", Prefetch: "scanner"}}
-	var got, gotClick Record
+	// anon_id comes in records without identifying consent, which carry
+	// no cookie ID.
+	optOut := beacon.Record{EventID: r.EventID, Time: r.Time, Kind: beacon.KindPage, Host: r.Host, Status: 200,
+		Consent: beacon.ConsentOptOut, AnonID: beacon.AnonID{1, 2, 3}}
+	var got, gotClick, gotOptOut Record
 	for _, c := range []struct {
 		rec *beacon.Record
 		out *Record
-	}{{&r, &got}, {&click, &gotClick}} {
+	}{{&r, &got}, {&click, &gotClick}, {&optOut, &gotOptOut}} {
 		b := c.rec.AppendJSON(nil)
 		if err := recordschema.Validate(b); err != nil {
 			t.Fatal(err)
@@ -90,10 +94,10 @@ func TestEveryEncodedField(t *testing.T) {
 			t.Fatalf("%v\n%s", err, b)
 		}
 	}
-	v, vc := reflect.ValueOf(got), reflect.ValueOf(gotClick)
+	v, vc, vo := reflect.ValueOf(got), reflect.ValueOf(gotClick), reflect.ValueOf(gotOptOut)
 	for i := range v.NumField() {
-		if v.Field(i).IsZero() && vc.Field(i).IsZero() {
-			t.Errorf("%s is set by neither record", v.Type().Field(i).Name)
+		if v.Field(i).IsZero() && vc.Field(i).IsZero() && vo.Field(i).IsZero() {
+			t.Errorf("%s is set by no record", v.Type().Field(i).Name)
 		}
 	}
 	if got.UA == nil || *got.UA != (UA{"Chrome", "131.0.6778.86", "Android", "14.0.0", "tablet", "SM-X710"}) {
