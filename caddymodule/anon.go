@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/b2scom/b2s-edge/beacon"
 )
@@ -86,6 +87,9 @@ func (a *App) provisionAnonIDs(repl *caddy.Replacer, pooled bool) error {
 			return fmt.Errorf("b2s: privacy: anon_id_key: %v", err)
 		}
 		a.anonIDs = ids
+		if pooled {
+			a.logger.Info("anon_id on", zap.String("salt", "derived from anon_id_key"))
+		}
 		return nil
 	}
 	if !pooled {
@@ -103,6 +107,7 @@ func (a *App) provisionAnonIDs(repl *caddy.Replacer, pooled bool) error {
 		return fmt.Errorf("b2s: privacy: anon_id: %v", err)
 	}
 	a.anonIDs, a.anonPooled = v.(*pooledAnonIDs).ids, true
+	a.logger.Info("anon_id on", zap.String("salt", "random per UTC day, in memory only"))
 	return nil
 }
 
