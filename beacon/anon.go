@@ -90,9 +90,6 @@ func NewAnonIDs(key []byte) (*AnonIDs, error) {
 	return s, nil
 }
 
-// Shared reports whether the salts come from a shared key.
-func (s *AnonIDs) Shared() bool { return s.key != nil }
-
 // ID returns the anon_id of a request to host from ip with user agent ua
 // at t, under the salt of t's UTC day. It reports false when ip is not
 // valid, or, without a key, when t's day is before the day whose salt
