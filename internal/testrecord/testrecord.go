@@ -24,21 +24,20 @@ type Record struct {
 	NetworkID     string `json:"network_id"`
 	PrevNetworkID string `json:"prev_network_id"`
 	MemberID      string `json:"member_id"`
-	// AnonID comes in records without identifying consent only.
-	AnonID     string `json:"anon_id"`
-	LinkedFrom string `json:"linked_from"`
-	CrossSite  bool   `json:"cross_site"`
-	Method     string `json:"method"`
-	URL        string `json:"url"`
-	Referrer   string `json:"referrer"`
-	UserAgent  string `json:"user_agent"`
-	Status     int    `json:"status"`
-	Bytes      int64  `json:"bytes"`
-	Event      string `json:"event"`
-	Bot        string `json:"bot"`
-	UA         *UA    `json:"ua"`
-	Geo        *Geo   `json:"geo"`
-	ASN        *ASN   `json:"asn"`
+	AnonID        string `json:"anon_id"` // records without identifying consent only
+	LinkedFrom    string `json:"linked_from"`
+	CrossSite     bool   `json:"cross_site"`
+	Method        string `json:"method"`
+	URL           string `json:"url"`
+	Referrer      string `json:"referrer"`
+	UserAgent     string `json:"user_agent"`
+	Status        int    `json:"status"`
+	Bytes         int64  `json:"bytes"`
+	Event         string `json:"event"`
+	Bot           string `json:"bot"`
+	UA            *UA    `json:"ua"`
+	Geo           *Geo   `json:"geo"`
+	ASN           *ASN   `json:"asn"`
 	// Anon holds the flags written, each true.
 	Anon   map[string]bool   `json:"anon"`
 	Params map[string]string `json:"params"`
