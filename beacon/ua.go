@@ -47,7 +47,9 @@ type Client struct {
 }
 
 // Empty reports whether c holds nothing worth recording.
-func (c *Client) Empty() bool { return *c == Client{} }
+func (c *Client) Empty() bool {
+	return len(c.Browser)+len(c.BrowserVersion)+len(c.OS)+len(c.OSVersion)+len(c.Device)+len(c.Model) == 0
+}
 
 // uaParser is github.com/medama-io/go-useragent: a trie built from real
 // User-Agents, maintained with its test corpus, that parses one in about
@@ -97,7 +99,11 @@ type Hints struct {
 }
 
 // Empty reports whether h holds no hint.
-func (h *Hints) Empty() bool { return *h == Hints{} }
+func (h *Hints) Empty() bool {
+	// Lengths, not *h == Hints{}: that compiles to a call comparing each
+	// string, on every request.
+	return len(h.FullVersionList)+len(h.Platform)+len(h.PlatformVersion)+len(h.Model)+len(h.Mobile) == 0
+}
 
 // HintHeaders are the request headers Hints reads, in its fields' order.
 var HintHeaders = [...]string{
