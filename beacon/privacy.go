@@ -16,11 +16,17 @@ const (
 	// ConsentChild: a child-directed page, or a browser the site marked
 	// as a child's.
 	ConsentChild
+	// ConsentPending: the visitor is where the site needs consent before
+	// any identifier (require_consent) and has not given it yet.
+	ConsentPending
 )
 
-// String returns the name used in records: full, optout, gpc or child.
+// String returns the name used in records: full, optout, gpc, child or
+// pending.
 func (c Consent) String() string {
 	switch c {
+	case ConsentPending:
+		return "pending"
 	case ConsentOptOut:
 		return "optout"
 	case ConsentGPC:

@@ -168,6 +168,10 @@ type Record struct {
 	Consent Consent
 	// IPTruncated says IP was cut to its network prefix.
 	IPTruncated bool
+	// ConsentChanged marks the record at which the visitor's consent
+	// changed: the first one identified after consent was given where the
+	// site requires it, and the consent endpoint's grant and withdrawal.
+	ConsentChanged bool
 	// CrossSite is a request made from another site's page (Sec-Fetch-Site:
 	// cross-site), e.g. the main site's beacon on a sister site.
 	CrossSite bool
@@ -252,6 +256,9 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `,"consent":"`...)
 	b = append(b, r.Consent.String()...)
 	b = append(b, '"')
+	if r.ConsentChanged {
+		b = append(b, `,"consent_changed":true`...)
+	}
 	if r.CookieID != "" && r.Consent.Identifying() {
 		b = append(b, `,"cookie_id":`...)
 		b = str(b, r.CookieID, maxIDLen, cutCookieID)

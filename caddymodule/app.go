@@ -163,9 +163,10 @@ type App struct {
 	// site stands alone.
 	Network *Network `json:"network,omitempty"`
 
-	// Privacy configures opt-out, Global Privacy Control, IP truncation and
-	// the site's child and member signals. Every site with b2s_collect
-	// honours them; the defaults apply without this block.
+	// Privacy configures opt-out, Global Privacy Control, IP truncation,
+	// the regions that require consent, and the site's child and member
+	// signals. Every site with b2s_collect honours them; the defaults
+	// apply without this block.
 	Privacy *Privacy `json:"privacy,omitempty"`
 
 	// ClientLimit bounds the records one client can put into the spool
@@ -200,6 +201,10 @@ type App struct {
 	// anonPooled: it is the process's random salt, held in anonSalts.
 	anonIDs    *beacon.AnonIDs
 	anonPooled bool
+
+	// consentKeys key the consent cookie (consent_cookie.go), in the
+	// same order as optInKeys: the first makes it, every one checks it.
+	consentKeys [][]byte
 }
 
 // CaddyModule returns the Caddy module information.
@@ -314,6 +319,10 @@ func (a *App) setupKeys(keys beacon.Keys, spool *logship.Spool) error {
 	a.optInKeys = make([][]byte, len(all))
 	for i, k := range all {
 		a.optInKeys[i] = optInKey(k)
+	}
+	a.consentKeys = make([][]byte, len(all))
+	for i, k := range all {
+		a.consentKeys[i] = consentKey(k)
 	}
 	a.nextAt = keys.NextAt
 	a.privacy = a.Privacy.provision(a.CookieName)

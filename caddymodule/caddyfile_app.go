@@ -65,6 +65,10 @@ import (
 //			redact_params <name...>
 //			anon_id on|off
 //			anon_id_key <key>
+//			require_consent <regions...>
+//			consent_unknown require|allow
+//			consent_cookie <name> [<granted pattern>]
+//			consent_path <path>
 //		}
 //		client_limit off
 //		client_limit {
@@ -338,8 +342,32 @@ func (p *Privacy) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("b2s: privacy: anon_id_key needs one key of 32 or more bytes, e.g. anon_id_key {env.B2S_ANON_KEY}")
 			}
 			p.AnonIDKey = args[0]
+		// Consent regions (consent_region.go); checked in Validate.
+		case "require_consent":
+			regions := d.RemainingArgs()
+			if len(regions) == 0 {
+				return d.Err("b2s: privacy: require_consent needs at least one region, e.g. require_consent eu cn")
+			}
+			p.RequireConsent = append(p.RequireConsent, regions...)
+		case "consent_unknown":
+			if !d.AllArgs(&p.ConsentUnknown) {
+				return d.Err("b2s: privacy: consent_unknown takes require or allow")
+			}
+		case "consent_cookie":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("b2s: privacy: consent_cookie takes the consent platform's cookie name and, optionally, the pattern of its granted value, e.g. consent_cookie CookieConsent statistics:true")
+			}
+			p.ConsentCookie = args[0]
+			if len(args) == 2 {
+				p.ConsentGranted = args[1]
+			}
+		case "consent_path":
+			if !d.AllArgs(&p.ConsentPath) {
+				return d.ArgErr()
+			}
 		default:
-			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header, member_header, redact_params, anon_id or anon_id_key", opt)
+			return d.Errf("b2s: privacy: unrecognized option %q; want optout_path, optin_path, gpc, truncate_ip, child_header, member_header, redact_params, anon_id, anon_id_key, require_consent, consent_unknown, consent_cookie or consent_path", opt)
 		}
 	}
 	return nil

@@ -154,7 +154,7 @@ func (c *Collect) bind(ctx caddy.Context, app *App, logger *zap.Logger) error {
 	if c.Script == "" {
 		c.Script = defaultScriptPath(c.Beacon)
 	}
-	c.script, c.scriptETag = buildTag(c.Beacon)
+	c.script, c.scriptETag = buildTag(c.Beacon, app.privacy.consentPath)
 	c.acceptCH = acceptCH(c.ClientHints)
 	c.CookieDomain = strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
 	c.prefixOff = c.CookiePrefix == "off"
@@ -231,10 +231,14 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var jar visitorCookies
 	c.readCookies(r, &jar)
 	rec.CrossSite = jar.crossSite
-	rec.Consent = c.consent(r, &jar, isBeacon, br.q.URL)
+	// The client IP, located first: its country may require consent.
+	// (locate truncates it only when the site truncates every IP; rec's
+	// consent is not decided yet.)
+	ip := c.locate(r, &rec)
+	rec.Consent = c.consent(r, &jar, isBeacon, br.q.URL, rec.Geo.Country, now)
 	// Bots are flagged, never dropped: analysts choose what to count.
 	c.classify(r, &rec)
-	ip := c.locate(r, &rec) // the client IP, located, then truncated if consent asks
+	c.protectIP(&rec, ip) // truncated if consent asks
 
 	if !isBeacon && c.serveEndpoint(w, r, &rec, ip, &jar, now) {
 		return nil
@@ -244,6 +248,8 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if rec.Consent.Identifying() {
 		cookie = c.identify(r, now, &rec, &jar, nil)
 		c.readMember(&rec, &jar)
+		// Where consent is required, the ID is issued at consent.
+		rec.ConsentChanged = jar.consentNeeded && rec.CookieState == beacon.StateNew
 	}
 	if isBeacon {
 		c.answerBeacon(w, r, &br, &rec, ip, cookie)
@@ -253,7 +259,7 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // serveEndpoint answers the plugin's own endpoints, the opt-out and opt-in
-// (privacy.go), the link and a landing with a link token (link.go) and
+// (privacy.go), the consent endpoint (consent_endpoint.go), the link and a landing with a link token (link.go) and
 // the mail links (mail.go), and
 // reports whether r was for one of them. A link token is removed from
 // every request's URL here, whatever the method, before anything records
@@ -269,6 +275,10 @@ func (c *Collect) serveEndpoint(w http.ResponseWriter, r *http.Request, rec *bea
 	case path == pv.optOutPath || path == pv.optInPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
 		c.serveOptOut(w, r, rec, ip, path == pv.optOutPath)
+		return true
+	case path == pv.consentPath:
+		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")
+		c.serveConsent(w, r, rec, ip, jar, now)
 		return true
 	case nw != nil && path == nw.linkPath:
 		rec.URL, rec.Referrer = requestURL(r), r.Header.Get("Referer")

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/b2scom/b2s-edge/beacon"
 )
@@ -13,10 +14,11 @@ import (
 // identifier is read or set: off (a child-directed path or site), the
 // do-not-collect mark or, for a beacon, a page it reports (page: its u,
 // else the Referer) under the collect off paths, then the opt-out cookie
-// and Sec-GPC. A child's record stays a child's whatever else the
-// request says: it carries no anon_id, which other records without
-// consent do.
-func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, page string) beacon.Consent {
+// and Sec-GPC, and last whether the visitor's country (from GeoIP, ""
+// for unknown) requires consent they have not given. A child's record
+// stays a child's whatever else the request says: it carries no anon_id,
+// which other records without consent do (pending ones included).
+func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, page, country string, now time.Time) beacon.Consent {
 	pv := c.app.privacy
 	switch {
 	case c.collectOff(r), jar.child, isBeacon && c.offPageBeacon(r, page):
@@ -25,6 +27,11 @@ func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, p
 		return beacon.ConsentOptOut
 	case pv.gpc && r.Header.Get("Sec-Gpc") == "1":
 		return beacon.ConsentGPC
+	case pv.needsConsent(country):
+		jar.consentNeeded = true
+		if !c.consented(jar, now) {
+			return beacon.ConsentPending
+		}
 	}
 	return beacon.ConsentFull
 }

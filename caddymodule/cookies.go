@@ -20,6 +20,9 @@ const (
 	optOutSuffix = "_optout" // the visitor opted out on this site
 	childSuffix  = "_dnc"    // do not collect: the site marked the browser as a child's
 	memberSuffix = "_m"      // <member ID>.<signature binding it to the cookie ID>
+	// consentSuffix names the edge's own consent cookie: a MAC binding
+	// the visitor's consent to their cookie ID (consent_cookie.go).
+	consentSuffix = "_consent"
 )
 
 // hostPrefix is the cookie name prefix that makes a browser keep a cookie
@@ -33,10 +36,11 @@ const hostPrefix = "__Host-"
 type cookieKind uint8
 
 const (
-	kindID     cookieKind = iota // the visitor cookie
-	kindOptOut                   // the opt-out marker
-	kindChild                    // the do-not-collect marker
-	kindMember                   // the member cookie
+	kindID      cookieKind = iota // the visitor cookie
+	kindOptOut                    // the opt-out marker
+	kindChild                     // the do-not-collect marker
+	kindMember                    // the member cookie
+	kindConsent                   // the edge's consent cookie
 	numKinds
 )
 
@@ -78,6 +82,17 @@ type visitorCookies struct {
 	child       bool
 	crossSite   bool // Sec-Fetch-Site: cross-site
 	thirdParty  bool // a subresource request from another site's page
+
+	// consents are the values of the edge's consent cookie, under either
+	// name, in order; platform is the consent platform's cookie
+	// (consent_cookie) and platformSeen whether it came.
+	consents     [4]string
+	nconsents    int
+	platform     string
+	platformSeen bool
+	// consentNeeded: the visitor's region requires consent
+	// (require_consent), whether they gave it or not.
+	consentNeeded bool
 }
 
 // readCookies reads the plugin's cookies in one pass over the headers,
@@ -115,6 +130,15 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 				if jar.nmembers < len(jar.members) {
 					jar.members[jar.nmembers] = v
 					jar.nmembers++
+				}
+			case plain[kindConsent], host[kindConsent]:
+				if jar.nconsents < len(jar.consents) {
+					jar.consents[jar.nconsents] = v
+					jar.nconsents++
+				}
+			case pv.consentCookie:
+				if n != "" && !jar.platformSeen { // the first, as the platform's own script reads it
+					jar.platform, jar.platformSeen = v, true
 				}
 			}
 		}

@@ -166,7 +166,7 @@ func (a *App) networkFingerprint() string {
 // records or identifies visitors differently from the others.
 func (a *App) privacyFingerprint() string {
 	pv := a.privacy
-	return fingerprint(struct {
+	fp := fingerprint(struct {
 		OptOut, OptIn            string
 		GPC, Truncate            bool
 		V4, V6                   int
@@ -175,6 +175,15 @@ func (a *App) privacyFingerprint() string {
 		CookieMaxAge, CookieRefr time.Duration
 	}{pv.optOutPath, pv.optInPath, pv.gpc, pv.truncate, pv.v4, pv.v6, pv.childHeader, pv.memberHeader,
 		a.CookieName, time.Duration(a.CookieMaxAge), time.Duration(a.CookieRefresh)})
+	if c := pv.consentSettings(); c != nil {
+		// Only with require_consent, so that edges without it keep
+		// the fingerprint they had before consent regions existed.
+		fp = fingerprint(struct {
+			Base    string
+			Consent any
+		}{fp, c})
+	}
+	return fp
 }
 
 // fleetState is what the fleet metrics show: the app in force.

@@ -46,6 +46,11 @@ var (
 		"Opt-in POSTs refused (403), by reason: not_own (not a form of the site's own origin that the visitor submitted, by Fetch Metadata, Origin or Referer) or token (without a valid token of the opt-in's own form: a POST redirected there, a form elsewhere, an expired form).", "reason")
 	optInRefused = children(optInRefusals, "not_own", "token")
 
+	// consentDecision is indexed by consentResult.
+	consentDecisions = counterVec("consent_decisions_total",
+		"Decisions at the consent endpoint, by result: granted (the visitor's own form, with its token: the cookie and the edge's consent cookie set), withdrawn (the cookies deleted, the opt-out cookie set) or refused (a grant that was not the visitor's own form or lacked its token, or came from a browser whose GPC or child mark outranks consent).", "result")
+	consentDecision = children(consentDecisions, "granted", "withdrawn", "refused")
+
 	// isolateCount is indexed by isolated.
 	isolateRemoved = counterVec("isolate_removed_total",
 		"What b2s_isolate kept from third parties: request_cookie (a cookie of the request not passed on), set_cookie (a Set-Cookie of the upstream not passed back) or header (an X-B2S-* header, either way).", "what")
@@ -60,7 +65,7 @@ var (
 	// and the spool's and shipper's counters and gauges, read at scrape
 	// time.
 	collectors = []prometheus.Collector{
-		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, isolateRemoved, mailLinksTotal, fleetCollector{},
+		recordsTotal, cookiesSet, linkTokens, privacySignals, optInRefusals, consentDecisions, isolateRemoved, mailLinksTotal, fleetCollector{},
 		redactionsTotal,
 		counterFunc("records_spooled_total", "Records appended to the spool (accepted at the edge).", stats.Accepted.Load),
 		counterFunc("records_shipped_total", "Records Kafka acknowledged.", stats.Shipped.Load),
@@ -136,6 +141,15 @@ type refusal uint8
 const (
 	refusedNotOwn refusal = iota
 	refusedToken
+)
+
+// Indexes of consentDecision, in its order.
+type consentResult uint8
+
+const (
+	consentGranted consentResult = iota
+	consentWithdrawn
+	consentRefused
 )
 
 // Indexes of isolateCount, in its order.

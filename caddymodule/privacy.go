@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,11 +21,16 @@ const (
 	DefaultMemberHeader = "X-B2S-Member"
 	DefaultIPv4Prefix   = 24
 	DefaultIPv6Prefix   = 48
+	DefaultConsentPath  = "/_b2s/consent"
+	// DefaultConsentGranted is the consent platform's cookie value that
+	// means granted when consent_cookie names no pattern.
+	DefaultConsentGranted = `^(?i:1|true|yes|y|on|granted|accept|accepted|allow|allowed|all)$`
 )
 
 // Privacy configures how the edge honours the privacy policy's promises.
-// Opted-out, GPC and child records carry no cookie ID, network ID or
-// member ID, and a truncated IP; no cookie is set for them.
+// Opted-out, GPC, child and pending (consent not yet given where it is
+// required) records carry no cookie ID, network ID or member ID, and a
+// truncated IP; no cookie is set for them.
 type Privacy struct {
 	// OptOutPath sets the opt-out cookie and deletes the visitor's
 	// cookies on this site, on GET and POST from anywhere. OptInPath
@@ -108,6 +114,61 @@ type Privacy struct {
 	// {env.B2S_ANON_KEY} are replaced at load. Default: none, a random
 	// salt per edge and day.
 	AnonIDKey string `json:"anon_id_key,omitempty"`
+
+	// RequireConsent lists the regions whose visitors get no identifier
+	// until they consent: no cookie is read or set, their records carry
+	// consent "pending", no cookie, network or member ID, no Kafka key
+	// and a truncated IP, no link token is issued for them, the site's
+	// member header is ignored (and removed) and no Accept-CH is sent.
+	// A region is an ISO 3166-1 alpha-2 code ("DE", "cn"), "eu" (the EU's
+	// 27, the rest of the EEA: IS, LI, NO, and GB and CH) or "all". The
+	// region is the country of the client IP in the City or Country
+	// database (geoip); see ConsentUnknown for visitors without one.
+	// Consent is given by the consent platform's cookie (ConsentCookie)
+	// or by the consent endpoint (ConsentPath). Child, opt-out and GPC
+	// still come first: a child's page under consent stays child, and
+	// Sec-GPC: 1 on top of consent makes records gpc. Default: none, the
+	// opt-out model everywhere.
+	RequireConsent []string `json:"require_consent,omitempty"`
+
+	// ConsentUnknown is what require_consent does with a visitor whose
+	// country is unknown (no GeoIP database, an address it does not
+	// map): "require" (the default, fail closed: they wait for consent
+	// too) or "allow" (the opt-out model for them).
+	ConsentUnknown string `json:"consent_unknown,omitempty"`
+
+	// ConsentCookie names the cookie the site's consent platform sets;
+	// a visitor of a require_consent region whose cookie of that name
+	// matches ConsentGranted has consented, and one whose cookie does
+	// not match has not, whatever the edge's own consent cookie says
+	// (the platform's withdrawal wins). Without the cookie, the edge's
+	// own consent cookie decides. Such a cookie is written by the
+	// platform's script on the page, so any script of the site's origin
+	// can write it too: it is as trustworthy as the scripts the site
+	// runs unisolated (see b2s_isolate). Default: none.
+	ConsentCookie string `json:"consent_cookie,omitempty"`
+
+	// ConsentGranted is a Go regular expression (RE2 syntax) that the
+	// consent platform's cookie value, percent-decoded, matches when the
+	// visitor consented, anywhere in the value unless anchored, e.g.
+	// "statistics:true" for Cookiebot's CookieConsent or "C0002:1" for
+	// OneTrust's OptanonConsent. Default:
+	// ^(?i:1|true|yes|y|on|granted|accept|accepted|allow|allowed|all)$.
+	ConsentGranted string `json:"consent_granted,omitempty"`
+
+	// ConsentPath is the consent endpoint. A GET answers a page with a
+	// form that grants consent; its POST grants it under the same rules
+	// as the opt-in (a form of this very origin the visitor submitted,
+	// with the token of the form page) and sets the visitor's cookie
+	// and the edge's own consent cookie, an HMAC binding consent to the
+	// cookie ID, which no script can forge; it clears an opt-out. With
+	// ?withdraw, a GET or POST from anywhere withdraws consent: the
+	// visitor's cookies are deleted and the opt-out cookie set, as at the
+	// opt-out. Both redirect (303) to ?return=<path or network URL> when
+	// given. The JavaScript tag's b2s.consent(true|false) uses it.
+	// Consent given there lasts cookie_max_age from the grant. Default
+	// "/_b2s/consent".
+	ConsentPath string `json:"consent_path,omitempty"`
 }
 
 // privacy is the provisioned Privacy.
@@ -117,6 +178,14 @@ type privacy struct {
 	truncate                  bool
 	v4, v6                    int
 	childHeader, memberHeader string
+	// Consent regions (consent.go).
+	consentPath    string
+	regions        beacon.Regions
+	regionsErr     error // a bad require_consent, reported by validate
+	consentUnknown string
+	consentCookie  string
+	consentGranted *regexp.Regexp
+	grantedErr     error // a bad consent_granted, reported by validate
 	// names are the plugin's cookies' names, unprefixed ([0]) and with
 	// the __Host- prefix ([1]).
 	names [2]cookieNames
@@ -152,10 +221,11 @@ func (p *Privacy) provision(cookieName string) *privacy {
 		memberHeader: http.CanonicalHeaderKey(or(p.MemberHeader, DefaultMemberHeader)),
 	}
 	pv.names[0] = cookieNames{kindID: cookieName, kindOptOut: cookieName + optOutSuffix,
-		kindChild: cookieName + childSuffix, kindMember: cookieName + memberSuffix}
+		kindChild: cookieName + childSuffix, kindMember: cookieName + memberSuffix, kindConsent: cookieName + consentSuffix}
 	for k, n := range pv.names[0] {
 		pv.names[1][k] = hostPrefix + n
 	}
+	pv.provisionConsent(p)
 	if pv.v4 == 0 {
 		pv.v4 = DefaultIPv4Prefix
 	}
@@ -171,13 +241,16 @@ func (pv *privacy) validate() error {
 	if pv.v4 < 0 || pv.v4 > 32 || pv.v6 < 0 || pv.v6 > 128 {
 		return fmt.Errorf("b2s: privacy: truncate_ip keeps %d IPv4 and %d IPv6 bits; use 0-32 and 0-128, e.g. truncate_ip 24 48", pv.v4, pv.v6)
 	}
-	for _, path := range []string{pv.optOutPath, pv.optInPath} {
+	for _, path := range []string{pv.optOutPath, pv.optInPath, pv.consentPath} {
 		if !strings.HasPrefix(path, "/") {
 			return fmt.Errorf("b2s: privacy: path %q must start with /", path)
 		}
 	}
 	if pv.optOutPath == pv.optInPath {
 		return fmt.Errorf("b2s: privacy: optout_path and optin_path are both %q; give them different paths", pv.optOutPath)
+	}
+	if err := pv.validateConsent(); err != nil {
+		return err
 	}
 	for _, h := range []string{pv.childHeader, pv.memberHeader} {
 		if !isToken(h) { // a header name is a token (RFC 9110, section 5.1)

@@ -134,7 +134,7 @@ func checkConsent(r *record) error {
 		if r.IPTruncated || r.IP != "127.0.0.1" {
 			return fmt.Errorf("full consent with ip %q, ip_truncated %v; want the browser's 127.0.0.1 as it is", r.IP, r.IPTruncated)
 		}
-	case "optout", "gpc", "child":
+	case "optout", "gpc", "child", "pending":
 		// An unsubscribe names its member whatever the consent.
 		if r.CookieID != "" || r.CookieState != "" || r.NetworkID != "" || r.PrevNetworkID != "" || (r.MemberID != "" && r.Kind != "unsubscribe") {
 			return fmt.Errorf("consent %s with identifiers: cookie_id %q (%q), network_id %q, prev_network_id %q, member_id %q",
@@ -144,7 +144,7 @@ func checkConsent(r *record) error {
 			return fmt.Errorf("consent %s with ip %q, ip_truncated %v; want %s, truncated", r.Consent, r.IP, r.IPTruncated, truncatedLoopback)
 		}
 	default:
-		return fmt.Errorf("consent %q, want full, optout, gpc or child", r.Consent)
+		return fmt.Errorf("consent %q, want full, optout, gpc, child or pending", r.Consent)
 	}
 	return nil
 }

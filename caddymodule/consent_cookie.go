@@ -1,0 +1,80 @@
+package caddymodule
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"time"
+)
+
+// The edge's consent cookie (cookie_name + "_consent", __Host- over https
+// without cookie_domain) records consent given at the consent endpoint.
+// Its value is a MAC of the visitor's cookie ID under a key derived from
+// the secret, so no script of the site's origin can write one that
+// counts: it knows no key, and cannot read (HttpOnly) the cookie ID to
+// copy a MAC for. A cookie copied whole from another browser is bound to
+// that browser's cookie ID and counts only beside it; a script that plants
+// both (an unisolated ad, say) can make the visitor's records carry that
+// other ID, which is why third-party scripts belong behind b2s_isolate.
+// It is written once, at the grant, for cookie_max_age: consent given
+// there lasts that long, and goes with the ID it is bound to (a new ID,
+// after a cookie that did not verify, needs consent again).
+
+// consentKeyLabel derives the consent cookie's keys from the secrets, so
+// that its MAC can never be mistaken for a cookie signature or an opt-in
+// token.
+const consentKeyLabel = "b2s consent cookie v1"
+
+// consentMACLen is the bytes of the consent cookie's MAC.
+const consentMACLen = 16
+
+// consentKey derives a consent cookie key from a cookie key.
+func consentKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(consentKeyLabel))
+	return m.Sum(nil)
+}
+
+func consentMAC(key []byte, cookieID string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(cookieID))
+	return m.Sum(nil)[:consentMACLen]
+}
+
+// consentValue is the consent cookie's value for cookieID, under the
+// signing key.
+func (c *Collect) consentValue(cookieID string) string {
+	return base64.RawURLEncoding.EncodeToString(consentMAC(c.app.consentKeys[0], cookieID))
+}
+
+// consentCookieValid reports whether one of the edge's consent cookies
+// the request carries is bound to a valid, current cookie ID it carries
+// (under the name identify reads).
+func (c *Collect) consentCookieValid(jar *visitorCookies, now time.Time) bool {
+	if jar.nconsents == 0 {
+		return false
+	}
+	ids := &jar.ids
+	if !ids.seen && jar.legacy.seen {
+		ids = &jar.legacy
+	}
+	a := c.app
+	for _, val := range ids.vals[:ids.n] {
+		v, ok := a.signer.VerifyAt(val, now)
+		if !ok || !c.current(v.Issued, now) {
+			continue
+		}
+		for _, cv := range jar.consents[:jar.nconsents] {
+			mac, err := base64.RawURLEncoding.DecodeString(cv)
+			if err != nil || len(mac) != consentMACLen {
+				continue
+			}
+			for _, key := range a.consentKeys {
+				if hmac.Equal(mac, consentMAC(key, v.ID)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
