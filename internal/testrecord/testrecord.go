@@ -49,6 +49,10 @@ type Record struct {
 	Campaign    string `json:"campaign"`
 	Destination string `json:"destination"`
 	Prefetch    string `json:"prefetch"`
+
+	// ConsentChanged marks the record at which the visitor's consent
+	// changed (require_consent's grant or withdrawal).
+	ConsentChanged bool `json:"consent_changed"`
 }
 
 // Geo is the record's geo object. Its tags leave out what is absent, so

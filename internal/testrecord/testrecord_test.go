@@ -78,7 +78,7 @@ func TestEveryEncodedField(t *testing.T) {
 	// anon_id comes in records without identifying consent, which carry
 	// no cookie ID.
 	optOut := beacon.Record{EventID: r.EventID, Time: r.Time, Kind: beacon.KindPage, Host: r.Host, Status: 200,
-		Consent: beacon.ConsentOptOut, AnonID: beacon.AnonID{1, 2, 3}}
+		Consent: beacon.ConsentOptOut, ConsentChanged: true, AnonID: beacon.AnonID{1, 2, 3}}
 	var got, gotClick, gotOptOut Record
 	for _, c := range []struct {
 		rec *beacon.Record
