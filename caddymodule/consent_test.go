@@ -235,6 +235,9 @@ func checkPending(t *testing.T, x exchange, ip string) {
 	if _, ok := x.rec.rec["consent_changed"]; ok {
 		t.Errorf("pending record has consent_changed")
 	}
+	if x.rec.str("anon_id") == "" {
+		t.Errorf("pending record has no anon_id, which records without identifying consent carry")
+	}
 	if sc := x.w.Header().Values("Set-Cookie"); len(sc) > 0 {
 		t.Errorf("pending visitor's response sets cookies %q", sc)
 	}
@@ -256,6 +259,9 @@ func checkConsented(t *testing.T, x exchange, id, ip string) {
 	got := x.rec.str("cookie_id")
 	if got == "" || (id != "*" && got != id) || x.rec.key != got {
 		t.Errorf("record cookie_id %q, key %q; want %s, the key too", got, x.rec.key, id)
+	}
+	if x.rec.str("anon_id") != "" {
+		t.Errorf("full record with an anon_id")
 	}
 	if x.rec.str("ip") != ip || x.rec.rec["ip_truncated"] != nil {
 		t.Errorf("record ip %q (truncated %v), want %s", x.rec.str("ip"), x.rec.rec["ip_truncated"], ip)
