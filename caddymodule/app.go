@@ -286,6 +286,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.logKeys(keys)
+	a.logConsent()
 	sasl := "none"
 	if kc.cfg.SASL != nil {
 		sasl = kc.cfg.SASL.Mechanism

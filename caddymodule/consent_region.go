@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
@@ -118,4 +120,21 @@ func (pv *privacy) consentSettings() any {
 		All                            bool
 		Unknown, Cookie, Granted, Path string
 	}{pv.regions.Countries(), pv.regions.All(), pv.consentUnknown, pv.consentCookie, granted, pv.consentPath}
+}
+
+// logConsent logs the consent regions at load, and warns when they cannot
+// work as meant: without a City or Country database no visitor has a
+// country, so every one waits for consent (or, with consent_unknown
+// allow, none does).
+func (a *App) logConsent() {
+	pv := a.privacy
+	if pv.regions.Empty() {
+		return
+	}
+	a.logger.Info("consent required before identifiers", zap.Strings("countries", pv.regions.Countries()),
+		zap.Bool("all", pv.regions.All()), zap.String("unknown", pv.consentUnknown), zap.String("consent_cookie", pv.consentCookie))
+	if a.geo == nil {
+		a.logger.Warn("require_consent without a geoip database: no visitor's country is known, so every visitor is treated as consent_unknown says; add geoip <City or Country .mmdb>",
+			zap.String("consent_unknown", pv.consentUnknown))
+	}
 }
