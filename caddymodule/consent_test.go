@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/b2scom/b2s-edge/beacon"
 	"github.com/b2scom/b2s-edge/geo"
@@ -721,6 +722,30 @@ func TestConsentMailLinks(t *testing.T) {
 			x := e.visitor(t, tc.ip).do(tc.method, link(tc.kind), hdr, body)
 			if x.rec.str("consent") != tc.consent || x.rec.str("member_id") != tc.member {
 				t.Errorf("record consent %q member %q, want %s, %q: %v", x.rec.str("consent"), x.rec.str("member_id"), tc.consent, tc.member, x.rec.rec)
+			}
+		})
+	}
+}
+
+// Without a GeoIP database, require_consent warns at load that no visitor
+// has a country.
+func TestConsentWarnsWithoutGeoIP(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		noGeo bool
+		warn  bool
+	}{
+		{"no geoip database: a warning", true, true},
+		{"control: with one, none", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newConsentEdge(t, euConsent(), tc.noGeo)
+			core, logs := observer.New(zap.InfoLevel)
+			e.c.app.logger = zap.New(core)
+			e.c.app.logConsent()
+			warned := logs.FilterLevelExact(zap.WarnLevel).FilterMessageSnippet("require_consent without a geoip database").Len() == 1
+			if warned != tc.warn || logs.FilterMessage("consent required before identifiers").Len() != 1 {
+				t.Errorf("logs %v: warned %v, want %v, and the regions logged", logs.All(), warned, tc.warn)
 			}
 		})
 	}
