@@ -10,10 +10,10 @@ import (
 )
 
 // This file counts the cookieless visitors: records whose consent allows
-// no identifier (optout, gpc) carry an anon_id, a hash of the site, the
-// client IP and the User-Agent under a salt of the UTC day. An anon_id
-// means something within its site and UTC day only: it is counted per
-// (host, UTC day of ts, anon_id), never joined across days, and never
+// no identifier (optout, gpc, pending) carry an anon_id, a hash of the
+// site, the client IP and the User-Agent under a salt of the UTC day. An
+// anon_id means something within its site and UTC day only: it is counted
+// per (host, UTC day of ts, anon_id), never joined across days, and never
 // added to the cookie visitors.
 
 // sessionGap is the pause after which an anon_id's next record starts a

@@ -63,9 +63,16 @@ per site (the record's host, as recorded), over a window of the records' ts:
               (only full records carry identifiers), or full without a
               cookie_id (e.g. a cross-site beacon without third-party
               cookies).
-  consent     the site's records by consent: full, optout, gpc, child. A
-              record without the field was written before it existed and
-              is full.
+  consent     the site's records by consent: full, optout, gpc, child,
+              pending (a visitor where the site requires consent who has
+              not given it yet). A record without the field was written
+              before it existed and is full.
+  consent changes
+              the site's records marked consent_changed, where it requires
+              consent: granted (consent full: the consent endpoint's grant,
+              or the first record identified after the consent platform's
+              cookie granted it) and withdrawn (consent optout: the consent
+              endpoint's withdrawal). Listed for the sites that have any.
   top pages   the paths of those page views (URL without query or fragment),
               most viewed first, ties in path order.
   records     every record of the site that was counted.
@@ -84,7 +91,7 @@ and across the sites of the network:
               every site.
 
 and, apart from the visitors, for the records without consent to identify
-the visitor (optout, gpc) that carry an anon_id:
+the visitor (optout, gpc, pending) that carry an anon_id:
 
   anonymous visitors (anon_id)
               daily: distinct anon_ids of each UTC day, summed over the
@@ -119,7 +126,8 @@ that are not JSON, lack a field the report needs or hold one it cannot use
 (malformed: a cookie_id, network_id or prev_network_id that is not 32 hex
 digits, an unknown consent, identifiers on a record whose consent is not
 full, an anon_id on a full or child record or not of 22 base64url
-characters), carry a schema version newer than 1 (unknown schema) or fall outside
+characters, consent_changed on a mail record, on a consent other than full
+or optout, or on a full record without cookie_id), carry a schema version newer than 1 (unknown schema) or fall outside
 the window are read and skipped, and the report says how many.
 
 With -exit-at-end (the default) b2sreport reads each partition up to the end
@@ -522,8 +530,8 @@ func resetOffsets(ctx context.Context, client *kafka.Client, group, topic string
 }
 
 // writeText prints rep for people: a table of sites, the network's
-// visitors and members, the sites' records by consent, then each site's
-// top pages, then what was skipped.
+// visitors and members, the sites' records by consent and changes of
+// consent, then each site's top pages, then what was skipped.
 func writeText(w io.Writer, rep Report) error {
 	bw := bufio.NewWriter(w) // keeps the first write error for Flush
 	from, to := "the start", "the end of the topic"
@@ -547,11 +555,12 @@ func writeText(w io.Writer, rep Report) error {
 		}
 		fmt.Fprintf(bw, "\nnetwork visitors %d, members %d\n", rep.Network.Visitors, rep.Network.Members)
 		width = max(width, len("records by consent"))
-		fmt.Fprintf(bw, "\n%-*s  %8s  %8s  %8s  %8s\n", width, "records by consent", "full", "optout", "gpc", "child")
+		fmt.Fprintf(bw, "\n%-*s  %8s  %8s  %8s  %8s  %8s\n", width, "records by consent", "full", "optout", "gpc", "child", "pending")
 		for _, s := range rep.Sites {
 			c := s.Consent
-			fmt.Fprintf(bw, "%-*s  %8d  %8d  %8d  %8d\n", width, s.Host, c.Full, c.OptOut, c.GPC, c.Child)
+			fmt.Fprintf(bw, "%-*s  %8d  %8d  %8d  %8d  %8d\n", width, s.Host, c.Full, c.OptOut, c.GPC, c.Child, c.Pending)
 		}
+		writeConsentChanges(bw, rep, width)
 	}
 	if len(rep.Edges) > 0 {
 		width := len("records by edge")
@@ -610,4 +619,18 @@ func writeText(w io.Writer, rep Report) error {
 		fmt.Fprintf(bw, "%d records were counted without a duplicate check: their ts was further behind the newest record than -dedupe-window (or -dedupe-max) reaches\n", rep.NotDeduplicated)
 	}
 	return bw.Flush()
+}
+
+// writeConsentChanges prints the grants and withdrawals of the sites that
+// have any, in columns width wide like the consent table's.
+func writeConsentChanges(bw *bufio.Writer, rep Report, width int) {
+	if !slices.ContainsFunc(rep.Sites, func(s Site) bool { return s.ConsentChanges != (ConsentChanges{}) }) {
+		return
+	}
+	fmt.Fprintf(bw, "\n%-*s  %8s  %9s\n", width, "consent changes", "granted", "withdrawn")
+	for _, s := range rep.Sites {
+		if c := s.ConsentChanges; c != (ConsentChanges{}) {
+			fmt.Fprintf(bw, "%-*s  %8d  %9d\n", width, s.Host, c.Granted, c.Withdrawn)
+		}
+	}
 }

@@ -79,11 +79,14 @@ const (
 	consentOptOut
 	consentGPC
 	consentChild
+	// consentPending is a visitor where the site requires consent
+	// (require_consent) who has not given it yet.
+	consentPending
 	numConsents
 )
 
 // consentNames are the values of the record's consent field, by consent.
-var consentNames = [numConsents]string{"full", "optout", "gpc", "child"}
+var consentNames = [numConsents]string{"full", "optout", "gpc", "child", "pending"}
 
 // Counter counts records into a Report. It is not safe for concurrent use.
 type Counter struct {
@@ -117,8 +120,11 @@ type siteTally struct {
 	unidentified int64
 	bots         int64
 	consent      [numConsents]int64
-	visitors     map[[16]byte]struct{}
-	pages        map[string]int64
+	// granted and withdrawn count the records marked consent_changed:
+	// consent full (a grant) and optout (a withdrawal).
+	granted, withdrawn int64
+	visitors           map[[16]byte]struct{}
+	pages              map[string]int64
 	// clients tallies the records that are no bot's and carry a ua, by
 	// browser, OS and device (clientDims), then by name.
 	clients [numDims]map[string]*clientTally
@@ -175,7 +181,10 @@ type record struct {
 	Event         string          `json:"event"`
 	Bot           string          `json:"bot"`
 	AnonID        *string         `json:"anon_id"`
-	UA            *struct {
+	// ConsentChanged is true on the record at which the visitor's
+	// consent changed.
+	ConsentChanged bool `json:"consent_changed"`
+	UA             *struct {
 		Browser string `json:"browser"`
 		OS      string `json:"os"`
 		Device  string `json:"device"`
@@ -204,6 +213,7 @@ type fields struct {
 	mail      bool     // a record of a mail link: open, click or unsubscribe
 	anon      [16]byte // anon_id, when hasAnon (anon.go)
 	hasAnon   bool
+	changed   bool // consent_changed: a grant (full) or withdrawal (optout)
 }
 
 // Add counts one Kafka message value. The error says why a record was
@@ -263,6 +273,13 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	c.edges[r.Edge]++
 	c.anyEdge = c.anyEdge || r.Edge != ""
 	s.consent[f.consent]++
+	if f.changed {
+		if f.consent == consentFull {
+			s.granted++
+		} else {
+			s.withdrawn++
+		}
+	}
 	if f.hasAnon {
 		s.anon.add(f.anon, ts)
 	}
@@ -352,6 +369,20 @@ func (r *record) validate() (f fields, err error) {
 			return f, fmt.Errorf("consent %s, yet the record carries an anon_id", consentNames[f.consent])
 		}
 		f.hasAnon = true
+	}
+	if r.ConsentChanged {
+		// The edge marks a change of consent only where the site
+		// requires it: the grant (full), the withdrawal (optout). Any
+		// other is a record the report cannot read as either.
+		switch {
+		case mailKinds[r.Kind]:
+			return f, fmt.Errorf("consent_changed on a %s record: mail links change no consent", r.Kind)
+		case f.consent != consentFull && f.consent != consentOptOut:
+			return f, fmt.Errorf("consent_changed on a %s record: a change of consent is a grant (full) or a withdrawal (optout)", consentNames[f.consent])
+		case f.consent == consentFull && r.CookieID == "":
+			return f, errors.New("consent_changed on a full record without cookie_id: a grant identifies the visitor")
+		}
+		f.changed = true
 	}
 	if mailKinds[r.Kind] {
 		return r.validateMail(f)
@@ -487,6 +518,9 @@ type Site struct {
 	// Consent counts the records by consent; a record without the field
 	// is full.
 	Consent Consents `json:"consent"`
+	// ConsentChanges counts the records marked consent_changed, where
+	// the site requires consent: grants and withdrawals.
+	ConsentChanges ConsentChanges `json:"consent_changes"`
 	// TopPages are the most viewed paths, by views then path.
 	TopPages []Page `json:"top_pages"`
 	// Bots counts the records flagged as a bot's (any bot class), and
@@ -504,7 +538,7 @@ type Site struct {
 	OSes     []Client `json:"oses,omitempty"`
 	Devices  []Client `json:"devices,omitempty"`
 	// Anonymous counts the visitors of the records that carry an anon_id
-	// (consent optout or gpc), apart from Visitors: distinct anon_ids per
+	// (consent optout, gpc or pending), apart from Visitors: distinct anon_ids per
 	// UTC day, and their sessions. Absent when no record has one.
 	Anonymous *Anonymous `json:"anonymous,omitempty"`
 }
@@ -527,10 +561,22 @@ type EdgeRecords struct {
 
 // Consents counts records by their consent.
 type Consents struct {
-	Full   int64 `json:"full"`
-	OptOut int64 `json:"optout"`
-	GPC    int64 `json:"gpc"`
-	Child  int64 `json:"child"`
+	Full    int64 `json:"full"`
+	OptOut  int64 `json:"optout"`
+	GPC     int64 `json:"gpc"`
+	Child   int64 `json:"child"`
+	Pending int64 `json:"pending"`
+}
+
+// ConsentChanges counts the records at which a visitor's consent changed
+// (consent_changed). Granted are the full ones: the consent endpoint's
+// grant, or the first record identified after the consent platform's
+// cookie granted it. Withdrawn are the optout ones: the consent
+// endpoint's withdrawal. A withdrawal through the platform's cookie alone
+// marks no record (the visitor's records turn pending) and is not counted.
+type ConsentChanges struct {
+	Granted   int64 `json:"granted"`
+	Withdrawn int64 `json:"withdrawn"`
 }
 
 // Network is the report of all the sites together.
@@ -582,12 +628,14 @@ func (c *Counter) Report() Report {
 			Visitors:     int64(len(s.visitors)),
 			Unidentified: s.unidentified,
 			Consent: Consents{
-				Full:   s.consent[consentFull],
-				OptOut: s.consent[consentOptOut],
-				GPC:    s.consent[consentGPC],
-				Child:  s.consent[consentChild],
+				Full:    s.consent[consentFull],
+				OptOut:  s.consent[consentOptOut],
+				GPC:     s.consent[consentGPC],
+				Child:   s.consent[consentChild],
+				Pending: s.consent[consentPending],
 			},
-			TopPages: make([]Page, 0, len(s.pages)),
+			ConsentChanges: ConsentChanges{Granted: s.granted, Withdrawn: s.withdrawn},
+			TopPages:       make([]Page, 0, len(s.pages)),
 		}
 		for p, n := range s.pages {
 			site.TopPages = append(site.TopPages, Page{Path: p, Views: n})
