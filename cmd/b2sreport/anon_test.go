@@ -136,11 +136,12 @@ func TestAnonymousVisitors(t *testing.T) {
 	hosts := []string{"www.b2s.com", "www.b2smade.com"}
 	s := newAnonStream(t, 7)
 
-	// Anonymous visitors of both consents, on two days, on two sites.
+	// Anonymous visitors of every consent that allows no identifier and
+	// is no child's, on two days, on two sites.
 	for _, host := range hosts {
 		for _, day := range []time.Time{day1, day2} {
-			for v := 0; v < 40; v++ {
-				consent := []string{"optout", "gpc"}[v%2]
+			for v := 0; v < 42; v++ {
+				consent := []string{"optout", "gpc", "pending"}[v%3]
 				start := day.Add(time.Duration(s.rng.Int64N(int64(10 * time.Hour))))
 				s.visit(host, start, s.newAnonID(), consent, 1+s.rng.IntN(3))
 			}
@@ -219,7 +220,7 @@ func TestAnonymousVisitors(t *testing.T) {
 			if site.Visitors != int64(len(s.visitors[site.Host])) {
 				t.Errorf("%s: %d cookie visitors, want %d: anonymous visitors are not added to them", site.Host, site.Visitors, len(s.visitors[site.Host]))
 			}
-			got := map[string]int64{"full": site.Consent.Full, "optout": site.Consent.OptOut, "gpc": site.Consent.GPC, "child": site.Consent.Child}
+			got := map[string]int64{"full": site.Consent.Full, "optout": site.Consent.OptOut, "gpc": site.Consent.GPC, "child": site.Consent.Child, "pending": site.Consent.Pending}
 			for k, v := range s.consent[site.Host] {
 				if got[k] != v {
 					t.Errorf("%s: %d records of consent %s, want %d", site.Host, got[k], k, v)
@@ -231,6 +232,9 @@ func TestAnonymousVisitors(t *testing.T) {
 			a := rep.Sites[0].Anonymous
 			if a.Visitors >= a.Records || a.Sessions <= a.Visitors || len(a.Days) != 2 {
 				t.Errorf("the stream does not exercise the counting: %+v", a)
+			}
+			if c := rep.Sites[0].Consent; c.OptOut == 0 || c.GPC == 0 || c.Pending == 0 {
+				t.Errorf("the stream lacks a consent that carries anon_ids: %+v", c)
 			}
 		}
 	}
@@ -252,8 +256,10 @@ func TestAnonIDMalformed(t *testing.T) {
 		{"an anon_id of 21 characters", `,"consent":"optout","anon_id":"` + id[1:] + `"`, "is not 16 bytes of base64url"},
 		{"an anon_id in standard base64", `,"consent":"optout","anon_id":"q83vEjRW+JCrze8SNFZ4kA"`, "is not 16 bytes of base64url"},
 		{"an empty anon_id", `,"consent":"gpc","anon_id":""`, "is not 16 bytes of base64url"},
+		{"an anon_id in a pending record with a cookie_id", `,"consent":"pending","anon_id":"` + id + `","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"`, `consent "pending", yet the record carries identifiers`},
 		{"control: an anon_id in an opted-out record", `,"consent":"optout","anon_id":"` + id + `"`, ""},
 		{"control: an anon_id in a GPC record", `,"consent":"gpc","anon_id":"` + id + `"`, ""},
+		{"control: an anon_id in a pending record", `,"consent":"pending","anon_id":"` + id + `"`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewCounter(Config{DedupeWindow: time.Hour, DedupeMax: 10})

@@ -127,9 +127,9 @@ www.b2s.com                 6         4             1        10       0.0%
 
 network visitors 5, members 0
 
-records by consent      full    optout       gpc     child
-suppliers.b2s.com          4         0         0         0
-www.b2s.com               10         0         0         0
+records by consent      full    optout       gpc     child   pending
+suppliers.b2s.com          4         0         0         0         0
+www.b2s.com               10         0         0         0         0
 
 top pages of suppliers.b2s.com
   2  /list
@@ -177,18 +177,28 @@ func TestNetworkAgainstABroker(t *testing.T) {
 		rec{id: 9, at: "10m", kind: "beacon", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog", event: "pageview"},
 		rec{id: 10, at: "11m", host: sister, consent: "full", cookie: "bobS", network: "bobS", url: "https://www.b2smade.com/catalog"},
 	)
+	// Where the sites require consent: eve views a page before consenting
+	// and is then identified at her grant; a visitor of the sister site
+	// withdraws; a record that says it waits for consent yet carries an
+	// ID cannot be read.
+	produce(t, addr,
+		rec{id: 11, at: "12m", kind: "beacon", host: mainSite, consent: "pending", url: "https://www.b2s.com/", event: "pageview"},
+		rec{id: 12, at: "13m", host: mainSite, consent: "full", cookie: "eve", network: "eve", changed: true, url: "https://www.b2s.com/_b2s/consent"},
+		rec{id: 13, at: "14m", host: sister, consent: "optout", changed: true, url: "https://www.b2smade.com/_b2s/consent?withdraw"},
+		rec{id: 14, at: "15m", host: sister, consent: "pending", cookie: "fay", url: "https://www.b2smade.com/"},
+	)
 
 	window := []string{"-brokers", addr, "-topic", e2eTopic, "-since", t0.Format(time.RFC3339), "-until", t0.Add(time.Hour).Format(time.RFC3339)}
 	got := report(t, append(window, "-group", "network", "-json"))
 	want := Report{
 		Sites: []Site{
-			{Host: mainSite, Records: 4, PageViews: 2, Visitors: 3, Unidentified: 1, Consent: Consents{Full: 3, GPC: 1}, TopPages: []Page{{"/", 2}}},
-			{Host: sister, Records: 6, PageViews: 2, Visitors: 2, Unidentified: 2, Consent: Consents{Full: 4, OptOut: 1, Child: 1}, TopPages: []Page{{"/catalog", 2}}},
+			{Host: mainSite, Records: 6, PageViews: 3, Visitors: 4, Unidentified: 2, Consent: Consents{Full: 4, GPC: 1, Pending: 1}, ConsentChanges: ConsentChanges{Granted: 1}, TopPages: []Page{{"/", 3}}},
+			{Host: sister, Records: 7, PageViews: 2, Visitors: 2, Unidentified: 3, Consent: Consents{Full: 4, OptOut: 2, Child: 1}, ConsentChanges: ConsentChanges{Withdrawn: 1}, TopPages: []Page{{"/catalog", 2}}},
 		},
-		Network: Network{Visitors: 3, Members: 2}, // ann, bob (bobS), dan; m-1001, m-2002
-		Read:    12,
-		Counted: 10,
-		Skipped: Skipped{Duplicates: 1, Malformed: 1},
+		Network: Network{Visitors: 4, Members: 2}, // ann, bob (bobS), dan, eve; m-1001, m-2002
+		Read:    16,
+		Counted: 13,
+		Skipped: Skipped{Duplicates: 1, Malformed: 2},
 	}
 	checkReport(t, "network", got, want, "network")
 
@@ -199,22 +209,26 @@ func TestNetworkAgainstABroker(t *testing.T) {
 	wantText := `topic b2s.events, group network-text: records with ts from 2026-11-28T20:00:00Z to 2026-11-28T21:00:00Z (excluded)
 
 site             page views  visitors  unidentified   records  bot share
-www.b2s.com               2         3             1         4       0.0%
-www.b2smade.com           2         2             2         6       0.0%
+www.b2s.com               3         4             2         6       0.0%
+www.b2smade.com           2         2             3         7       0.0%
 
-network visitors 3, members 2
+network visitors 4, members 2
 
-records by consent      full    optout       gpc     child
-www.b2s.com                3         0         1         0
-www.b2smade.com            4         1         0         1
+records by consent      full    optout       gpc     child   pending
+www.b2s.com                4         0         1         0         1
+www.b2smade.com            4         2         0         1         0
+
+consent changes      granted  withdrawn
+www.b2s.com                1          0
+www.b2smade.com            0          1
 
 top pages of www.b2s.com
-  2  /
+  3  /
 
 top pages of www.b2smade.com
   2  /catalog
 
-read 12 records: 10 counted; skipped 1 duplicates, 0 outside the window, 1 malformed, 0 of an unknown schema version
+read 16 records: 13 counted; skipped 1 duplicates, 0 outside the window, 2 malformed, 0 of an unknown schema version
 `
 	if out.String() != wantText {
 		t.Errorf("text report:\n%s\nwant:\n%s", out.String(), wantText)

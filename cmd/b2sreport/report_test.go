@@ -30,6 +30,7 @@ type rec struct {
 	member  string // member_id, as is
 	from    string // linked_from
 	edge    string // the edge that wrote it; "" for none, as before edge existed
+	changed bool   // consent_changed
 }
 
 func eventID(n int) string { return fmt.Sprintf("019ac5a1-2b00-7000-8000-%012x", n) }
@@ -86,6 +87,9 @@ func (r rec) json(t testing.TB) string {
 	}
 	if r.event != "" {
 		m["event"] = r.event
+	}
+	if r.changed {
+		m["consent_changed"] = true
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -296,8 +300,15 @@ func TestCounter(t *testing.T) {
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":["full"]}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"optout","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"child","member_id":"m-1"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"pending","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"pending","member_id":"m-1"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"granted"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"Pending"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"pending","consent_changed":true}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"full","consent_changed":true}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"full","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","consent_changed":"yes"}`,
 			},
-			want: Report{Sites: []Site{}, Read: 31, Skipped: Skipped{Malformed: 31}},
+			want: Report{Sites: []Site{}, Read: 38, Skipped: Skipped{Malformed: 38}},
 		},
 		{
 			scenario: "identifiers on a record whose consent is not full are never counted: the record is malformed",
@@ -306,14 +317,77 @@ func TestCounter(t *testing.T) {
 				{id: 2, consent: "gpc", cookie: "bob"},
 				{id: 3, consent: "child", cookie: "cat", network: "dan", prev: "cat"},
 				{id: 4, consent: "full", cookie: "dan", network: "dan"},
+				{id: 5, consent: "pending", cookie: "eve"},
+				{id: 6, consent: "pending", network: "eve"},
+				{id: 7, consent: "pending", member: "m-2"},
 			},
-			outcomes: []Outcome{Malformed, Malformed, Malformed, Counted},
+			outcomes: []Outcome{Malformed, Malformed, Malformed, Counted, Malformed, Malformed, Malformed},
 			want: Report{
 				Sites:   []Site{{Host: "www.b2s.com", Records: 1, Visitors: 1, Consent: Consents{Full: 1}, TopPages: []Page{}}},
 				Network: Network{Visitors: 1},
-				Read:    4,
+				Read:    7,
 				Counted: 1,
-				Skipped: Skipped{Malformed: 3},
+				Skipped: Skipped{Malformed: 6},
+			},
+		},
+		{
+			scenario: "a pending record is counted by consent and as unidentified, its anon_id among the anonymous visitors",
+			raw: []string{
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:01:00.000000Z","kind":"beacon","host":"h","url":"/x","event":"pageview","consent":"pending","anon_id":"q83vEjRWeJCrze8SNFZ4kA"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000002","ts":"2026-11-28T20:02:00.000000Z","kind":"page","host":"h","consent":"pending","anon_id":"q83vEjRWeJCrze8SNFZ4kA"}`,
+				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000003","ts":"2026-11-28T20:03:00.000000Z","kind":"page","host":"h","consent":"pending"}`,
+			},
+			outcomes: []Outcome{Counted, Counted, Counted},
+			want: Report{
+				Sites: []Site{{
+					Host: "h", Records: 3, PageViews: 1, Unidentified: 3, Consent: Consents{Pending: 3}, TopPages: []Page{{"/x", 1}},
+					Anonymous: &Anonymous{Records: 2, Visitors: 1, Sessions: 1, Days: []AnonDay{{Day: "2026-11-28", Records: 2, Visitors: 1, Sessions: 1}}},
+				}},
+				Read:    3,
+				Counted: 3,
+			},
+		},
+		{
+			scenario: "grants and withdrawals of consent are counted per site, from the records marked consent_changed",
+			records: []rec{
+				{id: 1, host: "www.b2s.com", consent: "pending"},
+				{id: 2, host: "www.b2s.com", consent: "full", cookie: "ann", network: "ann", changed: true}, // the endpoint's grant
+				{id: 3, host: "www.b2s.com", consent: "full", cookie: "ann", network: "ann"},                // identified since
+				{id: 4, host: "www.b2s.com", consent: "optout", changed: true},                              // the endpoint's withdrawal
+				{id: 5, host: "www.b2s.com", consent: "optout"},                                             // opted out since
+				{id: 6, host: "www.b2smade.com", consent: "full", cookie: "bob", network: "bob", changed: true},
+				{id: 7, host: "www.b2smade.com", consent: "full", cookie: "cat", network: "cat"}, // no change: a returning visitor
+				{id: 8, host: "suppliers.b2s.com", consent: "full", cookie: "dan", network: "dan"},
+				{id: 9, host: "suppliers.b2s.com", consent: "pending"}, // withdrawn through the platform's cookie: no mark
+			},
+			want: Report{
+				Sites: []Site{
+					{Host: "suppliers.b2s.com", Records: 2, Visitors: 1, Unidentified: 1, Consent: Consents{Full: 1, Pending: 1}, TopPages: []Page{}},
+					{Host: "www.b2s.com", Records: 5, Visitors: 1, Unidentified: 3, Consent: Consents{Full: 2, OptOut: 2, Pending: 1}, ConsentChanges: ConsentChanges{Granted: 1, Withdrawn: 1}, TopPages: []Page{}},
+					{Host: "www.b2smade.com", Records: 2, Visitors: 2, Consent: Consents{Full: 2}, ConsentChanges: ConsentChanges{Granted: 1}, TopPages: []Page{}},
+				},
+				Network: Network{Visitors: 4},
+				Read:    9,
+				Counted: 9,
+			},
+		},
+		{
+			scenario: "a consent change the edge never marks is malformed: on gpc, child or pending, on a grant without cookie_id",
+			records: []rec{
+				{id: 1, consent: "gpc", changed: true},
+				{id: 2, consent: "child", changed: true},
+				{id: 3, consent: "pending", changed: true},
+				{id: 4, consent: "full", changed: true},
+				{id: 5, changed: true, cookie: "ann"}, // no consent field: full
+				{id: 6, consent: "optout", changed: true},
+			},
+			outcomes: []Outcome{Malformed, Malformed, Malformed, Malformed, Counted, Counted},
+			want: Report{
+				Sites:   []Site{{Host: "www.b2s.com", Records: 2, Visitors: 1, Unidentified: 1, Consent: Consents{Full: 1, OptOut: 1}, ConsentChanges: ConsentChanges{Granted: 1, Withdrawn: 1}, TopPages: []Page{}}},
+				Network: Network{Visitors: 1},
+				Read:    6,
+				Counted: 2,
+				Skipped: Skipped{Malformed: 4},
 			},
 		},
 		{
@@ -386,7 +460,10 @@ func TestMalformedRecordsSayWhy(t *testing.T) {
 		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"ABC"}`, `network_id "ABC" is not 32 hex digits`},
 		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","network_id":"2ba4d43fa2ecb3a3656759d4833980c0","prev_network_id":"x"}`, `prev_network_id "x" is not 32 hex digits`},
 		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"gpc","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`, `consent "gpc", yet the record carries identifiers`},
-		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"none"}`, `consent "none" is none of full, optout, gpc, child`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"none"}`, `consent "none" is none of full, optout, gpc, child, pending`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"pending","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0"}`, `consent "pending", yet the record carries identifiers`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent":"gpc","consent_changed":true}`, `consent_changed on a gpc record`},
+		{`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00Z","kind":"page","host":"h","consent_changed":true}`, `consent_changed on a full record without cookie_id`},
 		{`{"schema":7}`, "schema 7 is newer than 1"},
 	}
 	for _, tt := range tests {
@@ -599,15 +676,16 @@ func TestNetworkVisitors(t *testing.T) {
 				{id: 4, host: mainSite, consent: "child"},
 				{id: 5, host: mainSite, consent: "full"}, // e.g. a cross-site beacon without third-party cookies
 				{id: 6, host: sister, consent: "gpc"},
+				{id: 7, host: sister, consent: "pending"},
 			},
 			want: Report{
 				Sites: []Site{
 					{Host: mainSite, Records: 5, Visitors: 1, Unidentified: 4, Consent: Consents{Full: 2, OptOut: 1, GPC: 1, Child: 1}, TopPages: []Page{}},
-					{Host: sister, Records: 1, Unidentified: 1, Consent: Consents{GPC: 1}, TopPages: []Page{}},
+					{Host: sister, Records: 2, Unidentified: 2, Consent: Consents{GPC: 1, Pending: 1}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 1, Members: 1},
-				Read:    6,
-				Counted: 6,
+				Read:    7,
+				Counted: 7,
 			},
 		},
 		{
