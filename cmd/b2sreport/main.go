@@ -72,7 +72,8 @@ per site (the record's host, as recorded), over a window of the records' ts:
               consent: granted (consent full: the consent endpoint's grant,
               or the first record identified after the consent platform's
               cookie granted it) and withdrawn (consent optout: the consent
-              endpoint's withdrawal). Listed for the sites that have any.
+              endpoint's withdrawal). Listed for the sites that have any;
+              -json gives every site's consent_changes.
   top pages   the paths of those page views (URL without query or fragment),
               most viewed first, ties in path order.
   records     every record of the site that was counted.
@@ -127,8 +128,9 @@ that are not JSON, lack a field the report needs or hold one it cannot use
 digits, an unknown consent, identifiers on a record whose consent is not
 full, an anon_id on a full or child record or not of 22 base64url
 characters, consent_changed on a mail record, on a consent other than full
-or optout, or on a full record without cookie_id), carry a schema version newer than 1 (unknown schema) or fall outside
-the window are read and skipped, and the report says how many.
+or optout, or on a full record without cookie_id), carry a schema version
+newer than 1 (unknown schema) or fall outside the window are read and
+skipped, and the report says how many.
 
 With -exit-at-end (the default) b2sreport reads each partition up to the end
 it had at the start, prints the report and only then commits the group's
