@@ -248,8 +248,11 @@ func (c *Collect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if rec.Consent.Identifying() {
 		cookie = c.identify(r, now, &rec, &jar, nil)
 		c.readMember(&rec, &jar)
-		// Where consent is required, the ID is issued at consent.
-		rec.ConsentChanged = jar.consentNeeded && rec.CookieState == beacon.StateNew
+		// The first record identified under the platform's consent.
+		c.followPlatformGrant(r, &rec, &jar, &cookie)
+	} else {
+		// The platform's refusal deletes the identifier cookies.
+		c.followPlatformRefusal(r, &rec, &jar, &cookie)
 	}
 	if isBeacon {
 		c.answerBeacon(w, r, &br, &rec, ip, cookie)

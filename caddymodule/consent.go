@@ -14,12 +14,20 @@ import (
 // identifier is read or set: off (a child-directed path or site), the
 // do-not-collect mark or, for a beacon, a page it reports (page: its u,
 // else the Referer) under the collect off paths, then the opt-out cookie
-// and Sec-GPC, and last whether the visitor's country (from GeoIP, ""
-// for unknown) requires consent they have not given. A child's record
-// stays a child's whatever else the request says: it carries no anon_id,
-// which other records without consent do (pending ones included).
+// and Sec-GPC, then the consent platform's cookie saying not granted, and
+// last whether the visitor's country (from GeoIP, "" for unknown)
+// requires consent they have not given. A child's record stays a child's
+// whatever else the request says: it carries no anon_id, which other
+// records without consent do (pending ones included).
+//
+// The platform's refusal counts wherever the visitor is: the site's own
+// platform has recorded that this browser is not to be identified, and a
+// GeoIP country is a guess (fail closed).
 func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, page, country string, now time.Time) beacon.Consent {
 	pv := c.app.privacy
+	if jar.platformSeen { // only with consent_cookie
+		jar.platformGranted = pv.platformGranted(jar.platform)
+	}
 	switch {
 	case c.collectOff(r), jar.child, isBeacon && c.offPageBeacon(r, page):
 		return beacon.ConsentChild
@@ -27,6 +35,9 @@ func (c *Collect) consent(r *http.Request, jar *visitorCookies, isBeacon bool, p
 		return beacon.ConsentOptOut
 	case pv.gpc && r.Header.Get("Sec-Gpc") == "1":
 		return beacon.ConsentGPC
+	case jar.platformSeen && !jar.platformGranted:
+		jar.consentNeeded = pv.needsConsent(country)
+		return beacon.ConsentPending
 	case pv.needsConsent(country):
 		jar.consentNeeded = true
 		if !c.consented(jar, now) {

@@ -19,6 +19,13 @@ import (
 // It is written once, at the grant, for cookie_max_age: consent given
 // there lasts that long, and goes with the ID it is bound to (a new ID,
 // after a cookie that did not verify, needs consent again).
+//
+// Consent given through the consent platform's cookie (consent_cookie)
+// writes the same cookie with another value, a marker: a MAC of the
+// cookie ID under a domain-separated input, which records that this ID's
+// records have had consent_changed, and does not grant consent by itself
+// (consent_platform.go). The platform's cookie decides while it is there;
+// when it expires or is cleared, the marker does not extend the consent.
 
 // consentKeyLabel derives the consent cookie's keys from the secrets, so
 // that its MAC can never be mistaken for a cookie signature or an opt-in
@@ -35,8 +42,15 @@ func consentKey(secret []byte) []byte {
 	return m.Sum(nil)
 }
 
-func consentMAC(key []byte, cookieID string) []byte {
+// markerPrefix comes before the cookie ID in the marker's MAC input. A
+// cookie ID never holds a NUL, so no grant's MAC is a marker's.
+const markerPrefix = "platform\x00"
+
+// consentMAC is the MAC of prefix and cookieID: prefix "" for a grant at
+// the endpoint, markerPrefix for the platform's marker.
+func consentMAC(key []byte, prefix, cookieID string) []byte {
 	m := hmac.New(sha256.New, key)
+	m.Write([]byte(prefix))
 	m.Write([]byte(cookieID))
 	return m.Sum(nil)[:consentMACLen]
 }
@@ -44,7 +58,44 @@ func consentMAC(key []byte, cookieID string) []byte {
 // consentValue is the consent cookie's value for cookieID, under the
 // signing key.
 func (c *Collect) consentValue(cookieID string) string {
-	return base64.RawURLEncoding.EncodeToString(consentMAC(c.app.consentKeys[0], cookieID))
+	return base64.RawURLEncoding.EncodeToString(consentMAC(c.app.consentKeys[0], "", cookieID))
+}
+
+// markerValue is the consent cookie's value marking consent given
+// through the platform's cookie to cookieID, under the signing key.
+func (c *Collect) markerValue(cookieID string) string {
+	return base64.RawURLEncoding.EncodeToString(consentMAC(c.app.consentKeys[0], markerPrefix, cookieID))
+}
+
+// consentProof is what the edge's consent cookies of a request say of
+// one cookie ID.
+type consentProof uint8
+
+const (
+	proofNone     consentProof = iota // none bound to the ID
+	proofMarker                       // the platform's marker
+	proofEndpoint                     // a grant at the consent endpoint
+)
+
+// consentCookieFor reports the edge's consent cookie of the request bound
+// to cookieID, a grant before a marker.
+func (c *Collect) consentCookieFor(jar *visitorCookies, cookieID string) consentProof {
+	proof := proofNone
+	for _, cv := range jar.consents[:jar.nconsents] {
+		mac, err := base64.RawURLEncoding.DecodeString(cv)
+		if err != nil || len(mac) != consentMACLen {
+			continue
+		}
+		for _, key := range c.app.consentKeys {
+			switch {
+			case hmac.Equal(mac, consentMAC(key, "", cookieID)):
+				return proofEndpoint
+			case hmac.Equal(mac, consentMAC(key, markerPrefix, cookieID)):
+				proof = proofMarker
+			}
+		}
+	}
+	return proof
 }
 
 // consentCookieValid reports whether one of the edge's consent cookies
@@ -70,7 +121,7 @@ func (c *Collect) consentCookieValid(jar *visitorCookies, now time.Time) bool {
 				continue
 			}
 			for _, key := range a.consentKeys {
-				if hmac.Equal(mac, consentMAC(key, v.ID)) {
+				if hmac.Equal(mac, consentMAC(key, "", v.ID)) {
 					return true
 				}
 			}

@@ -91,9 +91,7 @@ func (c *Collect) withdrawConsent(w http.ResponseWriter, r *http.Request, rec *b
 		c.protectIP(rec, ip)
 	}
 	c.addCookie(h, r, kindOptOut, "1", time.Duration(c.app.CookieMaxAge))
-	c.addCookie(h, r, kindID, "", 0)
-	c.addCookie(h, r, kindMember, "", 0)
-	c.addCookie(h, r, kindConsent, "", 0)
+	h["Set-Cookie"] = c.appendIdentifierDeletions(h["Set-Cookie"], r)
 	consentDecision[consentWithdrawn].Inc()
 	c.finishConsent(w, r, rec, ip, consentWithdrawnPage)
 }

@@ -84,12 +84,11 @@ func (pv *privacy) needsConsent(country string) bool {
 }
 
 // consented reports whether the visitor, in a region that requires it,
-// gave consent: the consent platform's cookie when it came, else the
-// edge's own consent cookie.
+// gave consent: the consent platform's cookie when it came (consent read
+// it), else the edge's own consent cookie from the consent endpoint.
 func (c *Collect) consented(jar *visitorCookies, now time.Time) bool {
-	pv := c.app.privacy
-	if pv.consentCookie != "" && jar.platformSeen {
-		return pv.platformGranted(jar.platform)
+	if jar.platformSeen {
+		return jar.platformGranted
 	}
 	return c.consentCookieValid(jar, now)
 }

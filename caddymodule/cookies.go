@@ -90,6 +90,13 @@ type visitorCookies struct {
 	nconsents    int
 	platform     string
 	platformSeen bool
+	// platformGranted: the platform's cookie says granted (consent
+	// decides it once, from platform).
+	platformGranted bool
+	// otherID: a visitor cookie under the name the request's own cookie
+	// does not have (__Host-b2sid with cookie_prefix off): never read, but
+	// an identifier a withdrawal deletes.
+	otherID bool
 	// consentNeeded: the visitor's region requires consent
 	// (require_consent), whether they gave it or not.
 	consentNeeded bool
@@ -121,6 +128,8 @@ func (c *Collect) readCookies(r *http.Request, jar *visitorCookies) {
 			case host[kindID]:
 				if prefixed { // never sent over plain http; else not the edge's
 					jar.ids.add(v)
+				} else {
+					jar.otherID = true
 				}
 			case plain[kindOptOut], host[kindOptOut]:
 				jar.optOut = true
@@ -168,13 +177,17 @@ const (
 
 // pendingCookie is a Set-Cookie decided for the response.
 type pendingCookie struct {
-	value  string // the whole Set-Cookie header value; empty for none
-	del    string // a Set-Cookie deleting the unprefixed visitor cookie; empty for none
+	value string // the whole Set-Cookie header value; empty for none
+	del   string // a Set-Cookie deleting the unprefixed visitor cookie; empty for none
+	// more are further Set-Cookie values the consent platform's decision
+	// calls for (consent_platform.go): the edge's consent cookie, or the
+	// deletion of the identifier cookies; nil on most requests.
+	more   []string
 	reason cookieReason
 }
 
 // set reports whether there is a Set-Cookie to add.
-func (p pendingCookie) set() bool { return p.value != "" || p.del != "" }
+func (p pendingCookie) set() bool { return p.value != "" || p.del != "" || len(p.more) > 0 }
 
 func (p pendingCookie) addTo(h http.Header) {
 	if p.value != "" {
@@ -183,6 +196,9 @@ func (p pendingCookie) addTo(h http.Header) {
 	}
 	if p.del != "" {
 		h["Set-Cookie"] = append(h["Set-Cookie"], p.del)
+	}
+	if len(p.more) > 0 {
+		h["Set-Cookie"] = append(h["Set-Cookie"], p.more...)
 	}
 }
 
@@ -406,15 +422,21 @@ func (c *Collect) cookieName(r *http.Request, k cookieKind) string {
 // member cookie from before the prefix (or from before cookie_prefix off)
 // does not outlive the one that replaces it, and a deletion reaches both.
 func (c *Collect) addCookie(h http.Header, r *http.Request, k cookieKind, value string, maxAge time.Duration) {
+	h["Set-Cookie"] = c.appendCookie(h["Set-Cookie"], r, k, value, maxAge)
+}
+
+// appendCookie appends to lines the Set-Cookie values addCookie adds.
+func (c *Collect) appendCookie(lines []string, r *http.Request, k cookieKind, value string, maxAge time.Duration) []string {
 	names := &c.app.privacy.names
-	h.Add("Set-Cookie", c.cookieLine(r, c.cookieName(r, k), value, maxAge))
+	lines = append(lines, c.cookieLine(r, c.cookieName(r, k), value, maxAge))
 	if c.hostOnly(r) {
 		other := names[1][k]
 		if c.prefixed(r) {
 			other = names[0][k]
 		}
-		h.Add("Set-Cookie", c.cookieLine(r, other, "", 0))
+		lines = append(lines, c.cookieLine(r, other, "", 0))
 	}
+	return lines
 }
 
 // cookieDomainFor is the Domain of the plugin's cookies on r: the
