@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,15 +360,22 @@ func TestConsentByThePlatformsCookie(t *testing.T) {
 			if x.rec.rec["consent_changed"] != true {
 				t.Errorf("first record after consent lacks consent_changed: %v", x.rec.rec)
 			}
+			if cc, ok := x.setCookie(consentName); !ok || cc.MaxAge != int((400*24*time.Hour)/time.Second) {
+				t.Errorf("after consent: the edge's consent cookie %v, want one for 400 days", cc)
+			}
 			y := v.page("/third")
 			checkConsented(t, y, x.rec.str("cookie_id"), ipDE)
 			if y.rec.rec["consent_changed"] != nil || y.rec.str("cookie_state") != "returning" {
 				t.Errorf("second record after consent: consent_changed %v, state %q; want none and returning", y.rec.rec["consent_changed"], y.rec.str("cookie_state"))
 			}
-			// The platform's withdrawal: pending again, the cookie kept but
-			// not read.
+			if sc := y.w.Header().Values("Set-Cookie"); len(sc) > 0 {
+				t.Errorf("second record after consent: Set-Cookie %q, want none", sc)
+			}
+			// The platform's withdrawal: pending again, the identifier
+			// cookies deleted, once.
 			v.cookies["CookieConsent"] = "denied"
-			checkPending(t, v.page("/after"), ipDE)
+			checkRefusal(t, v.page("/after"), ipDE)
+			checkPending(t, v.page("/later"), ipDE)
 		})
 	}
 }
@@ -553,8 +561,13 @@ func TestConsentMemberSignIn(t *testing.T) {
 	if y := v.page("/account"); y.rec.str("member_id") != "m-42" {
 		t.Errorf("next page after consent: member %q, want m-42", y.rec.str("member_id"))
 	}
-	// Consent withdrawn on the platform: the member is no longer read.
+	// Consent withdrawn on the platform: the member is no longer read, and
+	// its cookie is deleted with the others.
 	v.cookies["CookieConsent"] = "no"
+	checkRefusal(t, v.page("/account"), ipDE)
+	if _, ok := v.cookies[memberName]; ok {
+		t.Errorf("the member cookie outlived the platform's withdrawal")
+	}
 	checkPending(t, v.page("/account"), ipDE)
 }
 
@@ -748,5 +761,286 @@ func TestConsentWarnsWithoutGeoIP(t *testing.T) {
 				t.Errorf("logs %v: warned %v, want %v, and the regions logged", logs.All(), warned, tc.warn)
 			}
 		})
+	}
+}
+
+// identifierNames are the names of the identifier cookies a refusal
+// deletes, over https without cookie_domain: the visitor, member and
+// consent cookies, each under the __Host- name and the unprefixed one
+// (sorted).
+var identifierNames = []string{
+	idName, consentName, memberName,
+	DefaultCookieName, DefaultCookieName + consentSuffix, DefaultCookieName + memberSuffix,
+}
+
+// checkRefusal fails unless x is the consent platform's refusal of a
+// visitor who held identifier cookies: a pending record with
+// consent_changed and without identifiers, and a private response that
+// deletes exactly the identifier cookies (no opt-out cookie, nothing
+// else).
+func checkRefusal(t *testing.T, x exchange, ip string) {
+	t.Helper()
+	if got := x.rec.str("consent"); got != "pending" || x.rec.rec["consent_changed"] != true {
+		t.Errorf("refusal's record consent %q consent_changed %v, want pending and true", got, x.rec.rec["consent_changed"])
+	}
+	if ids := x.rec.identified(); len(ids) > 0 {
+		t.Errorf("refusal's record carries identifiers (or a key) %v", ids)
+	}
+	if got := x.rec.str("ip"); got != truncatedOf[ip] {
+		t.Errorf("refusal's record ip %q, want %s", got, truncatedOf[ip])
+	}
+	var deleted []string
+	for _, line := range x.w.Header().Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err != nil || c.MaxAge >= 0 {
+			t.Errorf("refusal's response sets %q; want deletions only", line)
+			continue
+		}
+		deleted = append(deleted, c.Name)
+	}
+	slices.Sort(deleted)
+	if !slices.Equal(deleted, identifierNames) {
+		t.Errorf("refusal deletes %q, want %q", deleted, identifierNames)
+	}
+	if cc := x.w.Header().Get("Cache-Control"); !strings.Contains(cc, "private") && !strings.Contains(cc, "no-store") {
+		t.Errorf("refusal's response is cacheable: Cache-Control %q", cc)
+	}
+}
+
+// The platform's refusal (its cookie present, not granted) deletes the
+// identifier cookies the visitor holds, once: the next request holds
+// none, and sets and marks nothing.
+func TestConsentPlatformRefusalDeletesIdentifiers(t *testing.T) {
+	const signed = "<signed ID>"
+	for _, tc := range []struct {
+		name      string
+		prefixOff bool
+		beacon    bool
+		held      map[string]string
+	}{
+		{name: "the visitor cookie is deleted", held: map[string]string{idName: signed}},
+		{name: "so is the visitor cookie with its member and consent cookies", held: map[string]string{idName: signed, memberName: "m-1.x", consentName: "x"}},
+		{name: "on a beacon too", beacon: true, held: map[string]string{idName: signed}},
+		{name: "so is an unprefixed visitor cookie from before the prefix", held: map[string]string{DefaultCookieName: signed}},
+		{name: "so is a visitor cookie that does not verify", held: map[string]string{idName: "forged"}},
+		{name: "so is a member cookie alone", held: map[string]string{memberName: "m-1.x"}},
+		{name: "so is a consent cookie alone", held: map[string]string{consentName: "x"}},
+		{name: "with cookie_prefix off, the unprefixed visitor cookie", prefixOff: true, held: map[string]string{DefaultCookieName: signed}},
+		{name: "with cookie_prefix off, a __Host- visitor cookie from before", prefixOff: true, held: map[string]string{idName: signed}},
+		{name: "control: without identifier cookies, nothing is deleted or marked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newConsentEdge(t, euConsent(), false)
+			if tc.prefixOff {
+				e.c.CookiePrefix = "off"
+				if err := e.c.bind(caddy.Context{}, e.c.app, zap.NewNop()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v := e.visitor(t, ipDE)
+			v.cookies["CookieConsent"] = "denied"
+			for n, val := range tc.held {
+				if val == signed {
+					val = e.c.app.signer.Sign(beacon.NewID(), e.now.Add(-time.Hour))
+				}
+				v.cookies[n] = val
+			}
+			get := func(path string) exchange {
+				if tc.beacon {
+					return v.do(http.MethodGet, "https://www.b2s.com/b.gif?e=pageview", map[string]string{"Referer": "https://www.b2s.com" + path}, "")
+				}
+				return v.page(path)
+			}
+			x := get("/")
+			if len(tc.held) > 0 {
+				checkRefusal(t, x, ipDE)
+			} else {
+				checkPending(t, x, ipDE)
+			}
+			if len(v.cookies) != 1 || v.cookies["CookieConsent"] != "denied" {
+				t.Errorf("after the refusal the browser holds %v; want the platform's cookie alone", v.cookies)
+			}
+			// Once: the next request has nothing to delete.
+			checkPending(t, get("/next"), ipDE)
+		})
+	}
+}
+
+// A visitor merely pending (no platform cookie) has decided nothing: the
+// identifier cookies from before stay, unread, and nothing is recorded
+// of them.
+func TestConsentPendingKeepsTheIDUnread(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		pv       *Privacy
+		platform string // the CookieConsent value; "" for none
+		deletes  bool
+	}{
+		{name: "without the platform's cookie the cookies stay", pv: euConsent()},
+		{name: "without consent_cookie, a cookie of that name is not the platform's: they stay", pv: &Privacy{RequireConsent: []string{"eu"}}, platform: "denied"},
+		{name: "control: the platform's refusal deletes them", pv: euConsent(), platform: "denied", deletes: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newConsentEdge(t, tc.pv, false)
+			v := e.visitor(t, ipDE)
+			id := e.c.app.signer.Sign(beacon.NewID(), e.now.Add(-time.Hour))
+			v.cookies[idName], v.cookies[memberName] = id, "m-1.x"
+			if tc.platform != "" {
+				v.cookies["CookieConsent"] = tc.platform
+			}
+			x := v.page("/")
+			if tc.deletes {
+				checkRefusal(t, x, ipDE)
+				return
+			}
+			checkPending(t, x, ipDE)
+			checkPending(t, v.page("/next"), ipDE)
+			if v.cookies[idName] != id || v.cookies[memberName] != "m-1.x" {
+				t.Errorf("a pending visitor's cookies changed: %v", v.cookies)
+			}
+		})
+	}
+}
+
+// The platform's refusal counts wherever the visitor is (fail closed): a
+// visitor where no consent is needed, identified on the opt-out model,
+// whose platform cookie says not granted, is pending, and their
+// identifier cookies are deleted. The platform's grant changes nothing
+// there.
+func TestConsentPlatformRefusalOutsideConsentRegions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pv   *Privacy
+		ip   string
+	}{
+		{name: "in the United States", pv: euConsent(), ip: ipUS},
+		{name: "unplaced, with consent_unknown allow", ip: ipNowhere,
+			pv: &Privacy{RequireConsent: []string{"eu"}, ConsentUnknown: "allow", ConsentCookie: "CookieConsent"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newConsentEdge(t, tc.pv, false)
+			v := e.visitor(t, tc.ip)
+			x := v.page("/")
+			checkConsented(t, x, "*", tc.ip)
+			id := x.rec.str("cookie_id")
+			// Control: the platform's grant there is no consent event: the
+			// same ID, no consent_changed, no consent cookie.
+			v.cookies["CookieConsent"] = "granted"
+			y := v.page("/granted")
+			checkConsented(t, y, id, tc.ip)
+			if y.rec.rec["consent_changed"] != nil || len(y.w.Header().Values("Set-Cookie")) > 0 {
+				t.Errorf("the platform's grant where no consent is needed: consent_changed %v, Set-Cookie %q; want neither",
+					y.rec.rec["consent_changed"], y.w.Header().Values("Set-Cookie"))
+			}
+			v.cookies["CookieConsent"] = "denied"
+			checkRefusal(t, v.page("/denied"), tc.ip)
+			checkPending(t, v.page("/again"), tc.ip)
+		})
+	}
+}
+
+// Consent given through the platform's cookie to an ID from before (set
+// where no consent was needed) is marked: one record with
+// consent_changed, and the edge's consent cookie set as its marker.
+// Only a consent cookie of the edge bound to that ID counts as one.
+func TestConsentPlatformGrantOfAnOlderID(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// consent is the edge's consent cookie the visitor holds, if any,
+		// given the edge and the visitor's cookie ID.
+		consent func(c *Collect, id string) string
+		before  string // consent in Germany before the platform's grant
+		changed bool
+	}{
+		{name: "an ID from a visit where no consent was needed", before: "pending", changed: true},
+		{name: "a made-up consent cookie does not hide the change", before: "pending", changed: true,
+			consent: func(*Collect, string) string { return "AAAAAAAAAAAAAAAAAAAAAA" }},
+		{name: "nor does a marker bound to another ID", before: "pending", changed: true,
+			consent: func(c *Collect, _ string) string { return c.markerValue(beacon.NewID()) }},
+		{name: "nor a grant at the endpoint bound to another ID", before: "pending", changed: true,
+			consent: func(c *Collect, _ string) string { return c.consentValue(beacon.NewID()) }},
+		{name: "control: the marker of this ID (which alone grants nothing)", before: "pending",
+			consent: func(c *Collect, id string) string { return c.markerValue(id) }},
+		{name: "control: a grant at the endpoint for this ID", before: "full",
+			consent: func(c *Collect, id string) string { return c.consentValue(id) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newConsentEdge(t, euConsent(), false)
+			v := e.visitor(t, ipUS)
+			first := v.page("/")
+			checkConsented(t, first, "*", ipUS)
+			id := first.rec.str("cookie_id")
+			if tc.consent != nil {
+				v.cookies[consentName] = tc.consent(e.c, id)
+			}
+			v.ip = ipDE
+			if x := v.page("/in-germany"); x.rec.str("consent") != tc.before || x.rec.rec["consent_changed"] != nil {
+				t.Fatalf("in Germany before the platform's grant: %v; want consent %s, no consent_changed", x.rec.rec, tc.before)
+			}
+			v.cookies["CookieConsent"] = "granted"
+			changed := 0
+			x := v.page("/consented")
+			checkConsented(t, x, id, ipDE)
+			if x.rec.str("cookie_state") != "returning" {
+				t.Errorf("the platform's grant: cookie_state %q, want returning", x.rec.str("cookie_state"))
+			}
+			cc, set := x.setCookie(consentName)
+			if x.rec.rec["consent_changed"] == true {
+				changed++
+			}
+			if tc.changed {
+				if !set || cc.MaxAge != int((400*24*time.Hour)/time.Second) || cc.Value != e.c.markerValue(id) || !cc.HttpOnly || !cc.Secure {
+					t.Errorf("the platform's grant set the consent cookie %v; want this ID's marker for 400 days, HttpOnly, Secure", cc)
+				}
+			} else if set {
+				t.Errorf("the platform's grant replaced a consent cookie of this ID: %v", cc)
+			}
+			for _, path := range []string{"/next", "/third"} {
+				y := v.page(path)
+				checkConsented(t, y, id, ipDE)
+				if y.rec.rec["consent_changed"] == true {
+					changed++
+				}
+				if sc := y.w.Header().Values("Set-Cookie"); len(sc) > 0 {
+					t.Errorf("%s after the grant sets %q, want nothing", path, sc)
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.changed]; changed != want {
+				t.Errorf("%d records with consent_changed, want %d", changed, want)
+			}
+		})
+	}
+}
+
+// The platform's marker lives as long as its visitor cookie: it is set
+// again when the cookie is refreshed, without consent_changed. It does not
+// grant consent alone: without the platform's cookie (expired or
+// cleared) the visitor is pending, their cookies kept unread.
+func TestConsentPlatformMarkerLifetime(t *testing.T) {
+	e := newConsentEdge(t, euConsent(), false)
+	v := e.visitor(t, ipDE)
+	v.cookies["CookieConsent"] = "granted"
+	x := v.page("/")
+	checkConsented(t, x, "*", ipDE)
+	id := x.rec.str("cookie_id")
+	if x.rec.rec["consent_changed"] != true || v.cookies[consentName] != e.c.markerValue(id) {
+		t.Fatalf("first grant: consent_changed %v, consent cookie %q; want true and the marker", x.rec.rec["consent_changed"], v.cookies[consentName])
+	}
+	e.now = e.now.Add(25 * time.Hour) // past cookie_refresh
+	y := v.page("/refreshed")
+	checkConsented(t, y, id, ipDE)
+	sc, okID := y.setCookie(idName)
+	cc, okC := y.setCookie(consentName)
+	if !okID || sc.MaxAge <= 0 || !okC || cc.MaxAge != int((400*24*time.Hour)/time.Second) || cc.Value != e.c.markerValue(id) || y.rec.rec["consent_changed"] != nil {
+		t.Errorf("refresh: visitor cookie %v, consent cookie %v, consent_changed %v; want both set again, no consent_changed", sc, cc, y.rec.rec["consent_changed"])
+	}
+	// Control: the next request sets neither.
+	if z := v.page("/next"); len(z.w.Header().Values("Set-Cookie")) > 0 {
+		t.Errorf("after the refresh: Set-Cookie %q, want none", z.w.Header().Values("Set-Cookie"))
+	}
+	delete(v.cookies, "CookieConsent")
+	checkPending(t, v.page("/cleared"), ipDE)
+	if v.cookies[consentName] != e.c.markerValue(id) || v.cookies[idName] == "" {
+		t.Errorf("pending without the platform's cookie: the browser holds %v; want its cookies kept", v.cookies)
 	}
 }
