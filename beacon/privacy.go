@@ -17,7 +17,8 @@ const (
 	// as a child's.
 	ConsentChild
 	// ConsentPending: the visitor is where the site needs consent before
-	// any identifier (require_consent) and has not given it yet.
+	// any identifier (require_consent) and has not given it yet, or the
+	// site's consent platform refused it (in any region).
 	ConsentPending
 )
 

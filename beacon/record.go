@@ -256,7 +256,10 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `,"consent":"`...)
 	b = append(b, r.Consent.String()...)
 	b = append(b, '"')
-	if r.ConsentChanged {
+	// A change of consent is a grant (full), a withdrawal (optout) or
+	// the consent platform's refusal (pending); a child's or a GPC
+	// record tells none, whatever set the flag.
+	if r.ConsentChanged && (r.Consent == ConsentFull || r.Consent == ConsentOptOut || r.Consent == ConsentPending) {
 		b = append(b, `,"consent_changed":true`...)
 	}
 	if r.CookieID != "" && r.Consent.Identifying() {

@@ -85,3 +85,18 @@ func TestPendingRecordCarriesNoIdentifiers(t *testing.T) {
 		t.Errorf("full record after consent = %s, want its cookie_id and consent_changed true", b)
 	}
 }
+
+// TestConsentChangedOnlyOnAGrantAWithdrawalOrARefusal checks that the
+// record says consent_changed only where consent can change: full (a
+// grant), optout (a withdrawal), pending (the platform's refusal). A
+// child's or a GPC record never does, whatever set the flag (a child
+// header arriving on the response that granted, say).
+func TestConsentChangedOnlyOnAGrantAWithdrawalOrARefusal(t *testing.T) {
+	for c, want := range map[Consent]bool{ConsentFull: true, ConsentOptOut: true, ConsentPending: true, ConsentChild: false, ConsentGPC: false} {
+		r := Record{EventID: testEventID, Kind: KindPage, Time: time.Unix(0, 0), Status: 200, Consent: c, ConsentChanged: true}
+		m := checkValidRecordJSON(t, r.AppendJSON(nil))
+		if _, got := m["consent_changed"]; got != want {
+			t.Errorf("consent %s with the flag set: consent_changed written %v, want %v", c, got, want)
+		}
+	}
+}

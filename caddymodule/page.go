@@ -101,6 +101,7 @@ func (c *Collect) siteTrailers(p *pageWriter) {
 	if hasChild && p.wroteHeader && isChild(child) {
 		privacySignal[signalChild].Inc()
 		p.rec.Consent = beacon.ConsentChild
+		p.rec.ConsentChanged = false
 		c.protectIP(&p.rec, p.ip)
 	}
 }
@@ -204,6 +205,7 @@ func (c *Collect) siteSignals(p *pageWriter, h http.Header, final bool) bool {
 		c.addCookie(h, r, kindMember, "", 0)
 		c.addCookie(h, r, kindChild, "1", time.Duration(c.app.CookieMaxAge))
 		p.rec.Consent = beacon.ConsentChild
+		p.rec.ConsentChanged = false // a child's record tells no consent
 		c.protectIP(&p.rec, p.ip)
 		return true
 	}

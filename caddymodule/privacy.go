@@ -139,9 +139,11 @@ type Privacy struct {
 
 	// ConsentCookie names the cookie the site's consent platform sets;
 	// a visitor of a require_consent region whose cookie of that name
-	// matches ConsentGranted has consented, and one whose cookie does
-	// not match has not, whatever the edge's own consent cookie says
-	// (the platform's withdrawal wins). Without the cookie, the edge's
+	// matches ConsentGranted has consented. A cookie that does not match
+	// is a refusal, in every region (fail closed): the visitor is
+	// pending whatever the edge's own consent cookie says (the
+	// platform's withdrawal wins), and the edge's identifier cookies the
+	// browser still holds are deleted. Without the cookie, the edge's
 	// own consent cookie decides. Such a cookie is written by the
 	// platform's script on the page, so any script of the site's origin
 	// can write it too: it is as trustworthy as the scripts the site

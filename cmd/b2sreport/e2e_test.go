@@ -218,9 +218,9 @@ records by consent      full    optout       gpc     child   pending
 www.b2s.com                4         0         1         0         1
 www.b2smade.com            4         2         0         1         0
 
-consent changes      granted  withdrawn
-www.b2s.com                1          0
-www.b2smade.com            0          1
+consent changes      granted  withdrawn   refused
+www.b2s.com                1          0         0
+www.b2smade.com            0          1         0
 
 top pages of www.b2s.com
   3  /

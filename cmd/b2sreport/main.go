@@ -71,8 +71,11 @@ per site (the record's host, as recorded), over a window of the records' ts:
               the site's records marked consent_changed, where it requires
               consent: granted (consent full: the consent endpoint's grant,
               or the first record identified after the consent platform's
-              cookie granted it) and withdrawn (consent optout: the consent
-              endpoint's withdrawal). Listed for the sites that have any;
+              cookie granted it), withdrawn (consent optout: the consent
+              endpoint's withdrawal) and refused (consent pending: the
+              consent platform's cookie said no to a browser holding the
+              edge's identifier cookies, which were deleted). Listed for
+              the sites that have any;
               -json gives every site's consent_changes.
   top pages   the paths of those page views (URL without query or fragment),
               most viewed first, ties in path order.
@@ -623,16 +626,16 @@ func writeText(w io.Writer, rep Report) error {
 	return bw.Flush()
 }
 
-// writeConsentChanges prints the grants and withdrawals of the sites that
+// writeConsentChanges prints the grants, withdrawals and refusals of the sites that
 // have any, in columns width wide like the consent table's.
 func writeConsentChanges(bw *bufio.Writer, rep Report, width int) {
 	if !slices.ContainsFunc(rep.Sites, func(s Site) bool { return s.ConsentChanges != (ConsentChanges{}) }) {
 		return
 	}
-	fmt.Fprintf(bw, "\n%-*s  %8s  %9s\n", width, "consent changes", "granted", "withdrawn")
+	fmt.Fprintf(bw, "\n%-*s  %8s  %9s  %8s\n", width, "consent changes", "granted", "withdrawn", "refused")
 	for _, s := range rep.Sites {
 		if c := s.ConsentChanges; c != (ConsentChanges{}) {
-			fmt.Fprintf(bw, "%-*s  %8d  %9d\n", width, s.Host, c.Granted, c.Withdrawn)
+			fmt.Fprintf(bw, "%-*s  %8d  %9d  %8d\n", width, s.Host, c.Granted, c.Withdrawn, c.Refused)
 		}
 	}
 }

@@ -120,9 +120,10 @@ type siteTally struct {
 	unidentified int64
 	bots         int64
 	consent      [numConsents]int64
-	// granted and withdrawn count the records marked consent_changed:
-	// consent full (a grant) and optout (a withdrawal).
-	granted, withdrawn int64
+	// granted, withdrawn and refused count the records marked
+	// consent_changed: consent full (a grant), optout (a withdrawal) and
+	// pending (the consent platform's refusal).
+	granted, withdrawn, refused int64
 	visitors           map[[16]byte]struct{}
 	pages              map[string]int64
 	// clients tallies the records that are no bot's and carry a ua, by
@@ -274,10 +275,13 @@ func (c *Counter) Add(value []byte) (Outcome, error) {
 	c.anyEdge = c.anyEdge || r.Edge != ""
 	s.consent[f.consent]++
 	if f.changed {
-		if f.consent == consentFull {
+		switch f.consent {
+		case consentFull:
 			s.granted++
-		} else {
+		case consentOptOut:
 			s.withdrawn++
+		default:
+			s.refused++
 		}
 	}
 	if f.hasAnon {
@@ -372,13 +376,15 @@ func (r *record) validate() (f fields, err error) {
 	}
 	if r.ConsentChanged {
 		// The edge marks a change of consent only where the site
-		// requires it: the grant (full), the withdrawal (optout). Any
-		// other is a record the report cannot read as either.
+		// requires it: the grant (full), the withdrawal (optout), the
+		// consent platform's refusal (pending, as the identifier
+		// cookies are deleted). Any other is a record the report cannot
+		// read as one of these.
 		switch {
 		case mailKinds[r.Kind]:
 			return f, fmt.Errorf("consent_changed on a %s record: mail links change no consent", r.Kind)
-		case f.consent != consentFull && f.consent != consentOptOut:
-			return f, fmt.Errorf("consent_changed on a %s record: a change of consent is a grant (full) or a withdrawal (optout)", consentNames[f.consent])
+		case f.consent != consentFull && f.consent != consentOptOut && f.consent != consentPending:
+			return f, fmt.Errorf("consent_changed on a %s record: a change of consent is a grant (full), a withdrawal (optout) or a refusal (pending)", consentNames[f.consent])
 		case f.consent == consentFull && r.CookieID == "":
 			return f, errors.New("consent_changed on a full record without cookie_id: a grant identifies the visitor")
 		}
@@ -572,11 +578,13 @@ type Consents struct {
 // (consent_changed). Granted are the full ones: the consent endpoint's
 // grant, or the first record identified after the consent platform's
 // cookie granted it. Withdrawn are the optout ones: the consent
-// endpoint's withdrawal. A withdrawal through the platform's cookie alone
-// marks no record (the visitor's records turn pending) and is not counted.
+// endpoint's withdrawal. Refused are the pending ones: the consent
+// platform's cookie said no to a browser that held the edge's identifier
+// cookies, which that response deleted.
 type ConsentChanges struct {
 	Granted   int64 `json:"granted"`
 	Withdrawn int64 `json:"withdrawn"`
+	Refused   int64 `json:"refused"`
 }
 
 // Network is the report of all the sites together.
@@ -634,7 +642,7 @@ func (c *Counter) Report() Report {
 				Child:   s.consent[consentChild],
 				Pending: s.consent[consentPending],
 			},
-			ConsentChanges: ConsentChanges{Granted: s.granted, Withdrawn: s.withdrawn},
+			ConsentChanges: ConsentChanges{Granted: s.granted, Withdrawn: s.withdrawn, Refused: s.refused},
 			TopPages:       make([]Page, 0, len(s.pages)),
 		}
 		for p, n := range s.pages {

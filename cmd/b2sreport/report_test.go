@@ -304,11 +304,10 @@ func TestCounter(t *testing.T) {
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"pending","member_id":"m-1"}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"granted"}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"Pending"}`,
-				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"pending","consent_changed":true}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"full","consent_changed":true}`,
 				`{"schema":1,"event_id":"019ac5a1-2b00-7000-8000-000000000001","ts":"2026-11-28T20:00:00.000000Z","kind":"page","host":"h","consent":"full","cookie_id":"2ba4d43fa2ecb3a3656759d4833980c0","consent_changed":"yes"}`,
 			},
-			want: Report{Sites: []Site{}, Read: 38, Skipped: Skipped{Malformed: 38}},
+			want: Report{Sites: []Site{}, Read: 37, Skipped: Skipped{Malformed: 37}},
 		},
 		{
 			scenario: "identifiers on a record whose consent is not full are never counted: the record is malformed",
@@ -348,7 +347,7 @@ func TestCounter(t *testing.T) {
 			},
 		},
 		{
-			scenario: "grants and withdrawals of consent are counted per site, from the records marked consent_changed",
+			scenario: "grants, withdrawals and refusals of consent are counted per site, from the records marked consent_changed",
 			records: []rec{
 				{id: 1, host: "www.b2s.com", consent: "pending"},
 				{id: 2, host: "www.b2s.com", consent: "full", cookie: "ann", network: "ann", changed: true}, // the endpoint's grant
@@ -358,35 +357,37 @@ func TestCounter(t *testing.T) {
 				{id: 6, host: "www.b2smade.com", consent: "full", cookie: "bob", network: "bob", changed: true},
 				{id: 7, host: "www.b2smade.com", consent: "full", cookie: "cat", network: "cat"}, // no change: a returning visitor
 				{id: 8, host: "suppliers.b2s.com", consent: "full", cookie: "dan", network: "dan"},
-				{id: 9, host: "suppliers.b2s.com", consent: "pending"}, // withdrawn through the platform's cookie: no mark
+				{id: 9, host: "suppliers.b2s.com", consent: "pending"},                // pending: no mark
+				{id: 10, host: "suppliers.b2s.com", consent: "pending", changed: true}, // the platform's refusal deleted the cookies
 			},
 			want: Report{
 				Sites: []Site{
-					{Host: "suppliers.b2s.com", Records: 2, Visitors: 1, Unidentified: 1, Consent: Consents{Full: 1, Pending: 1}, TopPages: []Page{}},
+					{Host: "suppliers.b2s.com", Records: 3, Visitors: 1, Unidentified: 2, Consent: Consents{Full: 1, Pending: 2}, ConsentChanges: ConsentChanges{Refused: 1}, TopPages: []Page{}},
 					{Host: "www.b2s.com", Records: 5, Visitors: 1, Unidentified: 3, Consent: Consents{Full: 2, OptOut: 2, Pending: 1}, ConsentChanges: ConsentChanges{Granted: 1, Withdrawn: 1}, TopPages: []Page{}},
 					{Host: "www.b2smade.com", Records: 2, Visitors: 2, Consent: Consents{Full: 2}, ConsentChanges: ConsentChanges{Granted: 1}, TopPages: []Page{}},
 				},
 				Network: Network{Visitors: 4},
-				Read:    9,
-				Counted: 9,
+				Read:    10,
+				Counted: 10,
 			},
 		},
 		{
-			scenario: "a consent change the edge never marks is malformed: on gpc, child or pending, on a grant without cookie_id",
+			scenario: "a consent change the edge never marks is malformed: on gpc or child, on a grant without cookie_id",
 			records: []rec{
 				{id: 1, consent: "gpc", changed: true},
 				{id: 2, consent: "child", changed: true},
-				{id: 3, consent: "pending", changed: true},
+				{id: 3, consent: "pending", changed: true, cookie: "eve"}, // a refusal carries no ID
 				{id: 4, consent: "full", changed: true},
 				{id: 5, changed: true, cookie: "ann"}, // no consent field: full
 				{id: 6, consent: "optout", changed: true},
+				{id: 7, consent: "pending", changed: true},
 			},
-			outcomes: []Outcome{Malformed, Malformed, Malformed, Malformed, Counted, Counted},
+			outcomes: []Outcome{Malformed, Malformed, Malformed, Malformed, Counted, Counted, Counted},
 			want: Report{
-				Sites:   []Site{{Host: "www.b2s.com", Records: 2, Visitors: 1, Unidentified: 1, Consent: Consents{Full: 1, OptOut: 1}, ConsentChanges: ConsentChanges{Granted: 1, Withdrawn: 1}, TopPages: []Page{}}},
+				Sites:   []Site{{Host: "www.b2s.com", Records: 3, Visitors: 1, Unidentified: 2, Consent: Consents{Full: 1, OptOut: 1, Pending: 1}, ConsentChanges: ConsentChanges{Granted: 1, Withdrawn: 1, Refused: 1}, TopPages: []Page{}}},
 				Network: Network{Visitors: 1},
-				Read:    6,
-				Counted: 2,
+				Read:    7,
+				Counted: 3,
 				Skipped: Skipped{Malformed: 4},
 			},
 		},
