@@ -124,8 +124,8 @@ type siteTally struct {
 	// consent_changed: consent full (a grant), optout (a withdrawal) and
 	// pending (the consent platform's refusal).
 	granted, withdrawn, refused int64
-	visitors           map[[16]byte]struct{}
-	pages              map[string]int64
+	visitors                    map[[16]byte]struct{}
+	pages                       map[string]int64
 	// clients tallies the records that are no bot's and carry a ua, by
 	// browser, OS and device (clientDims), then by name.
 	clients [numDims]map[string]*clientTally

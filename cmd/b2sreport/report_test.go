@@ -357,7 +357,7 @@ func TestCounter(t *testing.T) {
 				{id: 6, host: "www.b2smade.com", consent: "full", cookie: "bob", network: "bob", changed: true},
 				{id: 7, host: "www.b2smade.com", consent: "full", cookie: "cat", network: "cat"}, // no change: a returning visitor
 				{id: 8, host: "suppliers.b2s.com", consent: "full", cookie: "dan", network: "dan"},
-				{id: 9, host: "suppliers.b2s.com", consent: "pending"},                // pending: no mark
+				{id: 9, host: "suppliers.b2s.com", consent: "pending"},                 // pending: no mark
 				{id: 10, host: "suppliers.b2s.com", consent: "pending", changed: true}, // the platform's refusal deleted the cookies
 			},
 			want: Report{
