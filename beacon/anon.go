@@ -192,3 +192,13 @@ func dayOf(t time.Time) int64 {
 	}
 	return day
 }
+
+// KeyFingerprint names the shared key the salts are derived from (see
+// Fingerprint: the same on every edge holding the key, revealing nothing
+// of it), or returns "" for random salts.
+func (ids *AnonIDs) KeyFingerprint() string {
+	if ids == nil || ids.key == nil {
+		return ""
+	}
+	return Fingerprint(ids.key)
+}

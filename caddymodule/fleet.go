@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -175,6 +176,13 @@ func (a *App) privacyFingerprint() string {
 		CookieMaxAge, CookieRefr time.Duration
 	}{pv.optOutPath, pv.optInPath, pv.gpc, pv.truncate, pv.v4, pv.v6, pv.childHeader, pv.memberHeader,
 		a.CookieName, time.Duration(a.CookieMaxAge), time.Duration(a.CookieRefresh)})
+	if r := a.recordSettings(); r != nil {
+		// Only when not the defaults, like the consent settings below.
+		fp = fingerprint(struct {
+			Base    string
+			Records any
+		}{fp, r})
+	}
 	if c := pv.consentSettings(); c != nil {
 		// Only with require_consent, so that edges without it keep
 		// the fingerprint they had before consent regions existed.
@@ -184,6 +192,36 @@ func (a *App) privacyFingerprint() string {
 		}{fp, c})
 	}
 	return fp
+}
+
+// recordSettings are the privacy settings of what records carry besides
+// identifiers, or nil for the defaults: the parameters redact_params
+// names (in any case, so lower-cased and sorted), and how anon_id is made
+// ("off", or "key" and the fingerprint of anon_id_key; a random salt per
+// edge, the default, differs between edges by design).
+func (a *App) recordSettings() any {
+	var names []string
+	if a.Privacy != nil {
+		for _, n := range a.Privacy.RedactParams {
+			names = append(names, strings.ToLower(n))
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	anon := "edge"
+	switch {
+	case a.anonIDs == nil:
+		anon = "off"
+	case a.anonIDs.KeyFingerprint() != "":
+		anon = "key " + a.anonIDs.KeyFingerprint()
+	}
+	if len(names) == 0 && anon == "edge" {
+		return nil
+	}
+	return struct {
+		RedactParams []string
+		AnonID       string
+	}{names, anon}
 }
 
 // fleetState is what the fleet metrics show: the app in force.

@@ -174,7 +174,7 @@ func TestEdgeIDDefaultsToTheHostName(t *testing.T) {
 // settings written differently agree, a different site or privacy
 // setting does not.
 func TestConfigFingerprints(t *testing.T) {
-	off := false
+	off, on := false, true
 	fps := func(a *App) (string, string) {
 		a.setDefaults()
 		if err := a.setup([][]byte{[]byte(testKey1)}, nil); err != nil {
@@ -195,10 +195,51 @@ func TestConfigFingerprints(t *testing.T) {
 		{"GPC off", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{GPC: &off}}, true, false},
 		{"IPs truncated", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{TruncateIP: true}}, true, false},
 		{"another cookie lifetime", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, CookieMaxAge: DefaultCookieMaxAge / 2}, true, false},
+		{"anon_id on, written out", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{AnonID: &on}}, true, true},
+		{"anon_id off", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{AnonID: &off}}, true, false},
+		{"a shared anon_id key", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{AnonIDKey: testKey1 + testKey1}}, true, false},
+		{"parameters redacted", &App{Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}, Privacy: &Privacy{RedactParams: []string{"email"}}}, true, false},
 	} {
 		n, p := fps(tc.app)
 		if (n == baseN) != tc.sameN || (p == baseP) != tc.sameP {
 			t.Errorf("%s: network %s (base %s, same wanted %v), privacy %s (base %s, same wanted %v)", tc.name, n, baseN, tc.sameN, p, baseP, tc.sameP)
+		}
+	}
+}
+
+// TestRecordSettingsFingerprint checks the part of the privacy
+// fingerprint that says what records carry besides identifiers: the same
+// for the same redacted parameters in any case, order or repetition, and
+// for the same anon_id key on two edges; different for another list,
+// another key, and a random salt against a key.
+func TestRecordSettingsFingerprint(t *testing.T) {
+	fp := func(p *Privacy) string {
+		a := &App{Privacy: p}
+		a.setDefaults()
+		if err := a.setup([][]byte{[]byte(testKey1)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return a.privacyFingerprint()
+	}
+	keyA, keyB := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	same := [][2]*Privacy{
+		{{RedactParams: []string{"email", "Phone"}}, {RedactParams: []string{"PHONE", "email", "Email"}}},
+		{{AnonIDKey: keyA}, {AnonIDKey: keyA}},
+		{{}, {}}, // random salts: two edges' differ, the fingerprint does not
+	}
+	for _, c := range same {
+		if a, b := fp(c[0]), fp(c[1]); a != b {
+			t.Errorf("%+v and %+v: fingerprints %s and %s, want the same", *c[0], *c[1], a, b)
+		}
+	}
+	differ := [][2]*Privacy{
+		{{RedactParams: []string{"email"}}, {RedactParams: []string{"email", "phone"}}},
+		{{AnonIDKey: keyA}, {AnonIDKey: keyB}},
+		{{AnonIDKey: keyA}, {}},
+	}
+	for _, c := range differ {
+		if a, b := fp(c[0]), fp(c[1]); a == b {
+			t.Errorf("%+v and %+v: both fingerprint %s, want them told apart", *c[0], *c[1], a)
 		}
 	}
 }
