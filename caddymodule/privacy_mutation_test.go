@@ -1,0 +1,210 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b2scom/b2s-edge/beacon"
+)
+
+// Tests pinning the edges of the privacy code that its other tests leave
+// open: each case sits on one side of a limit, and its neighbour on the
+// other side is its control (docs/privacy-mutation.md).
+
+// TestLinkDestinationLimits: the link endpoint redirects to a network
+// URL whose host uses letters of either case, digits, an explicit port
+// from 1 to 65535, up to beacon.MaxURLLen bytes; a port of 0 or 65536, a
+// byte longer, a space, a host ending in a dot, or plain http from an
+// https page gets 400 and no Location. The opt-out's return follows the
+// same rule.
+func TestLinkDestinationLimits(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	c, _ := networkCollect(t, &now)
+	long := func(n int) string {
+		const head = "https://www.b2smade.com/"
+		return head + strings.Repeat("p", n-len(head))
+	}
+	for _, tc := range []struct {
+		to    string
+		plain bool // the request comes over plain http
+		ok    bool
+	}{
+		{"https://az.b2smade.com/p", false, true},
+		{"https://AZ.B2SMADE.COM/p", false, true},
+		{"https://09.b2smade.com/p", false, true},
+		{"https://www.b2smade.com:1/p", false, true},
+		{"https://www.b2smade.com:65535/p", false, true},
+		{"https://www.b2smade.com:0/p", false, false},
+		{"https://www.b2smade.com:65536/p", false, false},
+		{long(beacon.MaxURLLen), false, true},
+		{long(beacon.MaxURLLen + 1), false, false},
+		{"https://www.b2smade.com/a~b", false, true},
+		{"https://www.b2smade.com/a b", false, false},
+		{"https://www.b2smade.com./p", false, false},
+		{"https://user@www.b2smade.com/p", false, false},
+		{"http://www.b2smade.com/p", false, false},
+		{"http://www.b2smade.com/p", true, true},
+		{"ftp://www.b2smade.com/p", true, false},
+	} {
+		scheme := "https"
+		if tc.plain {
+			scheme = "http"
+		}
+		r := httptest.NewRequest(http.MethodGet, scheme+"://www.b2s.com/_b2s/go?to="+url.QueryEscape(tc.to), nil)
+		w := servePrefixTest(t, c, r, nil, 61)
+		loc := w.Header().Get("Location")
+		switch {
+		case tc.ok && (w.Code != http.StatusFound || !strings.HasPrefix(strings.ToLower(loc), strings.ToLower(tc.to))):
+			t.Errorf("%s: link to %q answered %d, Location %q; want 302 there", scheme, tc.to, w.Code, loc)
+		case !tc.ok && (w.Code != http.StatusBadRequest || loc != ""):
+			t.Errorf("%s: link to %q answered %d, Location %q; want 400 and no Location", scheme, tc.to, w.Code, loc)
+		}
+		r = httptest.NewRequest(http.MethodGet, scheme+"://www.b2s.com/_b2s/optout?return="+url.QueryEscape(tc.to), nil)
+		w = servePrefixTest(t, c, r, nil, 61)
+		if got := w.Header().Get("Location"); (got != "") != tc.ok {
+			t.Errorf("%s: opt-out returning to %q: Location %q; want a redirect %v", scheme, tc.to, got, tc.ok)
+		}
+	}
+}
+
+// TestOptOutLocalReturnBytes: the opt-out returns to a path of the site
+// written with printable ASCII only ("~", 0x7e, and "!", 0x21, are the
+// controls); a space, DEL (0x7f) or a non-ASCII byte is never put in a
+// Location.
+func TestOptOutLocalReturnBytes(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	c, _ := networkCollect(t, &now)
+	for _, tc := range []struct {
+		to string
+		ok bool
+	}{
+		{"/thanks~", true},
+		{"/thanks!", true},
+		{"/thanks\x7f", false},
+		{"/thanks\x80", false},
+		{"/thanks now", false},
+		{"/thanks\x1f", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/_b2s/optout?return="+url.QueryEscape(tc.to), nil)
+		w := servePrefixTest(t, c, r, nil, 62)
+		if got := w.Header().Get("Location"); (got == tc.to) != tc.ok || (!tc.ok && got != "") {
+			t.Errorf("opt-out returning to %q: Location %q; want a redirect there %v", tc.to, got, tc.ok)
+		}
+	}
+}
+
+// TestNetworkOptionLimits: a network loads with a token lifetime of
+// exactly 10m, sites of 63-byte labels and 253 bytes, letters a to z and
+// digits 0 to 9; one step past each limit fails the load with a message
+// naming the option.
+func TestNetworkOptionLimits(t *testing.T) {
+	label := func(c byte, n int) string { return strings.Repeat(string(c), n) }
+	load := func(network map[string]any) string {
+		b, err := json.Marshal(map[string]any{
+			"secrets": []string{testKey1},
+			"spool":   t.TempDir(),
+			"kafka":   map[string]any{"brokers": []string{"127.0.0.1:9"}},
+			"network": network,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	sites := func(s ...string) map[string]any { return map[string]any{"sites": s} }
+	for _, tc := range []struct {
+		name    string
+		network map[string]any
+		want    []string
+	}{
+		{"control: a token lifetime of 10m loads", map[string]any{"sites": []string{"b2s.com"}, "token_ttl": "10m"}, nil},
+		{"a token lifetime of 10m1s is refused", map[string]any{"sites": []string{"b2s.com"}, "token_ttl": "10m1s"}, []string{"token_ttl", "at most 10m"}},
+		{"a negative token lifetime is refused", map[string]any{"sites": []string{"b2s.com"}, "token_ttl": "-1s"}, []string{"token_ttl", "must be positive"}},
+		{"control: sites with every letter and digit and a leading dot load", sites("abcdefghijklmnopqrstuvwxyz.com", "b2s-0123456789.com", ".b2smade.com"), nil},
+		{"control: a site of 63-byte labels, 253 bytes, loads", sites(label('a', 63) + "." + label('b', 63) + "." + label('c', 63) + "." + label('d', 61)), nil},
+		{"a site of 254 bytes is refused", sites(label('a', 63) + "." + label('b', 63) + "." + label('c', 63) + "." + label('d', 62)), []string{"is not a host name"}},
+		{"a label of 64 bytes is refused", sites(label('a', 64) + ".com"), []string{"is not a host name"}},
+		{"a label starting with a hyphen is refused", sites("-b2s.com"), []string{`site "-b2s.com" is not a host name`}},
+		{"a label ending with a hyphen is refused", sites("b2s-.com"), []string{`site "b2s-.com" is not a host name`}},
+		{"an empty label is refused", sites("b2s..com"), []string{`site "b2s..com" is not a host name`}},
+		{"a site ending in a dot is refused", sites("b2s.com."), []string{`site "b2s.com." is not a host name`}},
+		{"an underscore is refused", sites("b2s_made.com"), []string{`site "b2s_made.com" is not a host name`}},
+		{"a byte past z is refused", sites("b2s{.com"), []string{`is not a host name`}},
+		{"a byte past 9 is refused", sites("b2s:1.com"), []string{`is not a host name`}},
+		{"an empty site is refused", sites(""), []string{`site "" is not a host name`}},
+		{"a link path without a slash is refused", map[string]any{"sites": []string{"b2s.com"}, "link_path": "go"}, []string{`link_path "go" must start with /`}},
+		{"a link path on the opt-in is refused", map[string]any{"sites": []string{"b2s.com"}, "link_path": "/_b2s/optin"}, []string{"link_path", "also a privacy path"}},
+		{"a token parameter needing escapes is refused", map[string]any{"sites": []string{"b2s.com"}, "token_param": "a b"}, []string{"token_param", "plain query parameter name"}},
+		{"control: a plain token parameter loads", map[string]any{"sites": []string{"b2s.com"}, "token_param": "tk"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkLoad(t, load(tc.network), "", tc.want) })
+	}
+}
+
+// TestOptInTokenLastSecond: the opt-in's form is good up to and
+// including its expiry, 15 minutes after the form was served; a second
+// later it is refused with 403 and the visitor stays opted out.
+func TestOptInTokenLastSecond(t *testing.T) {
+	const optIn = "https://www.b2s.com/_b2s/optin"
+	for _, tc := range []struct {
+		after  time.Duration
+		accept bool
+	}{
+		{optInTokenTTL, true},
+		{optInTokenTTL + time.Second, false},
+	} {
+		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+		c, _ := networkCollect(t, &now)
+		nonce, token := optInForm(t, c, optIn)
+		now = now.Add(tc.after)
+		r := httptest.NewRequest(http.MethodPost, optIn, strings.NewReader(optInTokenField+"="+url.QueryEscape(token)))
+		r.Header.Set("Cookie", "__Host-b2sid_optout=1; "+nonce)
+		w := serveCollect(t, c, withHeaders(r, formSubmit(chromeUA, nil)), nil)
+		if got := w.Code < 400 && optedIn(w.Header()); got != tc.accept {
+			t.Errorf("a form posted %v after it was served: answered %d, Set-Cookie %q; opted in %v, want %v", tc.after, w.Code, w.Header().Values("Set-Cookie"), got, tc.accept)
+		}
+		if !tc.accept && w.Code != http.StatusForbidden {
+			t.Errorf("a form posted %v after it was served: answered %d, want 403", tc.after, w.Code)
+		}
+	}
+}
+
+// TestOptInNonceDeletion: the opt-in deletes its form's nonce cookie with
+// the attributes it was set with, or a browser would keep it: over https
+// the deletion of __Host-b2sid_optin is Secure (a __Host- cookie without
+// Secure is refused), over plain http that of b2sid_optin is not (a
+// Secure cookie from plain http is refused).
+func TestOptInNonceDeletion(t *testing.T) {
+	for _, scheme := range []string{"https", "http"} {
+		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+		c, _ := networkCollect(t, &now)
+		target := scheme + "://www.b2s.com/_b2s/optin"
+		nonce, token := optInForm(t, c, target)
+		name, optOut := DefaultCookieName+optInNonceSuffix, DefaultCookieName+optOutSuffix
+		if scheme == "https" {
+			name, optOut = hostPrefix+name, hostPrefix+optOut
+		}
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(optInTokenField+"="+url.QueryEscape(token)))
+		r.Header.Set("Cookie", optOut+"=1; "+nonce)
+		hdr := formSubmit(chromeUA, map[string]string{"Origin": scheme + "://www.b2s.com", "Referer": scheme + "://www.b2s.com/privacy"})
+		w := serveCollect(t, c, withHeaders(r, hdr), nil)
+		if w.Code >= 400 || !optedIn(w.Header()) {
+			t.Fatalf("%s: answered %d, Set-Cookie %q; want the opt-in", scheme, w.Code, w.Header().Values("Set-Cookie"))
+		}
+		var del *http.Cookie
+		for _, sc := range w.Result().Cookies() {
+			if sc.Name == name {
+				del = sc
+			}
+		}
+		if del == nil || del.MaxAge >= 0 || del.Value != "" || del.Path != "/" || del.Domain != "" || !del.HttpOnly ||
+			del.SameSite != http.SameSiteStrictMode || del.Secure != (scheme == "https") {
+			t.Errorf("%s: Set-Cookie %q; want %s deleted, Path=/, HttpOnly, SameSite=Strict, Secure %v", scheme, w.Header().Values("Set-Cookie"), name, scheme == "https")
+		}
+	}
+}
