@@ -208,3 +208,73 @@ func TestOptInNonceDeletion(t *testing.T) {
 		}
 	}
 }
+
+// TestCookieExactLimits: a visitor cookie issued exactly cookie_max_age
+// plus the clock-skew allowance ago, or exactly the allowance in the
+// future, still returns; one issued exactly cookie_refresh ago returns
+// without a new Set-Cookie, a second older it is set again with the same
+// ID. TestCookieLifetime has the cases a second past each limit.
+func TestCookieExactLimits(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name   string
+		issued time.Time
+		set    bool // a new Set-Cookie, same ID
+	}{
+		{"a cookie issued exactly 400 days and the skew ago returns", now.Add(-400*day - cookieClockSkew), true},
+		{"a cookie issued exactly the skew in the future returns", now.Add(cookieClockSkew), false},
+		{"a cookie issued exactly cookie_refresh ago returns as it is", now.Add(-day), false},
+		{"control: a cookie issued a second more than cookie_refresh ago is set again", now.Add(-day - time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := now
+			c, sp := privacyCollect(t, &clock, 0)
+			id := beacon.NewID()
+			r := httptest.NewRequest(http.MethodGet, "/b.gif?e=pageview", nil)
+			r.Header.Set("Referer", "https://www.b2s.com/products")
+			r.Header.Set("Cookie", DefaultCookieName+"="+signerOf(t, testKey1).Sign(id, tc.issued))
+			w := serveCollect(t, c, r, nil)
+			rec := takeRecord(t, sp)
+			if gotID, state := rec.str("cookie_id"), rec.str("cookie_state"); gotID != id || state != "returning" {
+				t.Errorf("record cookie_id %q, state %q; want the cookie's %s, returning", gotID, state, id)
+			}
+			sc := strings.Join(w.Header().Values("Set-Cookie"), " ")
+			if got := visitorCookieSet(w.Header()); got != tc.set || (got && !strings.Contains(sc, id)) {
+				t.Errorf("Set-Cookie %q: want a visitor cookie with ID %s %v", sc, id, tc.set)
+			}
+		})
+	}
+}
+
+// TestCookieNameLimits: a cookie_name of 64 bytes of letters of either
+// case, digits, "-", "_" and "." loads; 65 bytes, an empty name, or a
+// byte just outside each range fails the load naming cookie_name.
+func TestCookieNameLimits(t *testing.T) {
+	load := func(name string) string {
+		b, err := json.Marshal(map[string]any{
+			"secrets":     []string{testKey1},
+			"spool":       t.TempDir(),
+			"kafka":       map[string]any{"brokers": []string{"127.0.0.1:9"}},
+			"cookie_name": name,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	const chars = "azAZ09-_."
+	refused := []string{"cookie_name", "not a valid cookie name"}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{chars + strings.Repeat("x", 64-len(chars)), nil},
+		{"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", nil},
+		{chars + strings.Repeat("x", 65-len(chars)), refused},
+		{"b2s`", refused}, {"b2s{", refused}, {"b2s@", refused}, {"b2s[", refused},
+		{"b2s/", refused}, {"b2s:", refused}, {"b2s+", refused}, {"b2s,", refused},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkLoad(t, load(tc.name), "", tc.want) })
+	}
+}
