@@ -278,3 +278,37 @@ func TestCookieNameLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { checkLoad(t, load(tc.name), "", tc.want) })
 	}
 }
+
+// TestManyMemberCookies: of the member cookies a request carries, the
+// first four are read: the visitor's own among them counts, whatever
+// follows; one sent after four copies bound to another ID is not read,
+// and the visitor is then no member on this request.
+func TestManyMemberCookies(t *testing.T) {
+	now := time.Now()
+	c, _ := limitedCollect(t, nil, &now)
+	signer := c.app.signer
+	visitor, attacker := beacon.NewID(), beacon.NewID()
+	member := func(id, m string) string { return "b2sid_m=" + m + "." + signer.SignMember(id, m) }
+	copies := strings.Repeat(member(attacker, "m-evil")+"; ", len(visitorCookies{}.members))
+	for _, tc := range []struct {
+		name, cookie, want string
+	}{
+		{"the visitor's member cookie first, then four copies", member(visitor, "m-1") + "; " + copies, "m-1"},
+		{"the visitor's member cookie fourth", strings.Repeat(member(attacker, "m-evil")+"; ", 3) + member(visitor, "m-1") + "; " + copies, "m-1"},
+		{"the visitor's member cookie fifth", copies + member(visitor, "m-1"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://www.b2s.com/checkout/signin", nil)
+			r.Header.Set("Cookie", "b2sid="+signer.Sign(visitor, now.Add(-time.Hour))+"; "+tc.cookie)
+			var jar visitorCookies
+			c.readCookies(r, &jar)
+			var rec beacon.Record
+			rec.Consent = beacon.ConsentFull
+			c.identify(r, now, &rec, &jar, nil)
+			c.readMember(&rec, &jar)
+			if rec.CookieID != visitor || rec.MemberID != tc.want {
+				t.Errorf("cookie_id %q, member_id %q; want %q, %q", rec.CookieID, rec.MemberID, visitor, tc.want)
+			}
+		})
+	}
+}
