@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/b2scom/b2s-edge/beacon"
 )
 
 // Tests pinning the edges of b2s_isolate that its other tests leave
@@ -39,5 +44,69 @@ func TestFilterCookiesLimits(t *testing.T) {
 				t.Errorf("filterCookies = %.60q, %d removed; want %.60q, %d removed", got, removed, tc.want, tc.removed)
 			}
 		})
+	}
+}
+
+// TestIsolateRedirectStatuses: every 3xx but 304 with a Location into the
+// site, 300 and 399 included, becomes a 502 without the Location; a 304
+// (a cache validation, never followed) and a 400 pass as they came.
+func TestIsolateRedirectStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status, want int
+		loc          string
+	}{
+		{http.StatusMultipleChoices, http.StatusBadGateway, ""},
+		{399, http.StatusBadGateway, ""},
+		{http.StatusNotModified, http.StatusNotModified, "/checkout"},
+		{http.StatusBadRequest, http.StatusBadRequest, "/checkout"},
+		{http.StatusOK, http.StatusOK, "/checkout"},
+	} {
+		srv := isolateServer(t, newIsolate(t, zap.NewNop()), nil, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", "/checkout")
+			w.WriteHeader(tc.status)
+		})
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(srv.URL + "/ads/click")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || resp.Header.Get("Location") != tc.loc {
+			t.Errorf("upstream %d to /checkout: client got %d, Location %q; want %d, %q", tc.status, resp.StatusCode, resp.Header.Get("Location"), tc.want, tc.loc)
+		}
+	}
+}
+
+// TestIsolateRedirectEscapes: a redirect within the route's directory is
+// refused when it holds a space, an encoded backslash in either case, or
+// a percent sign without two bytes after it; the controls, the same
+// places written plainly, pass.
+func TestIsolateRedirectEscapes(t *testing.T) {
+	iso := newIsolate(t, zap.NewNop())
+	iso.app.privacy = (*Privacy)(nil).provision(DefaultCookieName)
+	nw, err := (&Network{Sites: []string{"b2s.com", "b2smade.com"}}).provision(beacon.Keys{Sign: []byte("network-key-0123456789abcdef0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso.app.network = nw
+	for _, tc := range []struct {
+		loc  string
+		want bool
+	}{
+		{"/ads/landing", true},
+		{"/ads/a%20b", true},
+		{"/ads/a%5d", true},
+		{"/ads/a b", false},
+		{"/ads/..%5c_b2s/optin", false},
+		{"/ads/..%5C_b2s/optin", false},
+		{"/ads/..%2F_b2s/optin", false},
+		{"/ads/x%2", false},
+		{"/ads/x%", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/ads/click", nil)
+		if got := iso.redirectAllowed(r, []string{tc.loc}); got != tc.want {
+			t.Errorf("redirect from /ads/click to %q allowed: %v, want %v", tc.loc, got, tc.want)
+		}
 	}
 }
