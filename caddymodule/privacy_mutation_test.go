@@ -60,14 +60,14 @@ func TestLinkDestinationLimits(t *testing.T) {
 		loc := w.Header().Get("Location")
 		switch {
 		case tc.ok && (w.Code != http.StatusFound || !strings.HasPrefix(strings.ToLower(loc), strings.ToLower(tc.to))):
-			t.Errorf("%s: link to %q answered %d, Location %q; want 302 there", scheme, tc.to, w.Code, loc)
+			t.Errorf("%s: link to %.80q answered %d, Location %.80q; want 302 there", scheme, tc.to, w.Code, loc)
 		case !tc.ok && (w.Code != http.StatusBadRequest || loc != ""):
-			t.Errorf("%s: link to %q answered %d, Location %q; want 400 and no Location", scheme, tc.to, w.Code, loc)
+			t.Errorf("%s: link to %.80q answered %d, Location %.80q; want 400 and no Location", scheme, tc.to, w.Code, loc)
 		}
 		r = httptest.NewRequest(http.MethodGet, scheme+"://www.b2s.com/_b2s/optout?return="+url.QueryEscape(tc.to), nil)
 		w = servePrefixTest(t, c, r, nil, 61)
 		if got := w.Header().Get("Location"); (got != "") != tc.ok {
-			t.Errorf("%s: opt-out returning to %q: Location %q; want a redirect %v", scheme, tc.to, got, tc.ok)
+			t.Errorf("%s: opt-out returning to %.80q: Location %.80q; want a redirect %v", scheme, tc.to, got, tc.ok)
 		}
 	}
 }
