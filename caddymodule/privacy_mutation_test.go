@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
@@ -213,7 +217,8 @@ func TestOptInNonceDeletion(t *testing.T) {
 // plus the clock-skew allowance ago, or exactly the allowance in the
 // future, still returns; one issued exactly cookie_refresh ago returns
 // without a new Set-Cookie, a second older it is set again with the same
-// ID. TestCookieLifetime has the cases a second past each limit.
+// ID. TestCookieLifetime has the cases a second past each limit. The
+// allowance is five minutes: a cookie 4m59s past either limit returns.
 func TestCookieExactLimits(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	const day = 24 * time.Hour
@@ -226,6 +231,10 @@ func TestCookieExactLimits(t *testing.T) {
 		{"a cookie issued exactly the skew in the future returns", now.Add(cookieClockSkew), false},
 		{"a cookie issued exactly cookie_refresh ago returns as it is", now.Add(-day), false},
 		{"control: a cookie issued a second more than cookie_refresh ago is set again", now.Add(-day - time.Second), true},
+		// The allowance is five minutes, the edges' clocks' drift: written
+		// out, so that the constant cannot shrink unnoticed.
+		{"a cookie stamped 4m59s ahead by another edge's clock returns", now.Add(4*time.Minute + 59*time.Second), false},
+		{"a cookie issued 400 days and 4m59s ago returns", now.Add(-400*day - 4*time.Minute - 59*time.Second), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := now
@@ -310,5 +319,38 @@ func TestManyMemberCookies(t *testing.T) {
 				t.Errorf("cookie_id %q, member_id %q; want %q, %q", rec.CookieID, rec.MemberID, visitor, tc.want)
 			}
 		})
+	}
+}
+
+// TestSeveralVisitorCookiesLogged: when several visitor cookies with
+// different IDs come and none is trusted, a debug log says so and how
+// many there were; one cookie alone logs nothing (the control).
+func TestSeveralVisitorCookiesLogged(t *testing.T) {
+	now := time.Now()
+	c, _ := limitedCollect(t, nil, &now)
+	core, logs := observer.New(zapcore.DebugLevel)
+	c.logger = zap.New(core)
+	vc := c.app.signer.Sign(beacon.NewID(), now.Add(-time.Hour))
+	ac := c.app.signer.Sign(beacon.NewID(), now.Add(-time.Hour))
+	for _, tc := range []struct {
+		cookie string
+		want   int // cookies in the log; 0 for no log
+	}{
+		{"b2sid=" + vc, 0},
+		{"b2sid=" + ac + "; b2sid=" + vc, 2},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://www.b2s.com/checkout", nil)
+		r.Header.Set("Cookie", tc.cookie)
+		var jar visitorCookies
+		c.readCookies(r, &jar)
+		var rec beacon.Record
+		c.identify(r, now, &rec, &jar, nil)
+		got := logs.FilterMessage("several visitor cookies: none trusted").TakeAll()
+		switch {
+		case tc.want == 0 && len(got) != 0:
+			t.Errorf("cookie %q logged %v, want nothing", tc.cookie, got)
+		case tc.want != 0 && (len(got) != 1 || got[0].ContextMap()["cookies"] != int64(tc.want)):
+			t.Errorf("cookie %q logged %v, want one entry with cookies=%d", tc.cookie, got, tc.want)
+		}
 	}
 }
