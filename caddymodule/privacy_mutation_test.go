@@ -354,3 +354,25 @@ func TestSeveralVisitorCookiesLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnsCookieBarePrefix: a cookie named only "__Host-" or "__Secure-"
+// (a prefix and an empty name) is not the plugin's, even with a
+// cookie_name that the prefix itself starts with ("_"); the control,
+// the prefix and that name, is.
+func TestOwnsCookieBarePrefix(t *testing.T) {
+	a := &App{CookieName: "_"}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"__Host-", false},
+		{"__Secure-", false},
+		{"__Host-_", true},
+		{"__Secure-__optout", true},
+		{"_", true},
+	} {
+		if got := a.ownsCookie(tc.name); got != tc.want {
+			t.Errorf("cookie_name _: ownsCookie(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
