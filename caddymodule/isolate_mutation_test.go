@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/b2scom/b2s-edge/beacon"
 )
@@ -107,6 +109,32 @@ func TestIsolateRedirectEscapes(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/ads/click", nil)
 		if got := iso.redirectAllowed(r, []string{tc.loc}); got != tc.want {
 			t.Errorf("redirect from /ads/click to %q allowed: %v, want %v", tc.loc, got, tc.want)
+		}
+	}
+}
+
+// TestIsolateRedirectRefusalLogged: a redirect into the site that is
+// refused is logged at debug level with the request's path; one allowed
+// (the control) is not.
+func TestIsolateRedirectRefusalLogged(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	iso := newIsolate(t, zap.New(core))
+	for _, tc := range []struct {
+		loc    string
+		status int
+		logged bool
+	}{
+		{"https://landing.adnet.example/", http.StatusFound, false},
+		{"/checkout", http.StatusBadGateway, true},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/ads/click", nil)
+		h := http.Header{"Location": {tc.loc}}
+		if got := iso.contain(h, r, http.StatusFound); got != tc.status {
+			t.Errorf("302 to %q: status %d, want %d", tc.loc, got, tc.status)
+		}
+		got := logs.FilterMessage("redirect into the site refused").TakeAll()
+		if tc.logged != (len(got) == 1 && got[0].ContextMap()["path"] == "/ads/click") || (!tc.logged && len(got) != 0) {
+			t.Errorf("302 to %q logged %v; want a log with path /ads/click %v", tc.loc, got, tc.logged)
 		}
 	}
 }
