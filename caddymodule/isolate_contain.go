@@ -116,10 +116,12 @@ func (iso *Isolate) endpoint(u *url.URL) bool {
 }
 
 // routeDir is the directory of path's first segment, "/ads/" for
-// "/ads/click", or empty for a path without one ("/click").
+// "/ads/click", or empty for a path without one ("/click") or whose first
+// segment is empty ("//ads/click": Caddy's path matchers merge the
+// slashes, so "//" would take in every path of the site written "//x").
 func routeDir(path string) string {
 	i := strings.IndexByte(path[min(1, len(path)):], '/')
-	if i < 0 {
+	if i <= 0 {
 		return ""
 	}
 	return path[:i+2]

@@ -138,3 +138,59 @@ func TestIsolateRedirectRefusalLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestIsolateRedirectSameSiteWithoutNetwork: without a network block, a
+// redirect to another host of the request's site (sharing its
+// registrable domain, hence its cookies) is refused; one to another
+// site passes (the controls).
+func TestIsolateRedirectSameSiteWithoutNetwork(t *testing.T) {
+	iso := newIsolate(t, zap.NewNop())
+	for _, tc := range []struct {
+		loc  string
+		want bool
+	}{
+		{"https://shop.b2s.com/x", false},
+		{"https://b2s.com/", false},
+		{"https://WWW.B2S.COM./checkout", false},
+		{"https://www.b2s.co.uk/", true},
+		{"https://landing.adnet.example/offer", true},
+		{"https://localhost/x", true},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com/ads/click", nil)
+		if got := iso.redirectAllowed(r, []string{tc.loc}); got != tc.want {
+			t.Errorf("redirect from www.b2s.com/ads/click to %q allowed: %v, want %v", tc.loc, got, tc.want)
+		}
+	}
+}
+
+// TestIsolateRedirectFromEmptySegment: Caddy's path matchers merge
+// doubled slashes, so a route for /ads/* also serves //ads/click, and the
+// site's routes serve //checkout as /checkout. A request path whose first
+// segment is empty has no directory of its own: a redirect to another
+// path of the site starting with // is refused like any other, and
+// becomes a 502. The control: from /ads/click, a redirect within /ads/
+// passes.
+func TestIsolateRedirectFromEmptySegment(t *testing.T) {
+	iso := newIsolate(t, zap.NewNop())
+	for _, tc := range []struct {
+		path, loc string
+		want      bool
+	}{
+		{"/ads/click", "/ads/landing", true},
+		{"//ads/click", "https://www.b2s.com//checkout", false},
+		{"//ads/click", "//www.b2s.com//checkout", false},
+		{"//click", "https://www.b2s.com//account", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://www.b2s.com"+tc.path, nil)
+		if got := iso.redirectAllowed(r, []string{tc.loc}); got != tc.want {
+			t.Errorf("redirect from %s to %q allowed: %v, want %v", tc.path, tc.loc, got, tc.want)
+		}
+		want := http.StatusFound
+		if !tc.want {
+			want = http.StatusBadGateway
+		}
+		if got := iso.contain(http.Header{"Location": {tc.loc}}, r, http.StatusFound); got != want {
+			t.Errorf("302 from %s to %q: status %d, want %d", tc.path, tc.loc, got, want)
+		}
+	}
+}
