@@ -2,11 +2,13 @@ package caddymodule
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -191,6 +193,53 @@ func TestIsolateRedirectFromEmptySegment(t *testing.T) {
 		}
 		if got := iso.contain(http.Header{"Location": {tc.loc}}, r, http.StatusFound); got != want {
 			t.Errorf("302 from %s to %q: status %d, want %d", tc.path, tc.loc, got, want)
+		}
+	}
+}
+
+// TestIsolateUndeclaredRequestTrailers: net/http hands a handler the
+// trailers of a chunked request body even when the request declared none
+// (no Trailer header): the upstream behind b2s_isolate still gets no
+// Cookie or X-B2S-* trailer, and gets the others. The control: a handler
+// without b2s_isolate gets them all.
+func TestIsolateUndeclaredRequestTrailers(t *testing.T) {
+	iso := newIsolate(t, zap.NewNop())
+	got := make(chan http.Header, 1)
+	upstream := func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Clone()
+	}
+	for _, isolated := range []bool{true, false} {
+		var h http.Handler = http.HandlerFunc(upstream)
+		if isolated {
+			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := iso.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+					upstream(w, r)
+					return nil
+				})); err != nil {
+					t.Errorf("ServeHTTP: %v", err)
+				}
+			})
+		}
+		srv := httptest.NewServer(h)
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.WriteString(conn, "POST /ads/x HTTP/1.1\r\nHost: www.b2s.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+			"4\r\nbody\r\n0\r\nCookie: b2sid=1.x\r\nX-B2s-Member: m-1\r\nX-Ad-Sum: ok\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := <-got
+		io.Copy(io.Discard, conn)
+		conn.Close()
+		srv.Close()
+		if tr.Get("X-Ad-Sum") != "ok" {
+			t.Errorf("isolated %v: trailers %q, want X-Ad-Sum: ok", isolated, tr)
+		}
+		if has := tr.Get("Cookie") != "" || tr.Get("X-B2s-Member") != ""; has == isolated {
+			t.Errorf("isolated %v: trailers %q; want Cookie and X-B2s-Member %v", isolated, tr, !isolated)
 		}
 	}
 }
