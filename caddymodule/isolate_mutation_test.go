@@ -243,3 +243,36 @@ func TestIsolateUndeclaredRequestTrailers(t *testing.T) {
 		}
 	}
 }
+
+// TestIsolateBareB2SHeader: a header named "X-B2S-" and nothing more is
+// one of the plugin's: removed from the request the upstream gets, and
+// from the upstream's response; "X-B2Sx" is not (the control).
+func TestIsolateBareB2SHeader(t *testing.T) {
+	iso := newIsolate(t, zap.NewNop())
+	srv := isolateServer(t, iso, nil, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Got-Bare", r.Header.Get("X-B2s-"))
+		w.Header().Set("X-Got-Other", r.Header.Get("X-B2sx"))
+		w.Header().Set("X-B2s-", "1")
+		w.Header().Set("X-B2sx", "1")
+	})
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/ads/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header["X-B2s-"] = []string{"1"}
+	req.Header["X-B2sx"] = []string{"1"}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := resp.Header.Get("X-Got-Bare"); v != "" {
+		t.Errorf("the upstream got X-B2S-: %q, want it removed", v)
+	}
+	if v := resp.Header.Get("X-B2s-"); v != "" {
+		t.Errorf("the client got the upstream's X-B2S-: %q, want it removed", v)
+	}
+	if resp.Header.Get("X-Got-Other") != "1" || resp.Header.Get("X-B2sx") != "1" {
+		t.Errorf("control: X-B2Sx did not pass both ways: %q", resp.Header)
+	}
+}
