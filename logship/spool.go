@@ -300,6 +300,10 @@ type segment struct {
 	end   int64  // the end of its entries once it is no longer active (the active one's is writeEnd)
 	start int64  // the end of its header, where its first entry is
 	first uint64 // sequence number of its first record; 0 in a version 1 segment
+	// checked says it was checked at open, where the records missing
+	// between its intact entries were counted: the reader counts them
+	// again only in segments written since.
+	checked bool
 }
 
 func (sg segment) v1() bool { return sg.start == headerLenV1 }

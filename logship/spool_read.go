@@ -65,7 +65,11 @@ func (s *Spool) readFrom(pos, end Pos, endSeq uint64, out []Entry, max, maxBytes
 	for len(out) < max && pos.Less(end) {
 		sg, _ := s.segInfo(pos.Seg)
 		if pos.Off <= sg.start {
-			pos.Off, expect = sg.start, sg.first
+			pos.Off = sg.start
+			if expect == 0 {
+				// Unless a gap at the first entry was passed over.
+				expect = sg.first
+			}
 		}
 		if s.rf == nil || s.rfSeg != pos.Seg {
 			if s.rf != nil {
@@ -102,8 +106,11 @@ func (s *Spool) readFrom(pos, end Pos, endSeq uint64, out []Entry, max, maxBytes
 		expect = p.expect
 		switch p.status {
 		case entryGap:
-			// Records missing between two intact entries.
-			s.countDamage(pos, p.seq-expect, pos.Off+1)
+			// Records missing between two intact entries, counted at
+			// open in a segment checked then.
+			if !sg.checked {
+				s.countDamage(pos, p.seq-expect, pos.Off+1)
+			}
 			expect = p.seq
 		case entryBad, entryZeros:
 			// Damage found while running (a disk error, or zeros where

@@ -172,7 +172,7 @@ func (s *Spool) checkSegment(n uint64, c *chain, curOff int64) (segment, int64, 
 	}
 	defer release()
 
-	sg := segment{n: n, start: segmentHeaderLen}
+	sg := segment{n: n, start: segmentHeaderLen, checked: true}
 	first, hdr := readHeader(data)
 	if hdr == headerV1 {
 		sg.start = headerLenV1
