@@ -602,3 +602,66 @@ func TestRecordsMissingFromASegmentWrittenSinceOpenAreCountedByTheReader(t *test
 		t.Fatalf("reopened: DroppedDamaged = %d, want the 3 missing", d)
 	}
 }
+
+func TestADamagedTailBeforeADamagedHeaderIsCountedOnce(t *testing.T) {
+	t.Parallel()
+	// A segment's end damaged (its last records cut off at open) and the
+	// next segment's header damaged too: the records of the tail are
+	// counted once, by the sequence numbers where they are known (the
+	// gap at the next segment's first record), as one record where they
+	// are not (a segment of version 1, without sequence numbers).
+	const seg = 64 << 10
+	cases := []struct {
+		name    string
+		v1      bool // the first segment is of version 1
+		tail    int  // records damaged at the first segment's end
+		dropped uint64
+	}{
+		{"after a segment with sequence numbers", false, 3, 3},
+		{"after a segment of version 1", true, 3, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			from := 0
+			var v1offs []int64
+			if c.v1 {
+				v1offs = writeV1Segment(t, filepath.Join(dir, segName(1)), 0, 200)
+				from = 200
+			}
+			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: seg})
+			appendN(t, s, from, 5000)
+			s.Close()
+			segs := segments(t, dir)
+			if len(segs) < 3 { // the third has an intact header
+				t.Fatalf("%d segments", len(segs))
+			}
+			// The tail of the first segment with records, and the header
+			// of the one after.
+			var lost []string
+			if c.v1 {
+				for _, off := range v1offs[200-c.tail:] {
+					flipByte(t, segs[0], off+12)
+				}
+				lost = want(200-c.tail, c.tail)
+			} else {
+				l := layout(t, segs[0])
+				for _, sp := range l[len(l)-c.tail:] {
+					flipByte(t, segs[0], sp.off+entryHeaderLen+bodyFixedLen+4)
+					lost = append(lost, sp.value)
+				}
+			}
+			flipByte(t, segs[1], 9) // the header's sequence number
+
+			stats := new(Stats)
+			s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: seg, Stats: stats})
+			if got := drain(t, s2); !slices.Equal(got, without(want(0, from+5000), lost)) {
+				t.Fatalf("read %d records, want the %d intact ones, once each, in order", len(got), from+5000-c.tail)
+			}
+			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != c.dropped || r != 2 {
+				t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want %d and 2 (the tail, the header)", d, r, c.dropped)
+			}
+		})
+	}
+}
