@@ -867,3 +867,118 @@ func TestARepairedSegmentHeaderIsRepairedOnce(t *testing.T) {
 		t.Fatalf("read %d records, want 2999", len(got))
 	}
 }
+
+func TestASkipEntryDamagedWhileRunningCostsNoRecord(t *testing.T) {
+	t.Parallel()
+	// Bytes that are no entry, between two records, are overwritten by a
+	// skip entry at open (a repair, no record lost). That skip entry,
+	// damaged in turn while the spool runs, is a second repair that costs
+	// no record either: the record after it has the sequence number
+	// expected. The reader marks it skipped again, in place; where it
+	// cannot (the segment's name now a symlink), it logs that and reads on.
+	cases := []struct {
+		name    string
+		symlink bool
+	}{
+		{"marked skipped in place", false},
+		{"the segment's name replaced by a symlink", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+			appendN(t, s, 0, 3000)
+			s.Close()
+			path := segments(t, dir)[0]
+			l := layout(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := l[20].off
+			garbage := []byte("forty bytes that are no entry whatsoever")
+			b = slices.Concat(b[:at], garbage, b[at:])
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			stats := new(Stats)
+			core, logs := observer.New(zapcore.WarnLevel)
+			s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats, Logger: zap.New(core)})
+			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 1 {
+				t.Fatalf("at open: DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 1", d, r)
+			}
+			b, err = os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if size, _, skip, st := entryAt(b[at:], int64(len(b))-at, false); st != entryOK || !skip || size != int64(len(garbage)) {
+				t.Fatalf("at %d after open: %d bytes, skip %v, %v; want a skip entry over the %d bytes", at, size, skip, st, len(garbage))
+			}
+			flipByte(t, path, at+9) // the skip entry's sequence number
+
+			stop := make(chan struct{})
+			close(stop)
+			got := drainFrom(t, s2, stop, 5) // the reader has the segment open
+			if c.symlink {
+				moved := path + ".moved"
+				if err := os.Rename(path, moved); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(moved, path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for len(got) < 100 { // past the damage, in the same segment
+				entries, next, err := s2.Read(stop, nil, 100, 1<<20)
+				if err != nil || len(entries) == 0 {
+					t.Fatalf("read %d entries: %v", len(entries), err)
+				}
+				for _, e := range entries {
+					got = append(got, string(e.Value))
+				}
+				if err := s2.Ack(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !c.symlink {
+				b, err = os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, skip, st := entryAt(b[at:], int64(len(b))-at, false); st != entryOK || !skip {
+					t.Fatalf("at %d after the read: skip %v, %v; want the skip entry marked again", at, skip, st)
+				}
+			}
+			got = append(got, drain(t, s2)...)
+			if !slices.Equal(got, want(0, 3000)) {
+				t.Fatalf("read %d records, want the 3000", len(got))
+			}
+			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 2 {
+				t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 2", d, r)
+			}
+			refused := logs.FilterMessage("marking damaged spool entries skipped").Len()
+			if wantRefused := map[bool]int{false: 0, true: 1}[c.symlink]; refused != wantRefused {
+				t.Fatalf("logged the damage not marked skipped %d times, want %d", refused, wantRefused)
+			}
+		})
+	}
+}
+
+// drainFrom reads one batch of at most n records and acknowledges it.
+func drainFrom(t *testing.T, s *Spool, stop chan struct{}, n int) []string {
+	t.Helper()
+	entries, next, err := s.Read(stop, nil, n, 1<<20)
+	if err != nil || len(entries) != n {
+		t.Fatalf("read %d entries: %v", len(entries), err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, string(e.Value))
+	}
+	if err := s.Ack(next); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
