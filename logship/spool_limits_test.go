@@ -982,3 +982,29 @@ func drainFrom(t *testing.T, s *Spool, stop chan struct{}, n int) []string {
 	}
 	return got
 }
+
+func TestASegmentCutShortUnderTheRunningReader(t *testing.T) {
+	t.Parallel()
+	// A rolled segment, not read yet, cut in the middle of a record while
+	// the spool runs (its recorded end is past the file's end now): the
+	// reader reads what is left, counts the records cut off, and goes on
+	// to the next segment.
+	stats := new(Stats)
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, Stats: stats})
+	appendN(t, s, 0, 3000)
+	path, _ := spanOf(t, s, want(0, 1)[0])
+	l := layout(t, path)
+	if err := os.Truncate(path, l[1000].off+5); err != nil {
+		t.Fatal(err)
+	}
+	var lost []string
+	for _, sp := range l[1000:] {
+		lost = append(lost, sp.value)
+	}
+	if got := drain(t, s); !slices.Equal(got, without(want(0, 3000), lost)) {
+		t.Fatalf("read %d records, want the %d left", len(got), 3000-len(lost))
+	}
+	if d := stats.DroppedDamaged.Load(); d != uint64(len(lost)) {
+		t.Fatalf("DroppedDamaged = %d, want the %d cut off", d, len(lost))
+	}
+}
