@@ -1008,3 +1008,61 @@ func TestASegmentCutShortUnderTheRunningReader(t *testing.T) {
 		t.Fatalf("DroppedDamaged = %d, want the %d cut off", d, len(lost))
 	}
 }
+
+func TestAShippedSegmentsFileIsClosedOnceDeleted(t *testing.T) {
+	t.Parallel()
+	// A read that ends a segment leaves the reader's file of it open; the
+	// Ack that deletes the segment closes it, rather than leaving a
+	// deleted file open until the next read.
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	s.bg.Wait() // the rolled segments trimmed and closed by the writer
+	first := s.cursor.Seg
+	stop := make(chan struct{})
+	close(stop)
+	for {
+		entries, next, err := s.Read(stop, nil, 100, 1<<20)
+		if err != nil || len(entries) == 0 {
+			t.Fatalf("read %d entries: %v; the first segment never ended", len(entries), err)
+		}
+		if next.Seg == first {
+			if err := s.Ack(next); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		// The control: the reader still has the first segment open.
+		if n := descriptorsOf(t, filepath.Join(dir, segName(first))); n != 1 {
+			t.Fatalf("%d descriptors of the segment read to its end, want the reader's", n)
+		}
+		if err := s.Ack(next); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if _, err := os.Stat(filepath.Join(dir, segName(first))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the shipped segment is still there: %v", err)
+	}
+	if n := descriptorsOf(t, filepath.Join(dir, segName(first))); n != 0 {
+		t.Fatalf("%d descriptors of the deleted segment still open", n)
+	}
+}
+
+// descriptorsOf counts this process's open descriptors of the file at
+// path, deleted or not.
+func descriptorsOf(t *testing.T, path string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && (target == path || target == path+" (deleted)") {
+			n++
+		}
+	}
+	return n
+}
