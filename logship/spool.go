@@ -148,9 +148,12 @@ type SpoolConfig struct {
 
 	// Seams for tests. writeAt writes to a segment file that is not
 	// mapped (default (*os.File).WriteAt); noMap makes every segment so,
-	// as on a file system that cannot allocate or map.
+	// as on a file system that cannot allocate or map; sync flushes a
+	// segment, the cursor or the directory to stable storage (default
+	// (*os.File).Sync).
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 	noMap   bool
+	sync    func(f *os.File) error
 }
 
 // Defaults of SpoolConfig.
@@ -182,6 +185,9 @@ func (c *SpoolConfig) setDefaults() {
 	}
 	if c.writeAt == nil {
 		c.writeAt = (*os.File).WriteAt
+	}
+	if c.sync == nil {
+		c.sync = (*os.File).Sync
 	}
 }
 
@@ -406,10 +412,10 @@ func (s *Spool) closeFiles() error {
 	}
 	s.bg.Wait()
 	for _, r := range rolled {
-		err = errors.Join(err, r.f.Sync(), r.f.Close())
+		err = errors.Join(err, s.cfg.sync(r.f), r.f.Close())
 	}
 	if s.cf != nil {
-		err = errors.Join(err, s.cf.Sync(), s.cf.Close())
+		err = errors.Join(err, s.cfg.sync(s.cf), s.cf.Close())
 	}
 	if s.rf != nil {
 		s.rf.Close()

@@ -77,7 +77,7 @@ func (s *Spool) prepare(n uint64) {
 	if sf.err == nil && s.cfg.Fsync == FsyncAlways {
 		// Its name is durable before any record goes in. With an fsync
 		// interval, syncing the segment before it after the roll does it.
-		syncDir(s.cfg.Dir)
+		s.syncDir()
 	}
 	if sf.mapped != nil {
 		readAhead(sf.mapped)
@@ -120,7 +120,7 @@ func (s *Spool) roll() error {
 		return fmt.Errorf("writing spool segment header: %w", err)
 	}
 	if s.cfg.Fsync == FsyncAlways {
-		syncDir(s.cfg.Dir)
+		s.syncDir()
 	}
 	s.activate(sf)
 	return nil
@@ -185,7 +185,7 @@ func (s *Spool) activate(sf segFile) {
 			}
 		}()
 	} else if s.cfg.Fsync != FsyncNever {
-		syncDir(s.cfg.Dir)
+		s.syncDir()
 	}
 	s.active, s.activeN, s.mapped = sf.f, sf.n, sf.mapped
 	s.tight = sf.mapped == nil && (s.tight || sf.short)
@@ -238,8 +238,8 @@ func (s *Spool) discard(sf segFile) error {
 func (s *Spool) finish(f *os.File) error {
 	var err error
 	if s.cfg.Fsync != FsyncNever {
-		err = f.Sync()
-		syncDir(s.cfg.Dir)
+		err = s.cfg.sync(f)
+		s.syncDir()
 	}
 	return errors.Join(err, f.Close())
 }
@@ -334,7 +334,7 @@ again:
 		return fmt.Errorf("writing to spool: %w", err)
 	}
 	if s.cfg.Fsync == FsyncAlways {
-		if err := s.active.Sync(); err != nil {
+		if err := s.cfg.sync(s.active); err != nil {
 			// Not synced, so not accepted: the next append overwrites it.
 			s.cutFailedWrite(n)
 			s.mu.Unlock()
@@ -470,14 +470,22 @@ func (s *Spool) Sync() {
 	s.mu.Unlock()
 	for _, r := range rolled {
 		<-r.trimmed
-		_ = r.f.Sync()
+		_ = s.cfg.sync(r.f)
 		_ = r.f.Close()
 	}
 	if dirty && f != nil {
-		_ = f.Sync() // with fsync never or always, a roll may have closed it: nothing to sync then
+		_ = s.cfg.sync(f) // with fsync never or always, a roll may have closed it: nothing to sync then
 	}
 	if dir {
-		syncDir(s.cfg.Dir)
+		s.syncDir()
+	}
+}
+
+// syncDir syncs the spool's directory: the names of its segments.
+func (s *Spool) syncDir() {
+	if d, err := os.Open(s.cfg.Dir); err == nil {
+		_ = s.cfg.sync(d)
+		d.Close()
 	}
 }
 

@@ -177,7 +177,7 @@ func (s *Spool) patchFile(path string, from, to int64, seq uint64) error {
 	}
 	err = s.patch(f, from, to, seq)
 	if err == nil && s.cfg.Fsync != FsyncNever {
-		err = f.Sync()
+		err = s.cfg.sync(f)
 	}
 	return errors.Join(err, f.Close())
 }

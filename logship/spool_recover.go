@@ -241,7 +241,7 @@ func (s *Spool) checkSegment(n uint64, c *chain, curOff int64) (segment, int64, 
 	}
 	sg.end = r.end
 	if s.cfg.Fsync != FsyncNever && (len(r.damage) > 0 || hdr == headerBad || r.tail) {
-		if err := f.Sync(); err != nil {
+		if err := s.cfg.sync(f); err != nil {
 			return segment{}, 0, fmt.Errorf("repairing spool segment: %w", err)
 		}
 	}
