@@ -515,6 +515,7 @@ func TestRecordsCutOutCleanlyAreCountedOnce(t *testing.T) {
 		{"the first records of a rolled segment", 1, 0, 3, 0},
 		{"records in the newest segment", -1, 4, 2, 0},
 		{"records after the cursor in its segment", 0, 300, 4, 50},
+		{"the records at the cursor, not shipped yet", 0, 50, 4, 50},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
