@@ -104,6 +104,15 @@ func TestParseEntriesThroughSkipEntriesAndEmptyRecords(t *testing.T) {
 	if p.status != entryGap || p.seq != 5 || p.consumed != 0 {
 		t.Fatalf("from 4: %+v, want a gap at 5", p)
 	}
+	// An entry whose length runs past the segment's end, after intact
+	// ones: damage, measured against the room left where it starts, not
+	// where the bytes start.
+	long := entry(10, "", "0123456789", -1)
+	past := append(append([]byte{}, b...), long[:len(long)-1]...)
+	out, p = parseEntries(past, int64(len(past)), false, 5, nil, 100, 1<<20)
+	if p.status != entryBad || p.consumed != int64(len(b)) || len(out) != 3 {
+		t.Fatalf("an entry past the end: parsed %d entries, %+v; want 3, then damage at %d", len(out), p, len(b))
+	}
 }
 
 func TestResyncFindsTheNextEntryAfterDamage(t *testing.T) {
