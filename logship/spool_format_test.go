@@ -142,6 +142,17 @@ func TestResyncFindsTheNextEntryAfterDamage(t *testing.T) {
 	if c, seq, ok := resync(far, 0, 10); ok {
 		t.Fatalf("took record %d at %d, 10 records past the expected one after %d bytes", seq, c, minEntryLen)
 	}
+	// The bound counts from the damage, not from the segment's start.
+	farther := append(make([]byte, 300), far...)
+	if c, seq, ok := resync(farther, 300, 10); ok {
+		t.Fatalf("took record %d at %d, 10 records past the expected one after %d bytes", seq, c, minEntryLen)
+	}
+	// A skip entry running past the segment's end is no entry.
+	cut := append(make([]byte, 32), skipEntry(100, 3)[:60]...)
+	cut[0] = 1
+	if c, seq, ok := resync(cut, 0, 3); ok {
+		t.Fatalf("took a skip entry cut short at %d (seq %d)", c, seq)
+	}
 	// A skip entry of a header alone at the very end is found.
 	tail := append(make([]byte, 32), skipEntry(entryHeaderLen, 3)...)
 	tail[0] = 1
