@@ -447,6 +447,11 @@ func TestSegmentsOfTheVersionBeforeAreStillShipped(t *testing.T) {
 		{"a damaged record ends the segment, as it did", func(t *testing.T, path string, offs []int64) {
 			flipByte(t, path, offs[150]+20)
 		}, append(want(0, 150), want(200, 100)...), 1},
+		{"a segment of its header alone, no record", func(t *testing.T, path string, offs []int64) {
+			if err := os.Truncate(path, headerLenV1); err != nil {
+				t.Fatal(err)
+			}
+		}, want(200, 100), 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -462,6 +467,9 @@ func TestSegmentsOfTheVersionBeforeAreStillShipped(t *testing.T) {
 			}
 			if d := stats.DroppedDamaged.Load(); d != c.dropped {
 				t.Errorf("DroppedDamaged = %d, want %d", d, c.dropped)
+			}
+			if r := stats.SpoolRepairs.Load(); r != c.dropped {
+				t.Errorf("SpoolRepairs = %d, want %d", r, c.dropped)
 			}
 		})
 	}
