@@ -173,6 +173,18 @@ func TestADamagedRecordCostsOnlyItself(t *testing.T) {
 			truncateBy(t, segs[len(segs)-1], 7)
 			return []string{l[len(l)-1].value}
 		}, 1},
+		{"bytes inserted between two records, as long as a skip entry's header", func(t *testing.T, segs []string) []string {
+			at := layout(t, segs[1])[10].off
+			b, err := os.ReadFile(segs[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = slices.Concat(b[:at], []byte("sixteen bytes!!!"), b[at:])
+			if err := os.WriteFile(segs[1], b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}, 1},
 		{"a whole segment's records damaged", func(t *testing.T, segs []string) []string {
 			l := layout(t, segs[1])
 			for _, sp := range l {
