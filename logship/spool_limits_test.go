@@ -958,6 +958,13 @@ func TestASkipEntryDamagedWhileRunningCostsNoRecord(t *testing.T) {
 			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 2 {
 				t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want 0 and 2", d, r)
 			}
+			// Each repair logged with the bytes it passed over: the garbage
+			// at open, the damaged skip entry over it while running.
+			for i, e := range logs.FilterMessage("spool segment damaged, skipped to the next intact record").All() {
+				if n := e.ContextMap()["bytes_discarded"]; i > 1 || n != int64(len(garbage)) {
+					t.Fatalf("repair %d logged with %v bytes discarded, want 2 repairs of %d", i+1, n, len(garbage))
+				}
+			}
 			refused := logs.FilterMessage("marking damaged spool entries skipped").Len()
 			if wantRefused := map[bool]int{false: 0, true: 1}[c.symlink]; refused != wantRefused {
 				t.Fatalf("logged the damage not marked skipped %d times, want %d", refused, wantRefused)
