@@ -173,6 +173,16 @@ func TestADamagedRecordCostsOnlyItself(t *testing.T) {
 			truncateBy(t, segs[len(segs)-1], 7)
 			return []string{l[len(l)-1].value}
 		}, 1},
+		{"a rolled segment cut in the middle of a skip entry's run", func(t *testing.T, segs []string) []string {
+			l := layout(t, segs[1])
+			var skip [entryHeaderLen]byte
+			putSkip(skip[:], 1000, 9)
+			writeAtFile(t, segs[1], skip[:], l[100].off)
+			if err := os.Truncate(segs[1], l[100].off+30); err != nil {
+				t.Fatal(err)
+			}
+			return overlapping(l, l[100].off, 1<<62)
+		}, 1},
 		{"bytes inserted between two records, as long as a skip entry's header", func(t *testing.T, segs []string) []string {
 			at := layout(t, segs[1])[10].off
 			b, err := os.ReadFile(segs[1])
