@@ -1073,3 +1073,32 @@ func descriptorsOf(t *testing.T, path string) int {
 	}
 	return n
 }
+
+func TestOpenLeavesNoCheckedSegmentMapped(t *testing.T) {
+	t.Parallel()
+	// Open maps each segment to check it, and unmaps it once checked:
+	// only the new active segment stays mapped.
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	s.Close()
+	checked := segments(t, dir)
+	if len(checked) < 2 {
+		t.Fatalf("%d segments", len(checked))
+	}
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip("no /proc/self/maps")
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		for _, path := range checked {
+			if strings.HasSuffix(line, " "+path) || strings.HasSuffix(line, " "+path+" (deleted)") {
+				t.Fatalf("%s still mapped after open: %s", path, line)
+			}
+		}
+	}
+	if got := drain(t, s2); !slices.Equal(got, want(0, 3000)) {
+		t.Fatalf("read %d records, want the 3000", len(got))
+	}
+}
