@@ -2,11 +2,13 @@ package logship
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -694,5 +696,39 @@ func TestADamagedTailBeforeADamagedHeaderIsCountedOnce(t *testing.T) {
 				t.Fatalf("DroppedDamaged = %d, SpoolRepairs = %d; want %d and 2 (the tail, the header)", d, r, c.dropped)
 			}
 		})
+	}
+}
+
+func TestARepairThatCannotBeWrittenIsReported(t *testing.T) {
+	t.Parallel()
+	// Marking damage skipped is a write; when it fails at open, the open
+	// fails and says so (the segment is left as it was for the next one);
+	// when it fails while running, the reader logs it and reads on (see
+	// TestASkipEntryDamagedWhileRunningCostsNoRecord).
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10})
+	appendN(t, s, 0, 3000)
+	s.Close()
+	path := segments(t, dir)[0]
+	l := layout(t, path)
+	flipByte(t, path, l[10].off+entryHeaderLen+bodyFixedLen+4)
+	failSkips := func(f *os.File, b []byte, off int64) (int, error) {
+		if len(b) == entryHeaderLen && binary.LittleEndian.Uint32(b)&skipFlag != 0 {
+			return 0, errors.New("disk failing")
+		}
+		return f.WriteAt(b, off)
+	}
+	_, err := OpenSpool(SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Fsync: FsyncNever, writeAt: failSkips})
+	if err == nil || !strings.Contains(err.Error(), "repairing spool segment") {
+		t.Fatalf("open with the repair failing: %v, want an error repairing the segment", err)
+	}
+	// The control: with the repair written, the same damage opens.
+	stats := new(Stats)
+	s2 := openSpool(t, SpoolConfig{Dir: dir, SegmentSize: 64 << 10, Stats: stats})
+	if got := drain(t, s2); !slices.Equal(got, without(want(0, 3000), []string{l[10].value})) {
+		t.Fatalf("read %d records, want 2999", len(got))
+	}
+	if d := stats.DroppedDamaged.Load(); d != 1 {
+		t.Fatalf("DroppedDamaged = %d, want 1", d)
 	}
 }

@@ -367,7 +367,7 @@ func (s *Spool) patch(f *os.File, from, to int64, seq uint64) error {
 			n -= entryHeaderLen
 		}
 		putSkip(b[:], n, seq)
-		if _, err := f.WriteAt(b[:], from); err != nil {
+		if _, err := s.cfg.writeAt(f, b[:], from); err != nil {
 			return err
 		}
 		from += n
