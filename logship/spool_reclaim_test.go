@@ -211,6 +211,11 @@ func TestAFullDiskTakesRecordsAgainOnceTheActiveSegmentIsShipped(t *testing.T) {
 			if d, r := stats.DroppedDamaged.Load(), stats.SpoolRepairs.Load(); d != 0 || r != 0 {
 				t.Errorf("DroppedDamaged = %d, SpoolRepairs = %d: reclaiming must look like no damage", d, r)
 			}
+			// What the spool counts as held is what is on the disk: the
+			// active segment's bytes, every segment before it deleted.
+			if st, err := os.Stat(filepath.Join(dir, segName(activeSegment(s)))); err != nil || s.Size() != st.Size() {
+				t.Errorf("Size() = %d with every record shipped, want the active segment's bytes (%v, %v)", s.Size(), st, err)
+			}
 
 			// An open finds the same.
 			copied := crashCopy(t, dir)
@@ -387,4 +392,47 @@ func TestASegmentLargerThanTheFileSystemIsReclaimedOnceShipped(t *testing.T) {
 		t.Errorf("next sequence number %d after %d records accepted", n, a)
 	}
 	t.Logf("accepted %d, refused %d while full", len(accepted), refused)
+}
+
+func TestWhenTheActiveSegmentIsWorthReclaiming(t *testing.T) {
+	t.Parallel()
+	// Ack reclaims a caught-up active segment on a tight disk once it
+	// holds a quarter of what the spool held when the disk was found full
+	// (room), at most a sixteenth of a segment, a sixteenth if the disk
+	// was never found full.
+	cases := []struct {
+		name      string
+		segment   int64
+		room      int64
+		threshold int64
+	}{
+		{"never found full", 8 << 20, 0, 512 << 10},
+		{"found full holding little", 8 << 20, 1 << 20, 256 << 10},
+		{"found full holding much", 8 << 20, 16 << 20, 512 << 10},
+	}
+	for _, c := range cases {
+		s := &Spool{cfg: SpoolConfig{SegmentSize: c.segment}, room: c.room}
+		if got := s.reclaimFrom(); got != c.threshold {
+			t.Errorf("%s: reclaims from %d bytes, want %d", c.name, got, c.threshold)
+		}
+	}
+
+	// Only a segment that holds records, all acknowledged.
+	s := openSpool(t, SpoolConfig{SegmentSize: 64 << 10, noMap: true})
+	reclaimable := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.reclaimable()
+	}
+	if reclaimable() {
+		t.Fatal("a new, empty active segment is reclaimable")
+	}
+	appendN(t, s, 0, 3)
+	if reclaimable() {
+		t.Fatal("an active segment with records not read is reclaimable")
+	}
+	drain(t, s)
+	if !reclaimable() {
+		t.Fatal("an active segment whose records are all acknowledged is not reclaimable")
+	}
 }
