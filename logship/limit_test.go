@@ -27,6 +27,20 @@ func TestClientLimiter(t *testing.T) {
 		}
 	})
 
+	t.Run("a zero rate allows everything, in any order of arrival", func(t *testing.T) {
+		l := NewClientLimiter(8)
+		k := l.StringKey("visitor")
+		// Requests handled concurrently take their time in any order.
+		for _, now := range []time.Time{start.Add(time.Second), start, start.Add(time.Millisecond), start} {
+			if !l.Allow(k, now, Rate{}) {
+				t.Fatalf("a record at %v refused under a zero rate", now)
+			}
+		}
+		if l.Dropped() != 0 {
+			t.Errorf("dropped = %d, want 0", l.Dropped())
+		}
+	})
+
 	t.Run("a flood gets its burst, then the sustained rate, and the rest is counted", func(t *testing.T) {
 		l := NewClientLimiter(8)
 		k := l.StringKey("flood")
