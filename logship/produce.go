@@ -160,7 +160,10 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 		p.byPart[part] = append(p.byPart[part], int32(i))
 	}
 
-	// One request per leader; the partitions of a leader share it.
+	// One request per leader; the partitions of a leader share it. Their
+	// record readers share guard, ended before send returns.
+	guard := new(sendGuard)
+	defer guard.end()
 	reqs := p.reqs[:0]
 	for _, tp := range topic.Partitions {
 		if tp.PartitionIndex < 0 || int(tp.PartitionIndex) >= n {
@@ -188,8 +191,11 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 		req.parts = append(req.parts, produceAPI.RequestPartition{
 			Partition: tp.PartitionIndex,
 			RecordSet: protocol.RecordSet{
+				// Set, so that the request's Prepare (which sets it when
+				// 0, on the connection's goroutine) writes nothing of ours.
+				Version:    2,
 				Attributes: p.attributes,
-				Records:    &recordReader{msgs: msgs, idx: idx},
+				Records:    &recordReader{msgs: msgs, idx: idx, guard: guard},
 			},
 		})
 	}
@@ -209,6 +215,14 @@ func (p *producer) send(ctx context.Context, msgs []kafka.Message, errs []error)
 		if e != nil {
 			last = e
 		}
+	}
+	if last != nil {
+		// A request that failed may still be being encoded by the
+		// connection's goroutine (RoundTrip returns on a timeout or a
+		// cancelled context without waiting for it), reading its parts
+		// and index slices: the next write makes new ones rather than
+		// reusing them. Failures are rare; the allocation with them.
+		p.reqs, p.byPart, p.partitions = nil, nil, nil
 	}
 	return last
 }
@@ -294,17 +308,44 @@ func (p *producer) failAll(errs []error, err error) error {
 	return err
 }
 
+// sendGuard ends the reading of the caller's records by the requests of
+// one send. kafka-go's RoundTrip returns on a timeout or a cancelled
+// context without waiting for the connection's goroutine, which may still
+// be encoding the request, reading msgs through its recordReaders; the
+// shipper then reuses msgs (to retry, compact, quarantine). Once end has
+// run, under mu, ReadRecord reads nothing more and fails that encoding, so
+// such a request cannot send records the caller has since changed.
+type sendGuard struct {
+	mu    sync.Mutex
+	ended bool
+}
+
+func (g *sendGuard) end() {
+	g.mu.Lock()
+	g.ended = true
+	g.mu.Unlock()
+}
+
+// errSendEnded fails the encoding of a request its send gave up on.
+var errSendEnded = errors.New("produce request abandoned: its write already returned")
+
 // recordReader hands kafka-go one partition's records, msgs[idx...], in
 // order, without copying them.
 type recordReader struct {
 	msgs       []kafka.Message
 	idx        []int32
+	guard      *sendGuard
 	next       int
 	record     protocol.Record
 	key, value bytesReader
 }
 
 func (r *recordReader) ReadRecord() (*protocol.Record, error) {
+	r.guard.mu.Lock()
+	defer r.guard.mu.Unlock()
+	if r.guard.ended {
+		return nil, errSendEnded
+	}
 	if r.next >= len(r.idx) {
 		return nil, io.EOF
 	}
