@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"html"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"time"
 
 	"github.com/b2scom/b2s-edge/beacon"
@@ -114,22 +112,9 @@ func (c *Collect) finishConsent(w http.ResponseWriter, r *http.Request, rec *bea
 
 // confirmConsent answers a GET or HEAD of the consent path with a page
 // whose form grants consent, with the same return, when the visitor
-// submits it; the form carries the opt-in's token. The page may not be
-// framed.
+// submits it (serveTokenForm).
 func (c *Collect) confirmConsent(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr) {
-	h := w.Header()
-	action := c.app.privacy.consentPath
-	if to := r.URL.Query().Get("return"); to != "" {
-		if _, ok := c.returnTo(r, c.withoutToken(to)); ok {
-			action += "?return=" + url.QueryEscape(c.withoutToken(to))
-		}
-	}
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
-	token := c.issueOptInToken(h, r, c.app.now())
-	c.finishEndpoint(w, r, rec, ip, http.StatusOK, consentFormStart+html.EscapeString(action)+optInFormToken+token+consentFormEnd)
+	c.serveTokenForm(w, r, rec, ip, c.app.privacy.consentPath, consentFormStart, consentFormEnd)
 }
 
 const (

@@ -183,29 +183,33 @@ func TestOptInPage(t *testing.T) {
 		{name: "a return elsewhere is dropped", ret: "https://ads.example/", action: "/_b2s/optin"},
 		{name: "markup in a return is escaped", ret: `/x"><script>alert(1)</script>`, action: "/_b2s/optin?return=" + url.QueryEscape(`/x"><script>alert(1)</script>`)},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-			c, _ := networkCollect(t, &now)
-			target := "https://www.b2s.com/_b2s/optin"
-			if tc.ret != "" {
-				target += "?return=" + url.QueryEscape(tc.ret)
-			}
-			w := serveCollect(t, c, httptest.NewRequest(http.MethodGet, target, nil), nil)
-			if want := `<form method=post action="` + strings.ReplaceAll(tc.action, "&", "&amp;") + `">`; !strings.Contains(w.Body.String(), want) {
-				t.Errorf("page %q, want the form %s", w.Body.String(), want)
-			}
-			if strings.Contains(w.Body.String(), "<script") {
-				t.Errorf("page %q carries markup from the query", w.Body.String())
-			}
-			for k, v := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
-				if got := w.Header().Get(k); got != v {
-					t.Errorf("%s: %q, want %q", k, got, v)
+		// The consent endpoint's form page is the same page (serveTokenForm).
+		for _, path := range []string{"/_b2s/optin", DefaultConsentPath} {
+			t.Run(path+"/"+tc.name, func(t *testing.T) {
+				now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+				c, _ := networkCollect(t, &now)
+				target := "https://www.b2s.com" + path
+				if tc.ret != "" {
+					target += "?return=" + url.QueryEscape(tc.ret)
 				}
-			}
-			if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
-				t.Errorf("Content-Security-Policy %q, want frame-ancestors 'none'", csp)
-			}
-		})
+				w := serveCollect(t, c, httptest.NewRequest(http.MethodGet, target, nil), nil)
+				action := strings.Replace(tc.action, "/_b2s/optin", path, 1)
+				if want := `<form method=post action="` + strings.ReplaceAll(action, "&", "&amp;") + `">`; !strings.Contains(w.Body.String(), want) {
+					t.Errorf("page %q, want the form %s", w.Body.String(), want)
+				}
+				if strings.Contains(w.Body.String(), "<script") {
+					t.Errorf("page %q carries markup from the query", w.Body.String())
+				}
+				for k, v := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+					if got := w.Header().Get(k); got != v {
+						t.Errorf("%s: %q, want %q", k, got, v)
+					}
+				}
+				if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+					t.Errorf("Content-Security-Policy %q, want frame-ancestors 'none'", csp)
+				}
+			})
+		}
 	}
 	t.Run("the accepted opt-in returns where the form said", func(t *testing.T) {
 		now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)

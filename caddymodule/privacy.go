@@ -369,11 +369,19 @@ func (c *Collect) withoutToken(to string) string {
 
 // confirmOptIn answers a GET or HEAD of the opt-in path with a page
 // whose form POSTs the opt-in, with the same return, when the visitor
-// submits it. The page may not be framed: a click on it must be the
-// visitor's own.
+// submits it.
 func (c *Collect) confirmOptIn(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr) {
+	c.serveTokenForm(w, r, rec, ip, c.app.privacy.optInPath, optInFormStart, optInFormEnd)
+}
+
+// serveTokenForm answers with the page of a form that POSTs to path, with
+// the request's return when it is one returnTo allows, and carries the
+// opt-in's token (bound to the nonce cookie it sets): the opt-in's and the
+// consent endpoint's. The page may not be framed, so a click on it is the
+// visitor's own, nor stored, as it holds a token.
+func (c *Collect) serveTokenForm(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, path, formStart, formEnd string) {
 	h := w.Header()
-	action := c.app.privacy.optInPath
+	action := path
 	if to := r.URL.Query().Get("return"); to != "" {
 		if _, ok := c.returnTo(r, c.withoutToken(to)); ok {
 			action += "?return=" + url.QueryEscape(c.withoutToken(to))
@@ -385,7 +393,7 @@ func (c *Collect) confirmOptIn(w http.ResponseWriter, r *http.Request, rec *beac
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
 	token := c.issueOptInToken(h, r, c.app.now())
-	c.finishEndpoint(w, r, rec, ip, http.StatusOK, optInFormStart+html.EscapeString(action)+optInFormToken+token+optInFormEnd)
+	c.finishEndpoint(w, r, rec, ip, http.StatusOK, formStart+html.EscapeString(action)+optInFormToken+token+formEnd)
 }
 
 const (
