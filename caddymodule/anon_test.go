@@ -32,20 +32,8 @@ const (
 // sets.
 func anonCollect(t *testing.T, p *Privacy, now *time.Time) (*Collect, *logship.Spool) {
 	t.Helper()
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: t.TempDir(), Fsync: logship.FsyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	app := &App{Privacy: p, ClientLimit: &ClientLimit{Off: true}} // the clock goes back between cases
-	app.setDefaults()
-	app.now = func() time.Time { return *now }
-	if err := app.setup([][]byte{[]byte(testKey1)}, sp); err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	sp := setUpApp(t, app, func() time.Time { return *now })
 	c := &Collect{CollectOff: true, CollectOffPaths: []string{"/kids/*"}}
 	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
 		t.Fatal(err)

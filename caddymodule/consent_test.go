@@ -76,20 +76,8 @@ type consentEdge struct {
 func newConsentEdge(t *testing.T, pv *Privacy, noGeo bool) *consentEdge {
 	t.Helper()
 	e := &consentEdge{now: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: t.TempDir(), Fsync: logship.FsyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	app := &App{ClientLimit: &ClientLimit{Off: true}, Privacy: pv, Network: &Network{Sites: []string{"b2s.com", "b2smade.com"}}}
-	app.setDefaults()
-	app.now = func() time.Time { return e.now }
-	if err := app.setup([][]byte{[]byte(testKey1)}, sp); err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	sp := setUpApp(t, app, func() time.Time { return e.now })
 	if !noGeo {
 		db, err := geo.OpenReloading(writeConsentGeoIP(t), geo.City, 0, nil)
 		if err != nil {

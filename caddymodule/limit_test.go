@@ -22,25 +22,34 @@ import (
 // to a spool of its own, and a clock the test sets.
 func limitedCollect(t *testing.T, limit *ClientLimit, now *time.Time) (*Collect, *logship.Spool) {
 	t.Helper()
+	app := &App{ClientLimit: limit}
+	sp := setUpApp(t, app, func() time.Time { return *now })
+	c := new(Collect)
+	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	return c, sp
+}
+
+// setUpApp sets app up as a config load would, without Caddy around it:
+// defaults, the test's key, the clock now, a spool of its own (returned),
+// then Validate.
+func setUpApp(t *testing.T, app *App, now func() time.Time) *logship.Spool {
+	t.Helper()
 	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: t.TempDir(), Fsync: logship.FsyncNever})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	app := &App{ClientLimit: limit}
 	app.setDefaults()
-	app.now = func() time.Time { return *now }
+	app.now = now
 	if err := app.setup([][]byte{[]byte(testKey1)}, sp); err != nil {
 		t.Fatal(err)
 	}
 	if err := app.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	c := new(Collect)
-	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
-		t.Fatal(err)
-	}
-	return c, sp
+	return sp
 }
 
 // beaconFrom sends a beacon from ip, with the cookie if given, marked

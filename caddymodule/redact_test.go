@@ -24,23 +24,11 @@ import (
 // spool its records go to.
 func redactCollect(t *testing.T, now *time.Time, params ...string) (*Collect, *logship.Spool) {
 	t.Helper()
-	sp, err := logship.OpenSpool(logship.SpoolConfig{Dir: t.TempDir(), Fsync: logship.FsyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	app := &App{ClientLimit: &ClientLimit{Off: true}}
 	if params != nil {
 		app.Privacy = &Privacy{RedactParams: params}
 	}
-	app.setDefaults()
-	app.now = func() time.Time { return *now }
-	if err := app.setup([][]byte{[]byte(testKey1)}, sp); err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	sp := setUpApp(t, app, func() time.Time { return *now })
 	c := new(Collect)
 	if err := c.bind(caddy.Context{}, app, zap.NewNop()); err != nil {
 		t.Fatal(err)
