@@ -75,7 +75,7 @@ func (c *Collect) serveConsent(w http.ResponseWriter, r *http.Request, rec *beac
 	c.dropOptInNonce(h, r)
 	rec.ConsentChanged = true
 	consentDecision[consentGranted].Inc()
-	c.finishConsent(w, r, rec, ip, consentGrantedPage)
+	c.finishReturning(w, r, rec, ip, consentGrantedPage)
 }
 
 // withdrawConsent deletes the visitor's cookies, the edge's consent
@@ -91,23 +91,7 @@ func (c *Collect) withdrawConsent(w http.ResponseWriter, r *http.Request, rec *b
 	c.addCookie(h, r, kindOptOut, "1", time.Duration(c.app.CookieMaxAge))
 	h["Set-Cookie"] = c.appendIdentifierDeletions(h["Set-Cookie"], r)
 	consentDecision[consentWithdrawn].Inc()
-	c.finishConsent(w, r, rec, ip, consentWithdrawnPage)
-}
-
-// finishConsent redirects (303) to ?return= when it is a path on this
-// site or a network URL, and otherwise answers with page.
-func (c *Collect) finishConsent(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, page string) {
-	h := w.Header()
-	if to := r.URL.Query().Get("return"); to != "" {
-		if loc, ok := c.returnTo(r, c.withoutToken(to)); ok {
-			h.Set("Location", loc)
-			c.finishEndpoint(w, r, rec, ip, http.StatusSeeOther, "")
-			return
-		}
-	}
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	c.finishEndpoint(w, r, rec, ip, http.StatusOK, page)
+	c.finishReturning(w, r, rec, ip, consentWithdrawnPage)
 }
 
 // confirmConsent answers a GET or HEAD of the consent path with a page

@@ -320,6 +320,18 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 		privacySignal[signalOptIn].Inc()
 	}
 	h.Set("Cache-Control", "no-store")
+	msg := optedOutPage
+	if !out {
+		msg = optedInPage
+	}
+	c.finishReturning(w, r, rec, ip, msg)
+}
+
+// finishReturning ends the opt-out's, the opt-in's and the consent
+// endpoint's answers: a redirect (303) to ?return= when it is a path on
+// this site or a network URL (without a link token), otherwise page.
+func (c *Collect) finishReturning(w http.ResponseWriter, r *http.Request, rec *beacon.Record, ip netip.Addr, page string) {
+	h := w.Header()
 	if to := r.URL.Query().Get("return"); to != "" {
 		if loc, ok := c.returnTo(r, c.withoutToken(to)); ok {
 			h.Set("Location", loc)
@@ -329,11 +341,7 @@ func (c *Collect) serveOptOut(w http.ResponseWriter, r *http.Request, rec *beaco
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	msg := optedOutPage
-	if !out {
-		msg = optedInPage
-	}
-	c.finishEndpoint(w, r, rec, ip, http.StatusOK, msg)
+	c.finishEndpoint(w, r, rec, ip, http.StatusOK, page)
 }
 
 const (
