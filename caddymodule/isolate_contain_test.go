@@ -12,11 +12,10 @@ import (
 	"github.com/b2scom/b2s-edge/beacon"
 )
 
-// TestIsolateRedirects: the upstream may send the browser to another
-// site, or within its own directory of the site; never back into the
-// rest of the site, to another host of the same site, to a network site
-// or to the plugin's endpoints, however the address is written.
-func TestIsolateRedirects(t *testing.T) {
+// networkIsolate is a b2s_isolate of an edge with the default privacy
+// options and the network b2s.com, b2smade.com.
+func networkIsolate(t *testing.T) *Isolate {
+	t.Helper()
 	iso := newIsolate(t, zap.NewNop())
 	iso.app.privacy = (*Privacy)(nil).provision(DefaultCookieName)
 	nw, err := (&Network{Sites: []string{"b2s.com", "b2smade.com"}}).provision(beacon.Keys{Sign: []byte("network-key-0123456789abcdef0123456789")})
@@ -24,6 +23,15 @@ func TestIsolateRedirects(t *testing.T) {
 		t.Fatal(err)
 	}
 	iso.app.network = nw
+	return iso
+}
+
+// TestIsolateRedirects: the upstream may send the browser to another
+// site, or within its own directory of the site; never back into the
+// rest of the site, to another host of the same site, to a network site
+// or to the plugin's endpoints, however the address is written.
+func TestIsolateRedirects(t *testing.T) {
+	iso := networkIsolate(t)
 	for _, tc := range []struct {
 		loc  string
 		want bool

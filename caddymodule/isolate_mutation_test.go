@@ -12,8 +12,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/b2scom/b2s-edge/beacon"
 )
 
 // Tests pinning the edges of b2s_isolate that its other tests leave
@@ -87,13 +85,7 @@ func TestIsolateRedirectStatuses(t *testing.T) {
 // a percent sign without two bytes after it; the controls, the same
 // places written plainly, pass.
 func TestIsolateRedirectEscapes(t *testing.T) {
-	iso := newIsolate(t, zap.NewNop())
-	iso.app.privacy = (*Privacy)(nil).provision(DefaultCookieName)
-	nw, err := (&Network{Sites: []string{"b2s.com", "b2smade.com"}}).provision(beacon.Keys{Sign: []byte("network-key-0123456789abcdef0123456789")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iso.app.network = nw
+	iso := networkIsolate(t)
 	for _, tc := range []struct {
 		loc  string
 		want bool
