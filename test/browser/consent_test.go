@@ -1,11 +1,13 @@
 package browser
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -121,6 +123,22 @@ func TestConsentByTheTag(t *testing.T) {
 	// for a navigation the click itself would start.
 	act(t, b.ctx, "clicking #accept-tag", chromedp.Click("#accept-tag"))
 	e.records.waitRecords(t, "the page after the grant", 3, pageRecord(page))
+	// The page is served; wait until the browser has loaded it and its
+	// deferred tag, which the withdrawal below calls.
+	// An evaluation while the document is replaced fails: it only means
+	// not yet.
+	loaded := func() bool {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+		defer cancel()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && typeof b2s === "object"`))
+		return err == nil && ok
+	}
+	for deadline := time.Now().Add(actionTimeout); !loaded(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page after the grant did not load its tag within %v", actionTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if href := eval[string](t, b.ctx, "location.href"); href != page {
 		t.Fatalf("the grant ended on %s, want %s", href, page)
 	}
